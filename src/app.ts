@@ -1,0 +1,133 @@
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import type { Clock } from './clock.ts';
+import type { ConfigStore } from './config/store.ts';
+import { redactUrl } from './config/store.ts';
+import { openDatabase, type Database } from './db/database.ts';
+import { migrate, pendingMigrations } from './db/migrate.ts';
+import { coerceError } from './errors.ts';
+import { buildHttpApp } from './http/app.ts';
+import { isLoopbackHost } from './http/auth.ts';
+import type { Logger } from './logger.ts';
+import { loadSecretKey, verifySecretKey } from './secrets/key.ts';
+import type { SecretBox } from './secrets/secret-box.ts';
+
+/** A start-up problem the operator must fix (exit status 2). */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+export interface AppOptions {
+  config: ConfigStore;
+  env: Record<string, string | undefined>;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface App {
+  http: FastifyInstance;
+  database: Database;
+  box: SecretBox;
+  /** Listen on http.host:http.port; resolves to the bound address. */
+  listen(): Promise<string>;
+  /** Stop taking work, finish or release what is in flight, close the database. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The one composition root: builds every part from the configuration and wires them together.
+ * Later parts (provisioner, delivery engine, webhooks) are added here and nowhere else.
+ */
+export async function createApp(options: AppOptions): Promise<App> {
+  const { config, env, clock, logger } = options;
+  const initial = config.current();
+  const adminToken = env.SCHEDULER_ADMIN_TOKEN || undefined;
+  if (!adminToken && !isLoopbackHost(initial.http.host)) {
+    throw new StartupError(`SCHEDULER_ADMIN_TOKEN is not set: refusing to serve the admin API on non-loopback address ${initial.http.host}`);
+  }
+
+  const database = await openDatabase(initial.database.url, { poolSize: initial.database.poolSize });
+  const releasers: (() => Promise<void>)[] = [() => database.close()];
+  const release = async (): Promise<void> => {
+    for (const releaser of releasers.reverse()) {
+      await releaser().catch((error: unknown) => logger.error({ err: coerceError(error) }, 'error while stopping'));
+    }
+    releasers.length = 0;
+  };
+
+  try {
+    const report = await migrate(database.db, database.dialect);
+    logger.info({ database: redactUrl(initial.database.url), dialect: database.dialect, applied: report.applied }, 'database ready');
+
+    const key = loadSecretKey({ env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
+    if (typeof key.origin === 'object' && 'generatedFile' in key.origin) {
+      logger.warn({ keyFile: key.origin.generatedFile }, 'generated a secret key for encrypting credentials at rest; back it up with the database');
+    } else if (key.origin === 'ephemeral') {
+      logger.warn('in-memory database with no SCHEDULER_SECRET_KEY: using a throw-away secret key');
+    }
+    const box = await verifySecretKey(database.db, key.key).catch((error: unknown) => {
+      throw new StartupError(coerceError(error).message);
+    });
+
+    if (!adminToken) logger.warn('SCHEDULER_ADMIN_TOKEN is not set: the admin API is open to this machine only');
+
+    let stopping = false;
+    const http = await buildHttpApp({
+      db: database.db,
+      clock,
+      box,
+      config,
+      logger,
+      adminToken,
+      readiness: async () => {
+        const checks: Record<string, string> = {};
+        try {
+          await sql`select 1`.execute(database.db);
+          checks.database = 'ok';
+          const pending = await pendingMigrations(database.db);
+          checks.migrations = pending.length ? `pending: ${pending.join(', ')}` : 'ok';
+        } catch (error) {
+          checks.database = `error: ${coerceError(error).message}`;
+        }
+        checks.lifecycle = stopping ? 'stopping' : 'ok';
+        return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
+      },
+    });
+    releasers.push(() => http.close());
+
+    const unsubscribe = config.onChange((next, _previous, changed) => {
+      logger.level = next.log.level;
+      logger.info({ changed }, 'configuration reloaded');
+    });
+    const unsubscribeReload = config.onReload((outcome) => {
+      if (outcome.status === 'rejected') logger.error({ error: outcome.error }, 'configuration reload rejected; the previous configuration stays in force');
+      if (outcome.restartRequired.length) logger.warn({ keys: outcome.restartRequired }, 'configuration keys changed that take effect only after a restart');
+    });
+    releasers.push(async () => {
+      unsubscribe();
+      unsubscribeReload();
+    });
+
+    let stopped: Promise<void> | undefined;
+    return {
+      http,
+      database,
+      box,
+      async listen() {
+        const { host, port } = config.current().http;
+        return http.listen({ host, port });
+      },
+      stop() {
+        stopping = true;
+        stopped ??= release();
+        return stopped;
+      },
+    };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}

@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.ts';
+
+/** A configuration that cannot be used; the message names the offending key(s). */
+export class ConfigError extends Error {
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[], source: string) {
+    super(`invalid configuration (${source}): ${issues.join('; ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface ConfigSource {
+  /** Path of the YAML file, if any. */
+  file?: string;
+  env: Record<string, string | undefined>;
+}
+
+/** Environment overrides: SCHEDULER__HTTP__PORT=8080 sets http.port (segments in SNAKE_CASE → camelCase). */
+const ENV_PREFIX = 'SCHEDULER__';
+
+export function configFileFrom(cliPath: string | undefined, env: Record<string, string | undefined>): string | undefined {
+  return cliPath ?? (env.SCHEDULER_CONFIG || undefined);
+}
+
+/** Reads the file (if any), applies environment overrides and validates. Throws ConfigError. */
+export function loadConfig(source: ConfigSource): Config {
+  const raw = readRaw(source);
+  return parseConfig(raw, source.file ?? 'defaults and environment');
+}
+
+export function parseConfig(raw: unknown, label: string): Config {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(formatIssues(result.error), label);
+  return deepFreeze(result.data);
+}
+
+export function readRaw(source: ConfigSource): Record<string, unknown> {
+  let fromFile: unknown = {};
+  if (source.file) {
+    let text: string;
+    try {
+      text = readFileSync(source.file, 'utf8');
+    } catch (error) {
+      throw new ConfigError([`cannot read ${source.file}: ${(error as Error).message}`], source.file);
+    }
+    try {
+      fromFile = parseYaml(text) ?? {};
+    } catch (error) {
+      throw new ConfigError([`YAML syntax error: ${(error as Error).message}`], source.file);
+    }
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) {
+      throw new ConfigError(['the file must hold a mapping of keys at the top level'], source.file);
+    }
+  }
+  const merged = structuredClone(fromFile as Record<string, unknown>);
+  for (const [name, value] of Object.entries(source.env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    const path = name
+      .slice(ENV_PREFIX.length)
+      .split('__')
+      .map((segment) => segment.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    setPath(merged, path, parseEnvValue(value), name);
+  }
+  return merged;
+}
+
+/** Env values are YAML scalars, so `8080` is a number and `true` a boolean; anything else stays a string. */
+function parseEnvValue(value: string): unknown {
+  try {
+    const parsed: unknown = parseYaml(value);
+    return parsed !== null && typeof parsed === 'object' ? value : parsed;
+  } catch {
+    return value;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown, envName: string): void {
+  let node = target;
+  for (const [i, key] of path.entries()) {
+    if (i === path.length - 1) {
+      node[key] = value;
+      return;
+    }
+    const next = node[key];
+    if (next === undefined) {
+      const created: Record<string, unknown> = {};
+      node[key] = created;
+      node = created;
+    } else if (typeof next === 'object' && next !== null && !Array.isArray(next)) {
+      node = next as Record<string, unknown>;
+    } else {
+      throw new ConfigError([`${envName} sets a key inside ${path.slice(0, i + 1).join('.')}, which is not a section`], 'environment');
+    }
+  }
+}
+
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const key = issue.path.map(String).join('.') || '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      const where = issue.path.length ? `${key}.` : '';
+      return `unknown key ${issue.keys.map((k) => `"${where}${k}"`).join(', ')}`;
+    }
+    return `${key}: ${issue.message}`;
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

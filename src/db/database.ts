@@ -1,0 +1,77 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { openNodeSqlite } from './sqlite-driver.ts';
+import type { Tables } from './tables.ts';
+
+/** Every DB operation takes this first; a transaction is one too. */
+export type Db = Kysely<Tables>;
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Database {
+  db: Db;
+  dialect: Dialect;
+  /** The SQLite file, when there is one (key file and single-process check live beside it). */
+  sqlitePath?: string;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  poolSize?: number;
+  /** PostgreSQL schema to use (created if missing); tests isolate themselves this way. */
+  schema?: string;
+}
+
+export function parseDatabaseUrl(url: string): { dialect: 'sqlite'; path: string } | { dialect: 'postgres'; url: string } {
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length);
+    return { dialect: 'sqlite', path: path === ':memory:' ? ':memory:' : path.replace(/^\/\/(?=\/)/, '') };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) return { dialect: 'postgres', url };
+  throw new Error(`unsupported database url (use sqlite:<path> or postgres://…)`);
+}
+
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
+  const target = parseDatabaseUrl(url);
+  if (target.dialect === 'sqlite') {
+    const path = target.path === ':memory:' ? ':memory:' : resolve(target.path);
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const { database } = openNodeSqlite(path);
+    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database }) });
+    return { db, dialect: 'sqlite', ...(path === ':memory:' ? {} : { sqlitePath: path }), close: () => db.destroy() };
+  }
+  const schema = options.schema;
+  if (schema && !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name ${schema}`);
+  const pool = new pg.Pool({
+    connectionString: target.url,
+    max: options.poolSize ?? 10,
+    types: { getTypeParser: pgTypeParser },
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+  return { db, dialect: 'postgres', close: () => db.destroy() };
+}
+
+/** int8 (counts, ids) as JS numbers: our values stay far below 2^53. */
+function pgTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+  if (oid === 20) return (value: string) => Number(value);
+  return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
+}
+
+/** The one place that tells dialects apart at run time. */
+export function dialectOf(db: Db): Dialect {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+/** True for a unique-constraint violation on either dialect. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  const errcode = (error as { errcode?: unknown }).errcode;
+  const message = String((error as { message?: unknown }).message ?? '');
+  return code === '23505' || errcode === 2067 || errcode === 1555 || message.includes('UNIQUE constraint failed');
+}

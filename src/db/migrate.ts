@@ -1,0 +1,49 @@
+import type { Kysely } from 'kysely';
+import { Migrator, type Migration, type MigrationResultSet } from 'kysely/migration';
+import type { Db, Dialect } from './database.ts';
+import * as initial from './migrations/0001-initial.ts';
+
+/**
+ * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
+ * Kysely's Migrator records applied ones and takes a lock, so running it twice or from two
+ * replicas at once is safe.
+ */
+const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Promise<void> }> = {
+  '0001-initial': initial,
+};
+
+export interface MigrationReport {
+  applied: string[];
+  alreadyApplied: number;
+}
+
+export async function migrate(db: Db, dialect: Dialect): Promise<MigrationReport> {
+  const migrator = new Migrator({
+    db,
+    provider: {
+      getMigrations: async (): Promise<Record<string, Migration>> =>
+        Object.fromEntries(
+          Object.entries(MIGRATIONS).map(([name, m]) => [name, { up: (inner: Kysely<unknown>) => m.up(inner, dialect) }]),
+        ),
+    },
+  });
+  const result: MigrationResultSet = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`migration ${failed} failed: ${String((result.error as Error).message ?? result.error)}`, {
+      cause: result.error,
+    });
+  }
+  const applied = (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  return { applied, alreadyApplied: Object.keys(MIGRATIONS).length - applied.length };
+}
+
+/** Names of migrations not yet applied (readiness check). */
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => Object.fromEntries(Object.keys(MIGRATIONS).map((n) => [n, { up: async () => {} }])) },
+  });
+  const all = await migrator.getMigrations();
+  return all.filter((m) => !m.executedAt).map((m) => m.name);
+}

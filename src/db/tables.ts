@@ -1,0 +1,208 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * Row types as both dialects return them. Instants are `timestamptz` on PostgreSQL (read as Date) and
+ * ISO-8601 UTC text on SQLite (read as string); flags are boolean on PostgreSQL and 0/1 on SQLite.
+ * Writes take Date and boolean on both (the SQLite driver converts). `row.ts` maps rows to domain values.
+ */
+export type Instant = ColumnType<Date | string, Date, Date>;
+export type NullableInstant = ColumnType<Date | string | null, Date | null, Date | null>;
+export type Flag = ColumnType<boolean | number, boolean, boolean>;
+/** JSON: jsonb on PostgreSQL (read parsed), text on SQLite (read as text); written as JSON text. */
+export type Json = ColumnType<unknown, string, string>;
+
+export interface ZoomAccountsTable {
+  id: Generated<number>;
+  label: string;
+  plan: 'licensed' | 'basic';
+  account_id: string;
+  client_id: string;
+  client_secret: string; // encrypted
+  host_user_id: string;
+  webhook_secret_token: string | null; // encrypted
+  enabled: Flag;
+  /** Set when Zoom's per-host daily create/update limit answered 429; cleared by time. */
+  exhausted_until: NullableInstant;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+/** Requests per Zoom account per day (in zoom quota time zone) per rate-limit category. */
+export interface ZoomAccountUsageTable {
+  account_id: string;
+  day: string;
+  category: string;
+  count: number;
+}
+
+/** Meeting creates/updates per host per UTC day (Zoom's 100/day/host limit). */
+export interface ZoomHostUsageTable {
+  zoom_account_id: number;
+  day: string;
+  meeting_writes: number;
+}
+
+export interface LineChannelsTable {
+  id: Generated<number>;
+  label: string;
+  slug: string;
+  channel_id: string;
+  channel_secret: string; // encrypted
+  channel_access_token: string; // encrypted
+  bot_user_id: string | null;
+  enabled: Flag;
+  /** Set when the channel's monthly quota is exhausted: sending pauses until then. */
+  paused_until: NullableInstant;
+  pause_reason: string | null;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export type FollowingStatus = 'unknown' | 'following' | 'unfollowed';
+
+export interface MembersTable {
+  id: Generated<number>;
+  channel_id: number;
+  line_user_id: string;
+  display_name: string | null;
+  following: FollowingStatus;
+  /** Timestamp of the LINE event that set `following` (events apply in timestamp order). */
+  following_changed_at: NullableInstant;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export interface LineEventsTable {
+  id: Generated<number>;
+  channel_id: number;
+  webhook_event_id: string;
+  type: string;
+  line_user_id: string | null;
+  event_at: Instant;
+  payload: Json;
+  received_at: Instant;
+  processed_at: NullableInstant;
+  error: string | null;
+}
+
+export type MeetingState = 'none' | 'creating' | 'ready' | 'updating' | 'deleting' | 'deleted' | 'no_capacity' | 'failed' | 'ended' | 'ended_empty';
+
+export interface SchedulesTable {
+  id: Generated<number>;
+  external_id: string;
+  title: string;
+  starts_at: Instant;
+  ends_at: Instant;
+  trial: Flag;
+  min_participants: number;
+  feedback_url: string | null;
+  cancelled: Flag;
+  /** Bumped whenever the time or the cancelled flag changes; deliveries and meetings remember it. */
+  version: number;
+  meeting_state: MeetingState;
+  meeting_account_id: number | null;
+  meeting_id: string | null;
+  meeting_uuid: string | null;
+  join_url: string | null;
+  start_url: string | null; // encrypted: it starts the meeting as the host
+  passcode: string | null;
+  /** The schedule version the meeting was made for. */
+  meeting_version: number | null;
+  /** Marker of the create attempt in flight (recorded before calling Zoom). */
+  meeting_attempt_id: string | null;
+  meeting_error: string | null;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export interface AppointmentsTable {
+  id: Generated<number>;
+  external_id: string;
+  schedule_id: number;
+  member_id: number;
+  cancelled: Flag;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export type DeliveryKind = 'meeting_url' | 'feedback_url' | 'replay_url';
+export type DeliveryState = 'pending' | 'sending' | 'sent' | 'skipped' | 'failed' | 'expired' | 'cancelled';
+
+export interface DeliveriesTable {
+  id: Generated<number>;
+  appointment_id: number;
+  kind: DeliveryKind;
+  due_at: Instant;
+  /** After this instant the message is no longer useful: it expires instead of going out late. */
+  not_after: Instant;
+  /** When it may next be tried (due_at at first, later moved by backoff). */
+  available_at: Instant;
+  state: DeliveryState;
+  attempts: number;
+  lease_owner: string | null;
+  lease_expires_at: NullableInstant;
+  /** Fencing token: completion only counts if the lease token is still ours. */
+  lease_token: string | null;
+  /** X-Line-Retry-Key, fixed when the row is created and never changed. */
+  retry_key: string;
+  schedule_version: number;
+  sent_at: NullableInstant;
+  line_request_id: string | null;
+  last_error: string | null;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export interface MeetingEventsTable {
+  id: Generated<number>;
+  account_id: string;
+  /** Deduplication key of the webhook delivery (Zoom retries the same event). */
+  event_key: string;
+  event: string;
+  meeting_id: string | null;
+  meeting_uuid: string | null;
+  event_at: Instant;
+  payload: Json;
+  received_at: Instant;
+  processed_at: NullableInstant;
+  error: string | null;
+}
+
+export type RecordingState = 'pending' | 'downloading' | 'stored' | 'failed';
+
+export interface RecordingsTable {
+  id: Generated<number>;
+  schedule_id: number | null;
+  meeting_id: string;
+  meeting_uuid: string;
+  file_id: string;
+  file_type: string;
+  file_size: number | null;
+  storage_key: string | null;
+  checksum_sha256: string | null;
+  state: RecordingState;
+  attempts: number;
+  last_error: string | null;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export interface Tables {
+  zoom_accounts: ZoomAccountsTable;
+  zoom_account_usage: ZoomAccountUsageTable;
+  zoom_host_usage: ZoomHostUsageTable;
+  line_channels: LineChannelsTable;
+  members: MembersTable;
+  line_events: LineEventsTable;
+  schedules: SchedulesTable;
+  appointments: AppointmentsTable;
+  deliveries: DeliveriesTable;
+  meeting_events: MeetingEventsTable;
+  recordings: RecordingsTable;
+  meta: MetaTable;
+}

@@ -1,0 +1,65 @@
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { adminAuth } from './auth.ts';
+import { errorHandler } from './errors.ts';
+import { accountRoutes } from './routes/accounts.ts';
+import { appointmentRoutes } from './routes/appointments.ts';
+import { scheduleRoutes } from './routes/schedules.ts';
+import { systemRoutes, type Readiness } from './routes/system.ts';
+
+/** What the HTTP layer needs; it holds no business logic of its own. */
+export interface HttpDeps {
+  db: Db;
+  clock: Clock;
+  box: SecretBox;
+  config: ConfigStore;
+  logger: Logger;
+  /** SCHEDULER_ADMIN_TOKEN; without it the admin API is open (loopback only, checked at start). */
+  adminToken: string | undefined;
+  readiness(): Promise<Readiness>;
+}
+
+/** Builds the Fastify app without listening, so tests drive it through `inject`. */
+export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
+  const config = deps.config.current();
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Per-request info lines would drown the log at webhook rates; failures are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.http.bodyLimitBytes,
+    trustProxy: config.http.trustProxy,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler(deps.logger));
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Scheduler admin API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  await app.register(async (scope) => {
+    systemRoutes(scope, deps);
+  });
+  await app.register(
+    async (api) => {
+      api.addHook('onRequest', adminAuth(deps.adminToken));
+      accountRoutes(api, deps);
+      scheduleRoutes(api, deps);
+      appointmentRoutes(api, deps);
+    },
+    { prefix: '/api' },
+  );
+  app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

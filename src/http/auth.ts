@@ -1,0 +1,31 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { body } from './errors.ts';
+
+/**
+ * Bearer-token check for the admin API. Tokens are compared as SHA-256 digests so the comparison
+ * is constant-time whatever their lengths.
+ */
+export function adminAuth(token: string | undefined) {
+  const expected = token ? digest(token) : undefined;
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!expected) return; // no token: only allowed on loopback, checked at start
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer\s+(.+)$/i.exec(header);
+    if (!match?.[1] || !timingSafeEqual(digest(match[1].trim()), expected)) {
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="scheduler-admin"')
+        .send(body('unauthorized', 'missing or wrong bearer token (SCHEDULER_ADMIN_TOKEN)'));
+    }
+  };
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** True when `host` only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,0 +1,175 @@
+import type { Clock } from '../clock.ts';
+import { dialectOf, type Db } from '../db/database.ts';
+import { toBool, toDate, toOptionalDate } from '../db/row.ts';
+import type { DeliveryKind, DeliveryState, FollowingStatus } from '../db/tables.ts';
+import { chunked, inTransaction } from '../db/transaction.ts';
+import { invalid, notFound } from '../errors.ts';
+import { findLineChannelsBySlug } from '../line/channels.ts';
+import { ensureMembers, memberKey } from '../line/members.ts';
+import type { UpsertOutcome } from './schedule-rules.ts';
+
+export interface AppointmentInput {
+  externalId: string;
+  scheduleExternalId: string;
+  student: { channel: string; lineUserId: string };
+  cancelled: boolean;
+}
+
+export interface AppointmentUpsertResult {
+  externalId: string;
+  id: number;
+  outcome: UpsertOutcome;
+}
+
+/**
+ * Creates or replaces appointments by external id, all or nothing. The schedule and the channel
+ * must exist (404 naming the field otherwise); the student becomes a member of that channel with an
+ * unknown following status if we have not seen them follow yet.
+ */
+export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[]): Promise<AppointmentUpsertResult[]> {
+  const field = (i: number, name: string) => (inputs.length === 1 ? name : `items[${i}].${name}`);
+  const seen = new Map<string, number>();
+  for (const [i, input] of inputs.entries()) {
+    const dup = seen.get(input.externalId);
+    if (dup !== undefined) throw invalid(field(i, 'externalId'), `"${input.externalId}" appears twice (also at index ${dup})`);
+    seen.set(input.externalId, i);
+  }
+
+  return inTransaction(db, async (trx) => {
+    const now = clock.now();
+    const schedules = new Map<string, number>();
+    for (const chunk of chunked([...new Set(inputs.map((i) => i.scheduleExternalId))])) {
+      const rows = await trx.selectFrom('schedules').select(['id', 'external_id']).where('external_id', 'in', chunk).execute();
+      for (const row of rows) schedules.set(row.external_id, row.id);
+    }
+    const channels = await findLineChannelsBySlug(trx, inputs.map((i) => i.student.channel));
+    for (const [i, input] of inputs.entries()) {
+      if (!schedules.has(input.scheduleExternalId)) throw notFound(`schedule "${input.scheduleExternalId}" not found`, field(i, 'scheduleExternalId'));
+      if (!channels.has(input.student.channel)) throw notFound(`LINE channel "${input.student.channel}" not found`, field(i, 'student.channel'));
+    }
+    const channelOf = (input: AppointmentInput): number => channels.get(input.student.channel)?.id ?? 0;
+    const members = await ensureMembers(
+      trx,
+      clock,
+      inputs.map((input) => ({ channelId: channelOf(input), lineUserId: input.student.lineUserId })),
+    );
+
+    const existing = new Map<string, { id: number; schedule_id: number; member_id: number; cancelled: boolean | number }>();
+    const postgres = dialectOf(trx) === 'postgres';
+    for (const chunk of chunked(inputs.map((i) => i.externalId))) {
+      let query = trx.selectFrom('appointments').select(['id', 'external_id', 'schedule_id', 'member_id', 'cancelled']).where('external_id', 'in', chunk);
+      if (postgres) query = query.forUpdate();
+      for (const row of await query.execute()) existing.set(row.external_id, row);
+    }
+
+    const results: AppointmentUpsertResult[] = [];
+    const fresh: { input: AppointmentInput; scheduleId: number; memberId: number }[] = [];
+    for (const input of inputs) {
+      const scheduleId = schedules.get(input.scheduleExternalId) ?? 0;
+      const memberId = members.get(memberKey(channelOf(input), input.student.lineUserId)) ?? 0;
+      const row = existing.get(input.externalId);
+      if (!row) {
+        fresh.push({ input, scheduleId, memberId });
+        continue;
+      }
+      const same = row.schedule_id === scheduleId && row.member_id === memberId && toBool(row.cancelled) === input.cancelled;
+      if (!same) {
+        await trx
+          .updateTable('appointments')
+          .set({ schedule_id: scheduleId, member_id: memberId, cancelled: input.cancelled, updated_at: now })
+          .where('id', '=', row.id)
+          .execute();
+      }
+      results.push({ externalId: input.externalId, id: row.id, outcome: same ? 'unchanged' : 'updated' });
+    }
+    for (const chunk of chunked(fresh)) {
+      const rows = await trx
+        .insertInto('appointments')
+        .values(
+          chunk.map(({ input, scheduleId, memberId }) => ({
+            external_id: input.externalId,
+            schedule_id: scheduleId,
+            member_id: memberId,
+            cancelled: input.cancelled,
+            created_at: now,
+            updated_at: now,
+          })),
+        )
+        .returning(['id', 'external_id'])
+        .execute();
+      for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created' });
+    }
+    const order = new Map(inputs.map((input, i) => [input.externalId, i]));
+    return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
+  });
+}
+
+export interface DeliveryView {
+  kind: DeliveryKind;
+  state: DeliveryState;
+  dueAt: Date;
+  attempts: number;
+  sentAt: Date | null;
+  /** sent_at − due_at in ms, once sent. */
+  latenessMs: number | null;
+  lastError: string | null;
+}
+
+export interface AppointmentView {
+  id: number;
+  externalId: string;
+  cancelled: boolean;
+  student: { channel: string; lineUserId: string; displayName: string | null; following: FollowingStatus };
+  deliveries: DeliveryView[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A schedule's appointments with their members and deliveries, for the detail view. */
+export async function listAppointmentsOfSchedule(db: Db, scheduleId: number): Promise<AppointmentView[]> {
+  const rows = await db
+    .selectFrom('appointments')
+    .innerJoin('members', 'members.id', 'appointments.member_id')
+    .innerJoin('line_channels', 'line_channels.id', 'members.channel_id')
+    .select([
+      'appointments.id',
+      'appointments.external_id',
+      'appointments.cancelled',
+      'appointments.created_at',
+      'appointments.updated_at',
+      'members.line_user_id',
+      'members.display_name',
+      'members.following',
+      'line_channels.slug',
+    ])
+    .where('appointments.schedule_id', '=', scheduleId)
+    .orderBy('appointments.id')
+    .execute();
+  const deliveries = new Map<number, DeliveryView[]>();
+  for (const chunk of chunked(rows.map((r) => r.id))) {
+    const found = await db.selectFrom('deliveries').selectAll().where('appointment_id', 'in', chunk).orderBy('due_at').execute();
+    for (const d of found) {
+      const dueAt = toDate(d.due_at);
+      const sentAt = toOptionalDate(d.sent_at);
+      const view: DeliveryView = {
+        kind: d.kind,
+        state: d.state,
+        dueAt,
+        attempts: d.attempts,
+        sentAt,
+        latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null,
+        lastError: d.last_error,
+      };
+      deliveries.set(d.appointment_id, [...(deliveries.get(d.appointment_id) ?? []), view]);
+    }
+  }
+  return rows.map((row) => ({
+    id: row.id,
+    externalId: row.external_id,
+    cancelled: toBool(row.cancelled),
+    student: { channel: row.slug, lineUserId: row.line_user_id, displayName: row.display_name, following: row.following },
+    deliveries: deliveries.get(row.id) ?? [],
+    createdAt: toDate(row.created_at),
+    updatedAt: toDate(row.updated_at),
+  }));
+}

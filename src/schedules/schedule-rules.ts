@@ -1,0 +1,58 @@
+import { invalid, type DomainError } from '../errors.ts';
+
+/** Pure rules about schedules, shared by the API, the CLI and bulk imports. */
+
+export interface ScheduleInput {
+  externalId: string;
+  title: string;
+  startsAt: Date;
+  endsAt: Date;
+  trial: boolean;
+  minParticipants: number;
+  feedbackUrl: string | null;
+  cancelled: boolean;
+}
+
+/** The stored fields that a PUT replaces. */
+export interface ScheduleFields {
+  title: string;
+  startsAt: Date;
+  endsAt: Date;
+  trial: boolean;
+  minParticipants: number;
+  feedbackUrl: string | null;
+  cancelled: boolean;
+  version: number;
+}
+
+export const MAX_CLASS_MS = 24 * 60 * 60 * 1000;
+
+/** Problems with one schedule, each naming its field (prefixed for bulk items). */
+export function checkSchedule(input: ScheduleInput, prefix = ''): DomainError[] {
+  const problems: DomainError[] = [];
+  const length = input.endsAt.getTime() - input.startsAt.getTime();
+  if (length <= 0) problems.push(invalid(`${prefix}endsAt`, 'must be after startsAt'));
+  else if (length > MAX_CLASS_MS) problems.push(invalid(`${prefix}endsAt`, 'a class cannot last longer than 24 hours'));
+  return problems;
+}
+
+export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
+
+/**
+ * What a PUT does to an existing schedule. The version moves whenever the time or the cancelled flag
+ * changes: meetings and deliveries remember the version they were made for, so a moved class is
+ * re-provisioned and its messages re-timed rather than sent at the old time.
+ */
+export function planScheduleUpdate(existing: ScheduleFields, input: ScheduleInput): { outcome: UpsertOutcome; version: number } {
+  const timingChanged =
+    existing.startsAt.getTime() !== input.startsAt.getTime() ||
+    existing.endsAt.getTime() !== input.endsAt.getTime() ||
+    existing.cancelled !== input.cancelled;
+  const otherChanged =
+    existing.title !== input.title ||
+    existing.trial !== input.trial ||
+    existing.minParticipants !== input.minParticipants ||
+    existing.feedbackUrl !== input.feedbackUrl;
+  if (!timingChanged && !otherChanged) return { outcome: 'unchanged', version: existing.version };
+  return { outcome: 'updated', version: timingChanged ? existing.version + 1 : existing.version };
+}

@@ -1,0 +1,215 @@
+import { sql, type Selectable } from 'kysely';
+import type { Clock } from '../clock.ts';
+import { dialectOf, type Db } from '../db/database.ts';
+import { toBool, toDate } from '../db/row.ts';
+import type { MeetingState, SchedulesTable } from '../db/tables.ts';
+import { chunked, inTransaction } from '../db/transaction.ts';
+import { invalid, notFound } from '../errors.ts';
+import { checkSchedule, planScheduleUpdate, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
+
+export interface Meeting {
+  state: MeetingState;
+  zoomAccountId: number | null;
+  meetingId: string | null;
+  joinUrl: string | null;
+  passcode: string | null;
+  /** The schedule version the meeting was made for (null: none yet). */
+  version: number | null;
+  error: string | null;
+}
+
+export interface Schedule {
+  id: number;
+  externalId: string;
+  title: string;
+  startsAt: Date;
+  endsAt: Date;
+  trial: boolean;
+  minParticipants: number;
+  feedbackUrl: string | null;
+  cancelled: boolean;
+  version: number;
+  meeting: Meeting;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface UpsertResult {
+  externalId: string;
+  id: number;
+  outcome: UpsertOutcome;
+  version: number;
+}
+
+/**
+ * Creates or replaces schedules by external id, all or nothing: every item is checked before
+ * anything is written, and the writes share one transaction.
+ */
+export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], prefix = (i: number) => `items[${i}].`): Promise<UpsertResult[]> {
+  const seen = new Map<string, number>();
+  const problems = inputs.flatMap((input, i) => {
+    const p = inputs.length === 1 ? '' : prefix(i);
+    const dup = seen.get(input.externalId);
+    seen.set(input.externalId, i);
+    return [...checkSchedule(input, p), ...(dup !== undefined ? [invalid(`${p}externalId`, `"${input.externalId}" appears twice (also at index ${dup})`)] : [])];
+  });
+  if (problems[0]) throw problems[0];
+
+  return inTransaction(db, async (trx) => {
+    const now = clock.now();
+    const existing = await selectForUpdate(trx, inputs.map((i) => i.externalId));
+    const results: UpsertResult[] = [];
+    const fresh: ScheduleInput[] = [];
+    for (const input of inputs) {
+      const row = existing.get(input.externalId);
+      if (!row) {
+        fresh.push(input);
+        continue;
+      }
+      const plan = planScheduleUpdate(fieldsOf(row), input);
+      if (plan.outcome === 'updated') {
+        await trx
+          .updateTable('schedules')
+          .set({ ...columnsOf(input), version: plan.version, updated_at: now })
+          .where('id', '=', row.id)
+          .execute();
+      }
+      results.push({ externalId: input.externalId, id: row.id, outcome: plan.outcome, version: plan.version });
+    }
+    for (const chunk of chunked(fresh)) {
+      const rows = await trx
+        .insertInto('schedules')
+        .values(chunk.map((input) => ({ ...columnsOf(input), external_id: input.externalId, version: 1, meeting_state: 'none' as const, created_at: now, updated_at: now })))
+        .returning(['id', 'external_id'])
+        .execute();
+      for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created', version: 1 });
+    }
+    const order = new Map(inputs.map((input, i) => [input.externalId, i]));
+    return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
+  });
+}
+
+async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<Map<string, Selectable<SchedulesTable>>> {
+  const out = new Map<string, Selectable<SchedulesTable>>();
+  const postgres = dialectOf(db) === 'postgres';
+  for (const chunk of chunked([...new Set(externalIds)])) {
+    let query = db.selectFrom('schedules').selectAll().where('external_id', 'in', chunk);
+    // SQLite serialises writers already; PostgreSQL needs the row lock so two syncs don't interleave.
+    if (postgres) query = query.forUpdate();
+    for (const row of await query.execute()) out.set(row.external_id, row);
+  }
+  return out;
+}
+
+function columnsOf(input: ScheduleInput) {
+  return {
+    title: input.title,
+    starts_at: input.startsAt,
+    ends_at: input.endsAt,
+    trial: input.trial,
+    min_participants: input.minParticipants,
+    feedback_url: input.feedbackUrl,
+    cancelled: input.cancelled,
+  };
+}
+
+function fieldsOf(row: Selectable<SchedulesTable>) {
+  return {
+    title: row.title,
+    startsAt: toDate(row.starts_at),
+    endsAt: toDate(row.ends_at),
+    trial: toBool(row.trial),
+    minParticipants: row.min_participants,
+    feedbackUrl: row.feedback_url,
+    cancelled: toBool(row.cancelled),
+    version: row.version,
+  };
+}
+
+export function toSchedule(row: Selectable<SchedulesTable>): Schedule {
+  return {
+    id: row.id,
+    externalId: row.external_id,
+    ...fieldsOf(row),
+    meeting: {
+      state: row.meeting_state,
+      zoomAccountId: row.meeting_account_id,
+      meetingId: row.meeting_id,
+      joinUrl: row.join_url,
+      passcode: row.passcode,
+      version: row.meeting_version,
+      error: row.meeting_error,
+    },
+    createdAt: toDate(row.created_at),
+    updatedAt: toDate(row.updated_at),
+  };
+}
+
+export async function getScheduleByExternalId(db: Db, externalId: string): Promise<Schedule> {
+  const row = await db.selectFrom('schedules').selectAll().where('external_id', '=', externalId).executeTakeFirst();
+  if (!row) throw notFound(`schedule "${externalId}" not found`, 'externalId');
+  return toSchedule(row);
+}
+
+export interface ScheduleListQuery {
+  from: Date;
+  to: Date;
+  limit: number;
+  /** Keyset cursor: continue after this (startsAt, id). */
+  after?: { startsAt: Date; id: number } | undefined;
+}
+
+/** Schedules starting in [from, to), in start order, one keyset page at a time. */
+export async function listSchedules(db: Db, query: ScheduleListQuery): Promise<Schedule[]> {
+  let q = db
+    .selectFrom('schedules')
+    .selectAll()
+    .where('starts_at', '>=', query.from)
+    .where('starts_at', '<', query.to);
+  if (query.after) {
+    const { startsAt, id } = query.after;
+    q = q.where((eb) => eb.or([eb('starts_at', '>', startsAt), eb.and([eb('starts_at', '=', startsAt), eb('id', '>', id)])]));
+  }
+  const rows = await q.orderBy('starts_at').orderBy('id').limit(query.limit).execute();
+  return rows.map(toSchedule);
+}
+
+export interface BookingCounts {
+  booked: number;
+  cancelled: number;
+  /** deliveries by kind → state → count */
+  deliveries: Record<string, Record<string, number>>;
+}
+
+/** Appointment and delivery counts for a set of schedules, two grouped queries in all. */
+export async function bookingCounts(db: Db, scheduleIds: readonly number[]): Promise<Map<number, BookingCounts>> {
+  const out = new Map<number, BookingCounts>(scheduleIds.map((id) => [id, { booked: 0, cancelled: 0, deliveries: {} }]));
+  for (const chunk of chunked(scheduleIds)) {
+    const appointments = await db
+      .selectFrom('appointments')
+      .select(['schedule_id', 'cancelled', sql<number>`count(*)`.as('n')])
+      .where('schedule_id', 'in', chunk)
+      .groupBy(['schedule_id', 'cancelled'])
+      .execute();
+    for (const row of appointments) {
+      const counts = out.get(row.schedule_id);
+      if (!counts) continue;
+      if (toBool(row.cancelled)) counts.cancelled += Number(row.n);
+      else counts.booked += Number(row.n);
+    }
+    const deliveries = await db
+      .selectFrom('deliveries')
+      .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
+      .select(['appointments.schedule_id', 'deliveries.kind', 'deliveries.state', sql<number>`count(*)`.as('n')])
+      .where('appointments.schedule_id', 'in', chunk)
+      .groupBy(['appointments.schedule_id', 'deliveries.kind', 'deliveries.state'])
+      .execute();
+    for (const row of deliveries) {
+      const counts = out.get(row.schedule_id);
+      if (!counts) continue;
+      const byState = (counts.deliveries[row.kind] ??= {});
+      byState[row.state] = (byState[row.state] ?? 0) + Number(row.n);
+    }
+  }
+  return out;
+}

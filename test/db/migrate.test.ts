@@ -1,0 +1,52 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate, pendingMigrations } from '../../src/db/migrate.ts';
+import { openDatabase } from '../../src/db/database.ts';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
+
+describe.each(dialects)('migrations on %s', (dialect) => {
+  let database: TestDatabase | undefined;
+  afterEach(async () => {
+    await database?.close();
+    database = undefined;
+  });
+
+  it('applies once and is idempotent', async () => {
+    database = await openTestDatabase(dialect);
+    expect(await pendingMigrations(database.db)).toEqual([]);
+    const again = await migrate(database.db, dialect);
+    expect(again.applied).toEqual([]);
+    expect(again.alreadyApplied).toBeGreaterThan(0);
+  });
+
+  it('enforces the data model constraints in the database', async () => {
+    database = await openTestDatabase(dialect);
+    const now = new Date('2026-01-01T00:00:00Z');
+    const insertSchedule = (startsAt: Date, endsAt: Date) =>
+      database!.db
+        .insertInto('schedules')
+        .values({ external_id: 'x', title: 't', starts_at: startsAt, ends_at: endsAt, trial: false, cancelled: false, min_participants: 0, version: 1, meeting_state: 'none', created_at: now, updated_at: now })
+        .execute();
+    await expect(insertSchedule(now, now)).rejects.toThrow();
+    await insertSchedule(now, new Date(now.getTime() + 60_000));
+    await expect(insertSchedule(now, new Date(now.getTime() + 60_000))).rejects.toThrow();
+  });
+});
+
+describe('SQLite file database', () => {
+  it('creates the file and its folder on first run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scheduler-'));
+    try {
+      const path = join(dir, 'nested', 'scheduler.db');
+      const database = await openDatabase(`sqlite:${path}`);
+      await migrate(database.db, 'sqlite');
+      expect(database.sqlitePath).toBe(path);
+      await database.close();
+      expect(existsSync(path)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
