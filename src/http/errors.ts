@@ -22,9 +22,12 @@ export function errorHandler(logger: Logger) {
     if (hasZodFastifySchemaValidationErrors(error)) {
       const first = error.validation[0];
       const where = error.validationContext === 'body' ? '' : `${error.validationContext ?? 'request'}.`;
-      const path = first?.instancePath.replace(/^\//, '').split('/').filter(Boolean).join('.') ?? '';
-      const field = `${where}${path}` || (error.validationContext ?? 'body');
-      const message = first?.message ?? 'invalid request';
+      const segments = first?.instancePath.split('/').filter(Boolean) ?? [];
+      // An unknown key is reported on its parent; name the key itself so the caller sees the typo.
+      const unknownKeys = first?.keyword === 'unrecognized_keys' ? first.params.keys : undefined;
+      if (Array.isArray(unknownKeys) && typeof unknownKeys[0] === 'string') segments.push(unknownKeys[0]);
+      const field = `${where}${segments.join('.')}` || (error.validationContext ?? 'body');
+      const message = first?.keyword === 'unrecognized_keys' ? 'unknown field' : (first?.message ?? 'invalid request');
       return reply.code(400).send(body('invalid', `${field}: ${message}`, field));
     }
     if (error instanceof DomainError) {
