@@ -10,6 +10,7 @@ import { CliError, EXIT, openForCommand, type CliIo, type DbContext, type Global
 export function registerAccountCommands(program: Command, io: CliIo, run: (fn: () => Promise<void>) => Promise<void>): void {
   const accounts = program.command('accounts').description('manage the Zoom host pool and the LINE channel pool');
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const secretArg = secretReader(io);
   const withDb = (fn: (ctx: DbContext) => Promise<void>) =>
     run(async () => {
       const ctx = await openForCommand(globals(), io);
@@ -39,9 +40,9 @@ export function registerAccountCommands(program: Command, io: CliIo, run: (fn: (
           plan: opts.plan,
           accountId: opts.accountId,
           clientId: opts.clientId,
-          clientSecret: await secretArg(opts.clientSecret, io),
+          clientSecret: await secretArg(opts.clientSecret),
           hostUserId: opts.hostUserId,
-          ...(opts.webhookSecretToken ? { webhookSecretToken: await secretArg(opts.webhookSecretToken, io) } : {}),
+          ...(opts.webhookSecretToken ? { webhookSecretToken: await secretArg(opts.webhookSecretToken) } : {}),
         });
         const account = await insertZoomAccount(database.db, box, clock, input);
         io.out(opts.json ? JSON.stringify(account) : `added Zoom account ${account.id} (${account.label})`);
@@ -88,8 +89,8 @@ export function registerAccountCommands(program: Command, io: CliIo, run: (fn: (
           label: opts.label,
           slug: opts.slug,
           channelId: opts.channelId,
-          channelSecret: await secretArg(opts.channelSecret, io),
-          channelAccessToken: await secretArg(opts.channelAccessToken, io),
+          channelSecret: await secretArg(opts.channelSecret),
+          channelAccessToken: await secretArg(opts.channelAccessToken),
           ...(opts.botUserId ? { botUserId: opts.botUserId } : {}),
         });
         const channel = await insertLineChannel(database.db, box, clock, input);
@@ -127,12 +128,15 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   return result.data;
 }
 
-let stdinUsed = false;
-async function secretArg(value: string | boolean | undefined, io: CliIo): Promise<string | undefined> {
-  if (value !== '-') return typeof value === 'string' ? value : undefined;
-  if (stdinUsed) throw new CliError('only one secret can be read from standard input', EXIT.usage);
-  stdinUsed = true;
-  return (await io.readStdin()).split(/\r?\n/)[0]?.trim();
+/** A secret argument; "-" reads it from standard input (once per command), keeping it out of shell history. */
+function secretReader(io: CliIo): (value: string | boolean | undefined) => Promise<string | undefined> {
+  let stdinUsed = false;
+  return async (value) => {
+    if (value !== '-') return typeof value === 'string' ? value : undefined;
+    if (stdinUsed) throw new CliError('only one secret can be read from standard input', EXIT.usage);
+    stdinUsed = true;
+    return (await io.readStdin()).split(/\r?\n/)[0]?.trim();
+  };
 }
 
 function numericId(id: string): number {

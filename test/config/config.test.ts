@@ -1,0 +1,106 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatDuration, parseDuration } from '../../src/config/duration.ts';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.ts';
+import { redactConfig } from '../../src/config/store.ts';
+import { requiresRestart } from '../../src/config/schema.ts';
+
+describe('durations', () => {
+  it.each([
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['48h', 172_800_000],
+    ['1d', 86_400_000],
+    ['1h30m', 5_400_000],
+    ['200ms', 200],
+    ['1.5s', 1_500],
+  ])('parses %s', (text, ms) => {
+    expect(parseDuration(text)?.ms).toBe(ms);
+    expect(JSON.stringify(parseDuration(text))).toBe(JSON.stringify(text));
+  });
+  it.each(['', '5', 'm5', '5 minutes', '5x', '-5m', '5m ', '1h 30m'])('rejects %j', (text) => {
+    // A trailing space is trimmed; anything else malformed is refused.
+    if (text === '5m ') expect(parseDuration(text)?.ms).toBe(300_000);
+    else expect(parseDuration(text)).toBeUndefined();
+  });
+  it('formats back', () => {
+    expect(formatDuration(300_000)).toBe('5m');
+    expect(formatDuration(1_500)).toBe('1500ms');
+    expect(formatDuration(86_400_000)).toBe('1d');
+  });
+});
+
+describe('loading the configuration', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'scheduler-config-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('has defaults good for the embedded demo', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.database.url).toBe('sqlite:./data/scheduler.db');
+    expect(config.timezone).toBe('Asia/Taipei');
+    expect(config.http.port).toBe(3000);
+    expect(config.zoom.apiBaseUrl).toBe('https://api.zoom.us/v2');
+    expect(config.zoom.oauthUrl).toBe('https://zoom.us/oauth/token');
+    expect(config.line.apiBaseUrl).toBe('https://api.line.me');
+    expect(config.reload.debounce.ms).toBe(200);
+    expect(Object.isFrozen(config.http)).toBe(true);
+  });
+
+  it('reads YAML and lets the environment override any key', () => {
+    const file = join(dir, 'scheduler.yaml');
+    writeFileSync(file, 'timezone: Europe/Berlin\nhttp:\n  port: 8080\n  publicBaseUrl: https://sched.example.com\nzoom:\n  requestTimeout: 30s\n');
+    const config = loadConfig({
+      file,
+      env: { SCHEDULER__HTTP__PORT: '9090', SCHEDULER__DATABASE__URL: 'postgres://u:p@db/x', SCHEDULER__LOG__LEVEL: 'debug', UNRELATED: '1' },
+    });
+    expect(config.timezone).toBe('Europe/Berlin');
+    expect(config.http.port).toBe(9090);
+    expect(config.http.publicBaseUrl).toBe('https://sched.example.com');
+    expect(config.database.url).toBe('postgres://u:p@db/x');
+    expect(config.log.level).toBe('debug');
+    expect(config.zoom.requestTimeout.ms).toBe(30_000);
+  });
+
+  it.each([
+    [{ http: { port: 'eighty' } }, 'http.port'],
+    [{ http: { port: 70000 } }, 'http.port'],
+    [{ timezone: 'Mars/Olympus' }, 'timezone'],
+    [{ zoom: { requestTimeout: 'soon' } }, 'zoom.requestTimeout'],
+    [{ database: { url: 'mysql://x' } }, 'database.url'],
+    [{ zoom: { apiBaseUrl: 'ftp://x' } }, 'zoom.apiBaseUrl'],
+    [{ htpp: { port: 1 } }, '"htpp"'],
+    [{ http: { prot: 1 } }, '"http.prot"'],
+  ])('rejects %j with an error naming %s', (raw, key) => {
+    expect(() => parseConfig(raw, 'test')).toThrow(ConfigError);
+    try {
+      parseConfig(raw, 'test');
+    } catch (error) {
+      expect((error as ConfigError).message).toContain(key);
+    }
+  });
+
+  it('reports YAML syntax errors and unreadable files as config errors', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'http: [unclosed\n');
+    expect(() => loadConfig({ file, env: {} })).toThrow(/YAML syntax error/);
+    expect(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} })).toThrow(/cannot read/);
+  });
+
+  it('redacts passwords in the database URL when shown', () => {
+    const config = parseConfig({ database: { url: 'postgres://app:hunter2@db:5432/sched' } }, 'test');
+    expect(JSON.stringify(redactConfig(config))).not.toContain('hunter2');
+    expect(JSON.stringify(redactConfig(config))).toContain('postgres://app:***@db:5432/sched');
+  });
+
+  it('knows which keys need a restart', () => {
+    expect(requiresRestart('database.url')).toBe(true);
+    expect(requiresRestart('http.port')).toBe(true);
+    expect(requiresRestart('http.publicBaseUrl')).toBe(false);
+    expect(requiresRestart('log.level')).toBe(false);
+  });
+});
