@@ -1,0 +1,17 @@
+/**
+ * `npm run bench -- <name> [options]`: runs one benchmark and prints its figures. Benchmarks measure;
+ * they never assert timings (that is what the numbers in bench/README.md are for).
+ */
+const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ run(args: string[]): Promise<void> }> }> = {
+  import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
+};
+
+const [name, ...args] = process.argv.slice(2);
+const bench = name ? BENCHMARKS[name] : undefined;
+if (!bench) {
+  console.log('usage: npm run bench -- <name> [options]\n');
+  for (const [key, b] of Object.entries(BENCHMARKS)) console.log(`  ${key.padEnd(10)} ${b.description}`);
+  process.exitCode = name ? 2 : 0;
+} else {
+  await (await bench.load()).run(args);
+}
