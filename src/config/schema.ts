@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { parseDuration, type Duration } from './duration.ts';
+import { existsSync } from 'node:fs';
+import { templateProblems, type TemplateRule } from '../line/templates.ts';
 
 /**
  * The one configuration schema: the source of the Config type, its defaults and its validation.
@@ -34,6 +36,27 @@ const databaseUrl = z
   .refine((url) => url.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(url), {
     message: 'must be sqlite:<path>, sqlite::memory: or postgres://…',
   });
+
+const hostName = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .refine((s) => /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(s), 'must be a DNS name, e.g. line.example.com');
+
+/** A LINE message template, checked at load so a bad one fails the reload rather than the send. */
+const template = (rule: TemplateRule) =>
+  z.string().superRefine((text, ctx) => {
+    for (const message of templateProblems(text, rule)) ctx.addIssue({ code: 'custom', message });
+  });
+
+const notification = (defaults: { text: string; altText: string }) =>
+  z
+    .strictObject({
+      /** `imagemap`: a tappable image whose altText carries the link; `text`: the link in a text message. */
+      format: z.enum(['imagemap', 'text']).default('imagemap'),
+      text: template({ maxLength: 5000, required: ['url'] }).default(defaults.text),
+      altText: template({ maxLength: 1500 }).default(defaults.altText),
+    })
+    .prefault({});
 
 export const configSchema = z.strictObject({
   /** The business time zone: how local times are shown to students and how cron expressions are read. */
@@ -82,6 +105,67 @@ export const configSchema = z.strictObject({
       oauthUrl: httpUrl.default('https://zoom.us/oauth/token'),
       /** Deadline of one Zoom API call. */
       requestTimeout: durationSchema.prefault('15s'),
+      /** Retries of retryable failures (429 per-second, 5xx, timeouts on idempotent calls): full-jitter backoff. */
+      retry: z
+        .strictObject({
+          attempts: z.int().min(1).max(10).default(4),
+          baseDelay: durationSchema.prefault('500ms'),
+          maxDelay: durationSchema.prefault('20s'),
+        })
+        .prefault({}),
+      meeting: z
+        .strictObject({
+          /** Minutes the meeting stays scheduled after the class ends (Zoom duration = class + this). */
+          afterClassMinutes: z.int().min(0).max(120).default(10),
+          /** How early students may join before the start (Zoom jbh_time accepts 5 or 10 minutes). */
+          earlyJoinMinutes: z.union([z.literal(5), z.literal(10)], { error: 'must be 5 or 10 (the values Zoom accepts for jbh_time)' }).default(10),
+          /** `cloud` applies to licensed hosts only; basic hosts cannot record to the cloud. */
+          autoRecording: z.enum(['none', 'local', 'cloud']).default('none'),
+          /** Meeting topic; `{title}` is the class title (Zoom allows 200 characters). */
+          topicTemplate: z.string().min(1).max(200).refine((t) => t.includes('{title}'), 'must contain {title}').default('{title}'),
+        })
+        .prefault({}),
+      basic: z
+        .strictObject({
+          /**
+           * Zoom ends a basic host's meeting this many minutes after it starts, and with join-before-host
+           * it starts when the first student joins early. So a class fits a basic host only if
+           * earlyJoin + class + afterClass <= maxMinutes.
+           */
+          maxMinutes: z.int().min(1).max(40).default(40),
+          earlyJoinMinutes: z.union([z.literal(5), z.literal(10)], { error: 'must be 5 or 10 (the values Zoom accepts for jbh_time)' }).default(5),
+          afterClassMinutes: z.int().min(0).max(30).default(0),
+        })
+        .prefault({}),
+      provisioning: z
+        .strictObject({
+          /** How often to look for schedules that need a meeting created, moved or deleted. */
+          interval: durationSchema.prefault('5m'),
+          /** Only schedules starting within this much time get a meeting. */
+          horizon: durationSchema.prefault('48h'),
+          /** Schedules claimed per pass (each replica claims its own batch). */
+          batchSize: z.int().min(1).max(10_000).default(1000),
+          /** Zoom calls in flight at once, overall and per Zoom account (creates take about 1 s). */
+          concurrency: z.int().min(1).max(200).default(32),
+          perAccountConcurrency: z.int().min(1).max(50).default(8),
+          /** Lease on one schedule's meeting work; renewed while the call is in flight. */
+          lease: durationSchema.prefault('2m'),
+          /** Wait before retrying a schedule whose meeting failed or found no host. */
+          retryDelay: durationSchema.prefault('5m'),
+        })
+        .prefault({}),
+      quota: z
+        .strictObject({
+          /** Day boundary for the request counters (Zoom resets its daily limits at 00:00 UTC). */
+          timezone: timeZoneSchema.default('UTC'),
+          /** Meeting creates + updates per host per day we allow ourselves (Zoom's limit is 100). */
+          hostMeetingWrites: z.int().min(1).max(100).default(90),
+          /** Requests per day per basic (Free) account by category, below Zoom's 6,000 / 2,000 / 1,000. */
+          basicAccountDaily: z
+            .strictObject({ light: z.int().min(1).default(5400), medium: z.int().min(1).default(1800), heavy: z.int().min(1).default(900) })
+            .prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   line: z
@@ -89,9 +173,57 @@ export const configSchema = z.strictObject({
       apiBaseUrl: httpUrl.default('https://api.line.me'),
       /** Deadline of one LINE API call. */
       requestTimeout: durationSchema.prefault('10s'),
+      /** Webhooks reach `POST /webhooks/line` at `<slug>.<webhookDomain>`; null: only `/webhooks/line/{slug}`. */
+      webhookDomain: hostName.nullable().default(null),
+      /** Largest webhook body accepted (LINE's are a few KB). */
+      webhookBodyLimitBytes: z.int().min(1024).max(10 * 1024 * 1024).default(1024 * 1024),
+      /** How often the channel pool checks the database for added, changed or disabled channels. */
+      channelRefresh: durationSchema.prefault('5s'),
+      /** How often stored webhook events left unprocessed (a crash, another replica) are picked up. */
+      eventSweep: durationSchema.prefault('30s'),
+      /** Fetch a new follower's display name (GET /v2/bot/profile) when LINE allows it. */
+      fetchDisplayName: z.boolean().default(true),
+      /** Requests per second per channel, shared by all replicas; LINE allows 2,000 push, 200 multicast. */
+      rateLimits: z
+        .strictObject({
+          push: z.number().positive().max(2000).default(1950),
+          multicast: z.number().positive().max(200).default(195),
+          profile: z.number().positive().max(2000).default(1950),
+        })
+        .prefault({}),
+      /** Bucket capacity, as time at the rate: how large a burst may leave at once. */
+      rateBurst: durationSchema.prefault('200ms'),
+      /** Backoff after a retryable failure (5xx, timeout, network, rate-limit 429): full jitter. */
+      retry: z.strictObject({ baseDelay: durationSchema.prefault('1s'), maxDelay: durationSchema.prefault('5m') }).prefault({}),
+      /** After LINE answers "monthly limit reached", the channel pauses this long before trying again. */
+      quotaRecheck: durationSchema.prefault('1h'),
     })
     .prefault({}),
-});
+  /** What students receive. Templates: {title}, {date}, {start}, {end} (local, in `timezone`), {url}. */
+  notifications: z
+    .strictObject({
+      meetingUrl: notification({
+        text: '【上課提醒】{title}\n時間：{date} {start}–{end}\n請點以下連結進入 Zoom 教室：\n{url}',
+        altText: '【上課提醒】{title} {date} {start} 開課，進入教室：{url}',
+      }),
+      feedbackUrl: notification({
+        text: '【課後回饋】{title}\n謝謝你今天的參與！請花一分鐘填寫課後回饋：\n{url}',
+        altText: '【課後回饋】{title}，填寫回饋：{url}',
+      }),
+    })
+    .prefault({}),
+  imagemap: z
+    .strictObject({
+      /** PNG/JPEG/SVG/WebP file the imagemap images are made from (null: the built-in image). */
+      source: z
+        .string()
+        .min(1)
+        .refine((path) => existsSync(path), { error: (issue) => `file "${String(issue.input)}" not found` })
+        .nullable()
+        .default(null),
+    })
+    .prefault({}),
+}).superRefine(lineConfigProblems);
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -111,4 +243,17 @@ export const RESTART_KEYS: readonly string[] = [
 
 export function requiresRestart(key: string): boolean {
   return RESTART_KEYS.some((prefix) => key === prefix || key.startsWith(`${prefix}.`));
+}
+
+const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/;
+
+/** LINE only shows imagemap images from https; a loopback base URL is a development set-up and passes. */
+function lineConfigProblems(config: { http: { publicBaseUrl: string }; notifications: Record<string, { format: string }> }, ctx: z.core.$RefinementCtx): void {
+  const url = new URL(config.http.publicBaseUrl);
+  if (url.protocol === 'https:' || LOOPBACK.test(url.hostname)) return;
+  for (const [kind, settings] of Object.entries(config.notifications)) {
+    if (settings.format === 'imagemap') {
+      ctx.addIssue({ code: 'custom', path: ['notifications', kind, 'format'], message: 'imagemap needs an https http.publicBaseUrl (LINE loads the images from there); use format: text or an https URL' });
+    }
+  }
 }

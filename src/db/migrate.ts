@@ -2,6 +2,8 @@ import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationResultSet } from 'kysely/migration';
 import type { Db, Dialect } from './database.ts';
 import * as initial from './migrations/0001-initial.ts';
+import * as zoom from './migrations/0002-zoom.ts';
+import * as line from './migrations/0003-line.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -10,6 +12,8 @@ import * as initial from './migrations/0001-initial.ts';
  */
 const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Promise<void> }> = {
   '0001-initial': initial,
+  '0002-zoom': zoom,
+  '0003-line': line,
 };
 
 export interface MigrationReport {

@@ -23,6 +23,8 @@ export interface ZoomAccountsTable {
   enabled: Flag;
   /** Set when Zoom's per-host daily create/update limit answered 429; cleared by time. */
   exhausted_until: NullableInstant;
+  /** Round-robin: the least recently assigned eligible host goes first. */
+  last_assigned_at: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -83,6 +85,8 @@ export interface LineEventsTable {
   received_at: Instant;
   processed_at: NullableInstant;
   error: string | null;
+  /** What processing made of it: applied | stale | superseded | skipped: … | ignored: … (0003-line). */
+  outcome: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type MeetingState = 'none' | 'creating' | 'ready' | 'updating' | 'deleting' | 'deleted' | 'no_capacity' | 'failed' | 'ended' | 'ended_empty';
@@ -111,6 +115,15 @@ export interface SchedulesTable {
   /** Marker of the create attempt in flight (recorded before calling Zoom). */
   meeting_attempt_id: string | null;
   meeting_error: string | null;
+  /** The host time this meeting reserves: [start − early join, end + after-class buffer]. */
+  host_window_start: NullableInstant;
+  host_window_end: NullableInstant;
+  /** Lease on the schedule's meeting work (provisioner). */
+  meeting_lease_owner: string | null;
+  meeting_lease_expires_at: NullableInstant;
+  meeting_attempts: ColumnType<number, number | undefined, number>;
+  /** After a failure: not before this instant. */
+  meeting_retry_at: NullableInstant;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -192,6 +205,69 @@ export interface MetaTable {
   value: string;
 }
 
+/** Per-channel, per-endpoint token bucket shared by every replica (0003-line). */
+export interface LineRateBucketsTable {
+  channel_id: number;
+  endpoint: string;
+  tokens: number;
+  refilled_at: Instant;
+  /** Optimistic concurrency: a reservation only counts if the version it read is still current. */
+  version: number;
+}
+
+/** One LINE API call: LINE keeps no logs for us, so every x-line-request-id is kept here. */
+export interface LineRequestsTable {
+  id: Generated<number>;
+  channel_id: number;
+  endpoint: string;
+  retry_key: string | null;
+  /** null: no HTTP answer (timeout, network error). */
+  status: number | null;
+  request_id: string | null;
+  accepted_request_id: string | null;
+  outcome: string;
+  error: string | null;
+  started_at: Instant;
+  duration_ms: number;
+}
+
+export type MulticastState = 'pending' | 'sent' | 'failed';
+
+/** A multicast request: recipients (line_multicast_members) and retry key fixed before the first attempt. */
+export interface LineMulticastsTable {
+  id: Generated<number>;
+  channel_id: number;
+  retry_key: string;
+  /** The exact message objects, so every attempt sends the same content. */
+  messages: Json;
+  state: MulticastState;
+  attempts: number;
+  first_attempt_at: NullableInstant;
+  sent_at: NullableInstant;
+  line_request_id: string | null;
+  accepted_request_id: string | null;
+  last_error: string | null;
+  created_at: Instant;
+  updated_at: Instant;
+}
+
+export interface LineMulticastMembersTable {
+  multicast_id: number;
+  member_id: number;
+  delivery_id: number | null;
+}
+
+/** Imagemap renditions, immutable per (hash, width). */
+export interface ImagemapImagesTable {
+  hash: string;
+  width: number;
+  /** Height of this rendition. */
+  height: number;
+  content_type: string;
+  bytes: ColumnType<Uint8Array, Uint8Array, never>;
+  created_at: Instant;
+}
+
 export interface Tables {
   zoom_accounts: ZoomAccountsTable;
   zoom_account_usage: ZoomAccountUsageTable;
@@ -205,4 +281,9 @@ export interface Tables {
   meeting_events: MeetingEventsTable;
   recordings: RecordingsTable;
   meta: MetaTable;
+  line_rate_buckets: LineRateBucketsTable;
+  line_requests: LineRequestsTable;
+  line_multicasts: LineMulticastsTable;
+  line_multicast_members: LineMulticastMembersTable;
+  imagemap_images: ImagemapImagesTable;
 }

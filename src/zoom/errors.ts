@@ -1,0 +1,47 @@
+/**
+ * The small taxonomy of what a Zoom call can end in, so callers decide by kind, not by status:
+ * - retryable: nothing happened on Zoom's side (429 per-second, 5xx or network on an idempotent call);
+ * - ambiguous: a create may or may not have happened (timeout, dropped connection, 5xx) — reconcile first;
+ * - host-daily-limit: this host's 100 creates/updates for the UTC day are used up — use another host;
+ * - account-daily-limit: the account's daily bucket for a category is empty;
+ * - auth: credentials rejected (OAuth) — the account needs an operator;
+ * - final: any other 4xx; Zoom's {code, message} is the reason.
+ */
+export type ZoomErrorKind = 'retryable' | 'ambiguous' | 'host-daily-limit' | 'account-daily-limit' | 'auth' | 'final';
+
+export class ZoomError extends Error {
+  readonly kind: ZoomErrorKind;
+  readonly status: number | undefined;
+  readonly code: number | undefined;
+  /** When the server said to come back (ms from now). */
+  readonly retryAfterMs: number | undefined;
+  constructor(kind: ZoomErrorKind, message: string, details: { status?: number; code?: number; retryAfterMs?: number; cause?: unknown } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'ZoomError';
+    this.kind = kind;
+    this.status = details.status;
+    this.code = details.code;
+    this.retryAfterMs = details.retryAfterMs;
+  }
+}
+
+export interface ZoomErrorBody {
+  code?: number;
+  message?: string;
+}
+
+/** Classifies a non-2xx answer. Pure: status, parsed body, and whether repeating the call is safe. */
+export function classifyZoomResponse(status: number, body: ZoomErrorBody, idempotent: boolean): ZoomErrorKind {
+  const message = body.message ?? '';
+  // The per-host limit is told apart by its text (Zoom sends it as 429, and per its spec as 300).
+  if ((status === 429 || status === 300) && /Meeting Create\/Update|created\/updated for a single user/i.test(message)) return 'host-daily-limit';
+  if (status === 429 && /daily rate limit/i.test(message)) return 'account-daily-limit';
+  if (status === 429) return 'retryable';
+  if (status >= 500) return idempotent ? 'retryable' : 'ambiguous';
+  return 'final';
+}
+
+export function describeZoomError(status: number, body: ZoomErrorBody): string {
+  const code = body.code !== undefined ? ` code ${body.code}` : '';
+  return `Zoom answered ${status}${code}: ${body.message ?? '(no message)'}`;
+}

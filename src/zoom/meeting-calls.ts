@@ -1,0 +1,60 @@
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { meetingMarker, type MeetingPlan } from './allocation.ts';
+import type { CreateMeetingBody, ZoomClient } from './client.ts';
+import type { PoolHost } from './hosts.ts';
+import type { MeetingFields, MeetingWork } from './meeting-work.ts';
+import type { ZoomCredentials } from './tokens.ts';
+import type { ZoomMeeting } from './types.ts';
+
+/** Runs a Zoom call for a host within that host's account concurrency limit. */
+export type HostCall = <T>(host: PoolHost, fn: (client: ZoomClient, creds: ZoomCredentials) => Promise<T>) => Promise<T>;
+
+/** The create body for a class on a host: UTC start, class + buffer, join before host, the marker. */
+export function meetingBody(w: Pick<MeetingWork, 'title' | 'startsAt' | 'externalId'>, plan: MeetingPlan, topicTemplate: string): CreateMeetingBody {
+  return {
+    topic: topicTemplate.replaceAll('{title}', w.title).slice(0, 200),
+    type: 2,
+    start_time: w.startsAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    duration: plan.durationMinutes,
+    timezone: 'UTC',
+    agenda: meetingMarker(w.externalId),
+    settings: {
+      join_before_host: true,
+      jbh_time: plan.jbhTime,
+      waiting_room: false,
+      auto_recording: plan.autoRecording,
+      approval_type: 2,
+      meeting_authentication: false,
+    },
+  };
+}
+
+/** The schedule columns for a meeting Zoom made (start URL encrypted: it starts the meeting as host). */
+export function savedMeeting(meeting: ZoomMeeting, hostId: number, version: number, box: SecretBox): MeetingFields {
+  return {
+    meeting_state: 'ready',
+    meeting_account_id: hostId,
+    meeting_id: meeting.id,
+    meeting_uuid: meeting.uuid ?? null,
+    join_url: meeting.join_url ?? null,
+    start_url: meeting.start_url ? box.encrypt(meeting.start_url, 'schedules.start_url') : null,
+    passcode: meeting.password ?? null,
+    meeting_version: version,
+    meeting_error: null,
+    meeting_attempts: 0,
+    meeting_retry_at: null,
+  };
+}
+
+/**
+ * Zoom has no idempotency key for creates, so after an ambiguous failure or a crash we list the
+ * host's meetings and adopt the one carrying this schedule's marker, if any.
+ */
+export async function adoptOrNull(call: HostCall, host: PoolHost, w: MeetingWork, box: SecretBox): Promise<MeetingFields | null> {
+  const marker = meetingMarker(w.externalId);
+  const meetings = await call(host, (c, creds) => c.listMeetings(creds, host.hostUserId, 'scheduled'));
+  const found = meetings.find((m) => m.agenda.includes(marker));
+  if (!found) return null;
+  const full = await call(host, (c, creds) => c.getMeeting(creds, found.id));
+  return savedMeeting(full, host.id, w.version, box);
+}

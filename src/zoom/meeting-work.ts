@@ -1,0 +1,126 @@
+import type { Selectable } from 'kysely';
+import { dialectOf, type Db } from '../db/database.ts';
+import { toBool, toDate } from '../db/row.ts';
+import type { MeetingState, SchedulesTable } from '../db/tables.ts';
+
+/** One schedule's meeting work, as claimed by a provisioner. */
+export interface MeetingWork {
+  id: number;
+  externalId: string;
+  title: string;
+  startsAt: Date;
+  endsAt: Date;
+  trial: boolean;
+  cancelled: boolean;
+  version: number;
+  state: MeetingState;
+  hostId: number | null;
+  meetingId: string | null;
+  meetingVersion: number | null;
+  attempts: number;
+}
+
+export function toMeetingWork(row: Selectable<SchedulesTable>): MeetingWork {
+  return {
+    id: row.id,
+    externalId: row.external_id,
+    title: row.title,
+    startsAt: toDate(row.starts_at),
+    endsAt: toDate(row.ends_at),
+    trial: toBool(row.trial),
+    cancelled: toBool(row.cancelled),
+    version: row.version,
+    state: row.meeting_state,
+    hostId: row.meeting_account_id,
+    meetingId: row.meeting_id,
+    meetingVersion: row.meeting_version,
+    attempts: row.meeting_attempts,
+  };
+}
+
+export interface ClaimOptions {
+  owner: string;
+  now: Date;
+  /** Create meetings only for classes starting before this. */
+  horizonEnd: Date;
+  leaseMs: number;
+  limit: number;
+}
+
+/**
+ * Claims schedules whose meeting needs work, with a lease, so overlapping runs and replicas never
+ * work one schedule at once: no meeting yet (inside the horizon), a meeting made for an older
+ * version (moved), a meeting of a cancelled class, or an intent left behind by a crash (its lease
+ * expired). PostgreSQL skips rows another replica is claiming (SKIP LOCKED).
+ */
+export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<MeetingWork[]> {
+  let pick = db
+    .selectFrom('schedules')
+    .select('id')
+    .where((eb) =>
+      eb.and([
+        eb.or([eb('meeting_lease_expires_at', 'is', null), eb('meeting_lease_expires_at', '<', o.now)]),
+        eb.or([
+          eb.and([
+            eb('cancelled', '=', false),
+            eb('meeting_state', 'in', ['none', 'no_capacity', 'failed']),
+            eb('starts_at', '<', o.horizonEnd),
+            eb('ends_at', '>', o.now),
+            eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
+          ]),
+          eb.and([eb('cancelled', '=', false), eb('meeting_state', '=', 'ready'), eb('meeting_version', '<>', eb.ref('version')), eb('ends_at', '>', o.now)]),
+          eb.and([eb('cancelled', '=', true), eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting'])]),
+          eb.and([
+            eb('meeting_state', 'in', ['creating', 'updating', 'deleting']),
+            eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
+          ]),
+        ]),
+      ]),
+    )
+    .orderBy('starts_at')
+    .limit(o.limit);
+  if (dialectOf(db) === 'postgres') pick = pick.forUpdate().skipLocked();
+  const rows = await db
+    .updateTable('schedules')
+    .set({ meeting_lease_owner: o.owner, meeting_lease_expires_at: new Date(o.now.getTime() + o.leaseMs) })
+    .where('id', 'in', pick)
+    .returningAll()
+    .execute();
+  return rows.map(toMeetingWork).sort((a, b) => a.startsAt.getTime() - b.startsAt.getTime());
+}
+
+export interface MeetingFields {
+  meeting_state: MeetingState;
+  meeting_account_id?: number | null;
+  meeting_id?: string | null;
+  meeting_uuid?: string | null;
+  join_url?: string | null;
+  start_url?: string | null;
+  passcode?: string | null;
+  meeting_version?: number | null;
+  meeting_error?: string | null;
+  meeting_attempts?: number;
+  meeting_retry_at?: Date | null;
+  host_window_start?: Date | null;
+  host_window_end?: Date | null;
+  meeting_attempt_id?: string | null;
+}
+
+/**
+ * Records the outcome of a schedule's meeting work and releases the lease, only if the lease is
+ * still ours (fencing): a worker that stalled past its lease cannot overwrite a newer outcome.
+ */
+export async function settleMeetingWork(db: Db, id: number, owner: string, now: Date, fields: MeetingFields, release = true): Promise<boolean> {
+  const result = await db
+    .updateTable('schedules')
+    .set({ ...fields, updated_at: now, ...(release ? { meeting_lease_owner: null, meeting_lease_expires_at: null } : {}) })
+    .where('id', '=', id)
+    .where('meeting_lease_owner', '=', owner)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Hands unfinished work back (graceful shutdown): another worker may take it at once. */
+export async function releaseMeetingLeases(db: Db, owner: string): Promise<void> {
+  await db.updateTable('schedules').set({ meeting_lease_owner: null, meeting_lease_expires_at: null }).where('meeting_lease_owner', '=', owner).execute();
+}

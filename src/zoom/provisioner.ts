@@ -1,0 +1,272 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Clock, TimerHandle } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import { createLimiter, keyedLimiter } from '../concurrency.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { describeNoCapacity, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
+import type { ZoomClient } from './client.ts';
+import { ZoomError } from './errors.ts';
+import { loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
+import { claimMeetingWork, releaseMeetingLeases, settleMeetingWork, type MeetingWork } from './meeting-work.ts';
+import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
+import { accountUsageOn, hostWritesOn } from './usage.ts';
+
+export interface ProvisionerDeps {
+  db: Db;
+  box: SecretBox;
+  clock: Clock;
+  config: ConfigStore;
+  client: ZoomClient;
+  logger: Logger;
+  metrics: Pick<Metrics, 'meetingOutcomes' | 'schedulesWithoutCapacity'>;
+  /** Distinguishes this worker's leases (default: host:pid:random). */
+  owner?: string;
+}
+
+export interface PassReport {
+  claimed: number;
+  outcomes: Record<string, number>;
+}
+
+export interface Provisioner {
+  /** One pass: claim the schedules that need meeting work and do it, concurrently within limits. */
+  runPass(): Promise<PassReport>;
+  /** Runs a pass every `zoom.provisioning.interval` (re-read each time) until stopped. */
+  start(): void;
+  /** Stops the loop, waits for the pass in flight, hands back leases. */
+  stop(): Promise<void>;
+}
+
+const MAX_HOST_TRIES = 6;
+
+export function createProvisioner(deps: ProvisionerDeps): Provisioner {
+  const { db, box, clock, config, client, logger } = deps;
+  const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const zoomCfg = () => config.current().zoom;
+  const overall = createLimiter(() => zoomCfg().provisioning.concurrency);
+  const perAccount = keyedLimiter(() => zoomCfg().provisioning.perAccountConcurrency);
+
+  const runPass = async (): Promise<PassReport> => {
+    const cfg = zoomCfg();
+    const now = clock.now();
+    const settings: MeetingSettings = { ...cfg.meeting, basic: cfg.basic };
+    const day = quotaDay(now, cfg.quota.timezone);
+    const horizonEnd = new Date(now.getTime() + cfg.provisioning.horizon.ms);
+    const work = await claimMeetingWork(db, { owner, now, horizonEnd, leaseMs: cfg.provisioning.lease.ms, limit: cfg.provisioning.batchSize });
+    const outcomes: Record<string, number> = {};
+    if (work.length === 0) return { claimed: 0, outcomes };
+
+    const pool = await loadPool(db, box);
+    const byId = new Map(pool.map((h) => [h.id, h]));
+    // A snapshot for ranking; reserveHost re-checks every choice under a lock.
+    const windows = await reservedWindows(db, now, new Date(horizonEnd.getTime() + 86_400_000));
+    const writes = await hostWritesOn(db, day);
+    const usage = await accountUsageOn(db, day);
+    const states = new Map<number, HostState>(
+      pool.map((h) => [
+        h.id,
+        {
+          id: h.id,
+          plan: h.plan,
+          accountId: h.creds.accountId,
+          exhaustedUntil: h.exhaustedUntil,
+          lastAssignedAt: h.lastAssignedAt,
+          writesToday: writes.get(h.id) ?? 0,
+          accountBudgetLeft: h.plan === 'licensed' || (usage.get(h.creds.accountId)?.medium ?? 0) < cfg.quota.basicAccountDaily.medium,
+          busy: (windows.get(h.id) ?? []).map((w) => ({ start: w.start, end: w.end })),
+        },
+      ]),
+    );
+    const call: HostCall = (host, fn) => perAccount(host.creds.accountId).run(() => fn(client, host.creds));
+    const count = (outcome: string): void => {
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      deps.metrics.meetingOutcomes.inc({ outcome });
+    };
+    const settle = (w: MeetingWork, fields: Parameters<typeof settleMeetingWork>[4], release = true) => settleMeetingWork(db, w.id, owner, clock.now(), fields, release);
+    const fail = async (w: MeetingWork, error: unknown, outcome = 'failed'): Promise<void> => {
+      const reason = coerceError(error).message;
+      logger.warn({ schedule: w.externalId, reason }, 'meeting work failed; will retry');
+      await settle(w, { meeting_state: w.meetingId ? w.state : 'failed', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+      count(outcome);
+    };
+
+    const create = async (w: MeetingWork): Promise<void> => {
+      const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
+      for (let round = 0; round < MAX_HOST_TRIES; round++) {
+        const ranking = rankHosts(klass, [...states.values()], settings, clock.now(), cfg.quota.hostMeetingWrites);
+        const state = ranking.hosts[0];
+        const host = state ? byId.get(state.id) : undefined;
+        if (!state || !host) {
+          const reason = describeNoCapacity(ranking, pool.length);
+          logger.warn({ schedule: w.externalId, startsAt: w.startsAt.toISOString(), reason }, 'no Zoom host can take this class');
+          await settle(w, { meeting_state: 'no_capacity', meeting_error: reason, meeting_account_id: null, host_window_start: null, host_window_end: null, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+          count('no_capacity');
+          return;
+        }
+        const plan = planMeeting(klass, host.plan, settings);
+        const window = { start: plan.windowStart, end: plan.windowEnd };
+        const attemptId = randomUUID();
+        const reserved = await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cfg.quota.hostMeetingWrites, leaseOwner: owner, attemptId, version: w.version, state: 'creating', now: clock.now() });
+        if (reserved.result === 'lease_lost') return;
+        if (reserved.result === 'write_budget') {
+          // Another worker spent it since the snapshot: remember, and rank again.
+          state.writesToday = cfg.quota.hostMeetingWrites;
+          continue;
+        }
+        if (reserved.result === 'busy') {
+          state.busy = [...state.busy, window];
+          continue;
+        }
+        state.writesToday++;
+        state.lastAssignedAt = reserved.assignedAt;
+        state.busy = [...state.busy, window];
+        const body = meetingBody(w, plan, cfg.meeting.topicTemplate);
+        try {
+          const meeting = await call(host, (c, creds) => c.createMeeting(creds, host.hostUserId, body));
+          await settle(w, savedMeeting(meeting, host.id, w.version, box));
+          count('created');
+          return;
+        } catch (error) {
+          if (error instanceof ZoomError && error.kind === 'host-daily-limit') {
+            const until = nextUtcMidnight(clock.now());
+            await markHostExhausted(db, host.id, until, clock.now());
+            state.exhaustedUntil = until;
+            logger.warn({ host: host.label, until: until.toISOString() }, 'Zoom host reached its daily create/update limit; using another host');
+            await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+            continue;
+          }
+          if (error instanceof ZoomError && error.kind === 'ambiguous') {
+            // Zoom may have created it: look before creating again.
+            let adopted;
+            try {
+              adopted = await adoptOrNull(call, host, w, box);
+            } catch (listError) {
+              // Cannot tell: keep the intent so the next pass looks again before any new create.
+              await settle(w, { meeting_state: 'creating', meeting_error: `${error.message}; then listing failed: ${coerceError(listError).message}`, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+              count('unresolved');
+              return;
+            }
+            if (adopted) {
+              await settle(w, adopted);
+              count('adopted');
+              return;
+            }
+          }
+          await fail(w, error);
+          return;
+        }
+      }
+      await fail(w, new Error(`gave up after trying ${MAX_HOST_TRIES} hosts`));
+    };
+
+    const recover = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
+      // A crash left an intent behind: adopt the meeting if Zoom made it, else create afresh.
+      // If Zoom cannot be asked now, the intent stays for the next pass (never create blind).
+      const adopted = host ? await adoptOrNull(call, host, w, box) : null;
+      if (adopted && !w.cancelled) {
+        await settle(w, { ...adopted, meeting_version: w.state === 'creating' ? w.version : null });
+        count('adopted');
+        return;
+      }
+      if (adopted && w.cancelled) w.meetingId = adopted.meeting_id ?? null;
+      if (w.cancelled) return remove(w, host);
+      await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+      return create(w);
+    };
+
+    const remove = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
+      if (w.meetingId && host) {
+        try {
+          await call(host, (c, creds) => c.deleteMeeting(creds, w.meetingId ?? ''));
+        } catch (error) {
+          if (!(error instanceof ZoomError && error.status === 404)) return fail(w, error);
+        }
+      }
+      await settle(w, { meeting_state: 'deleted', host_window_start: null, host_window_end: null, meeting_error: null });
+      count('deleted');
+    };
+
+    const move = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
+      const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
+      if (host && w.meetingId) {
+        const plan = planMeeting(klass, host.plan, settings);
+        const fits = host.plan === 'licensed' || rankHosts(klass, [{ ...(states.get(host.id) as HostState), busy: [] }], settings, clock.now(), Infinity).hosts.length > 0;
+        const reserved = fits
+          ? await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cfg.quota.hostMeetingWrites, leaseOwner: owner, attemptId: randomUUID(), version: w.version, state: 'updating', now: clock.now() })
+          : { result: 'busy' as const };
+        if (reserved.result === 'lease_lost') return;
+        if (reserved.result === 'reserved') {
+          try {
+            const body = meetingBody(w, plan, cfg.meeting.topicTemplate);
+            await call(host, (c, creds) => c.updateMeeting(creds, w.meetingId ?? '', { start_time: body.start_time, duration: body.duration, topic: body.topic, timezone: 'UTC', settings: { jbh_time: body.settings.jbh_time } }));
+            await settle(w, { meeting_state: 'ready', meeting_version: w.version, meeting_error: null, meeting_attempts: 0, meeting_retry_at: null });
+            count('updated');
+            return;
+          } catch (error) {
+            if (!(error instanceof ZoomError && (error.status === 404 || error.kind === 'host-daily-limit'))) return fail(w, error);
+          }
+        }
+        // The host cannot keep it (busy, budget, gone): delete and create elsewhere.
+        try {
+          await call(host, (c, creds) => c.deleteMeeting(creds, w.meetingId ?? ''));
+        } catch (error) {
+          if (!(error instanceof ZoomError && error.status === 404)) return fail(w, error);
+        }
+      }
+      await settle(w, { meeting_state: 'none', meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+      count('moved');
+      return create({ ...w, state: 'none', meetingId: null });
+    };
+
+    await Promise.all(
+      work.map((w) =>
+        overall.run(async () => {
+          const host = w.hostId === null ? undefined : byId.get(w.hostId);
+          try {
+            if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w, host);
+            else if (w.cancelled) await remove(w, host);
+            else if (w.state === 'ready') await move(w, host);
+            else await create(w);
+          } catch (error) {
+            await fail(w, error).catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not record a meeting failure'));
+          }
+        }),
+      ),
+    );
+    return { claimed: work.length, outcomes };
+  };
+
+  let timer: TimerHandle | undefined;
+  let running: Promise<unknown> | undefined;
+  let stopped = false;
+  const tick = (): void => {
+    if (stopped) return;
+    running = runPass()
+      .then((report) => {
+        if (report.claimed) logger.info({ ...report }, 'provisioning pass');
+      })
+      .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'provisioning pass failed'))
+      .finally(() => {
+        running = undefined;
+        if (!stopped) timer = clock.setTimeout(tick, zoomCfg().provisioning.interval.ms);
+      });
+  };
+  return {
+    runPass,
+    start() {
+      stopped = false;
+      tick();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clock.clearTimeout(timer);
+      await running;
+      await releaseMeetingLeases(db, owner);
+    },
+  };
+}

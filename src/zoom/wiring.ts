@@ -1,0 +1,27 @@
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import type { Metrics } from '../metrics.ts';
+import { quotaDay } from './allocation.ts';
+import { createZoomClient, type ZoomClient } from './client.ts';
+import { recordAccountUsage } from './usage.ts';
+
+/** The Zoom client as the service uses it: settings from the live config, every request counted in the DB. */
+export function zoomClientFor(deps: { db: Db; clock: Clock; config: ConfigStore; metrics: Pick<Metrics, 'zoomRequestSeconds'> }): ZoomClient {
+  const { db, clock, config } = deps;
+  return createZoomClient({
+    clock,
+    metrics: deps.metrics,
+    settings: () => {
+      const z = config.current().zoom;
+      return {
+        apiBaseUrl: z.apiBaseUrl,
+        oauthUrl: z.oauthUrl,
+        timeoutMs: z.requestTimeout.ms,
+        attempts: z.retry.attempts,
+        backoff: { baseDelayMs: z.retry.baseDelay.ms, maxDelayMs: z.retry.maxDelay.ms },
+      };
+    },
+    onRequest: (accountId, category) => recordAccountUsage(db, accountId, quotaDay(clock.now(), config.current().zoom.quota.timezone), category),
+  });
+}

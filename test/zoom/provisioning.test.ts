@@ -1,0 +1,189 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { meetingMarker } from '../../src/zoom/allocation.ts';
+import { upsertSchedules } from '../../src/schedules/schedules.ts';
+import { dialects } from '../support/databases.ts';
+import { openZoomWorld, type ZoomWorld } from './world.ts';
+
+const DAILY_LIMIT_MESSAGE =
+  'You have exceeded the daily rate limit (100) of Meeting Create/Update API requests permitted for this particular user. You may resume these requests at GMT 00:00:00.';
+
+describe.each(dialects)('meeting provisioning on %s', (dialect) => {
+  let world: ZoomWorld;
+  afterEach(async () => {
+    await world?.close();
+  });
+
+  it('creates one meeting per schedule inside the horizon, round-robin over the hosts, with the configured settings', async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'a', plan: 'licensed' },
+      { label: 'b', plan: 'licensed' },
+      { label: 'c', plan: 'licensed' },
+    ], { config: { zoom: { provisioning: { concurrency: 1 } } } });
+    for (let i = 0; i < 6; i++) await world.schedule(`s${i}`, `2026-12-01T${String(10 + i).padStart(2, '0')}:00:00Z`, 50);
+    await world.schedule('far', '2026-12-05T10:00:00Z', 50);
+    const report = await world.provisioner().runPass();
+    expect(report.outcomes).toEqual({ created: 6 });
+    const hosts = [];
+    for (let i = 0; i < 6; i++) hosts.push((await world.meetingOf(`s${i}`)).host);
+    expect(hosts).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+    expect((await world.meetingOf('far')).state).toBe('none');
+
+    const meetings = world.em.meetings();
+    expect(meetings).toHaveLength(6);
+    const first = meetings.find((m) => m.agenda.includes(meetingMarker('s0')));
+    expect(first).toMatchObject({ duration: 60, hostId: 'user-a' });
+    expect(Date.parse(first?.startTime ?? '')).toBe(Date.parse('2026-12-01T10:00:00Z'));
+    expect(first?.settings).toMatchObject({ join_before_host: true, jbh_time: 10, waiting_room: false });
+    const row = await world.database.db.selectFrom('schedules').selectAll().where('external_id', '=', 's0').executeTakeFirstOrThrow();
+    expect(row.join_url).toBe(first?.joinUrl);
+    expect(row.start_url).not.toContain('http');
+    expect(row.host_window_start).toBeTruthy();
+
+    // A second pass finds nothing to do and creates nothing.
+    expect((await world.provisioner().runPass()).claimed).toBe(0);
+    expect(world.em.meetings()).toHaveLength(6);
+  });
+
+  it('never gives one host overlapping meetings, even with two workers racing', async () => {
+    // One schedule per claim, so each worker holds a different schedule and both want the host.
+    world = await openZoomWorld(dialect, [{ label: 'only', plan: 'licensed' }], { config: { zoom: { provisioning: { batchSize: 1 } } } });
+    // s2 starts 15 minutes after s1 ends: inside s1's after-class buffer + s2's early join.
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    await world.schedule('s2', '2026-12-01T11:05:00Z', 50);
+    await world.schedule('s3', '2026-12-01T12:30:00Z', 50);
+    const [p1, p2] = [world.provisioner('worker-1'), world.provisioner('worker-2')];
+    await Promise.all([p1.runPass(), p2.runPass()]);
+    await p1.runPass();
+    const states = await Promise.all(['s1', 's2', 's3'].map((s) => world.meetingOf(s)));
+    expect(states.map((s) => s.state)).toEqual(['ready', 'no_capacity', 'ready']);
+    expect(states[1]?.error).toMatch(/1 busy/);
+    expect(world.em.overlaps()).toEqual([]);
+    expect(world.em.meetings()).toHaveLength(2);
+  });
+
+  it('hosts short trial classes on basic accounts, and nothing over 40 minutes of live time there', async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'free', plan: 'basic' },
+      { label: 'pro', plan: 'licensed' },
+    ]);
+    await world.schedule('trial-30', '2026-12-01T10:00:00Z', 30, { trial: true }); // 5 early + 30 + 0 = 35 ≤ 40
+    await world.schedule('trial-40', '2026-12-01T13:00:00Z', 40, { trial: true }); // 5 + 40 = 45 > 40
+    await world.schedule('regular-30', '2026-12-01T16:00:00Z', 30);
+    await world.provisioner().runPass();
+    expect((await world.meetingOf('trial-30')).host).toBe('free');
+    expect((await world.meetingOf('trial-40')).host).toBe('pro');
+    expect((await world.meetingOf('regular-30')).host).toBe('pro');
+    const basic = world.em.meetings().find((m) => m.hostId === 'user-free');
+    expect(basic).toMatchObject({ duration: 30 });
+    expect(basic?.settings.jbh_time).toBe(5);
+    expect(world.em.violations()).toEqual([]);
+  });
+
+  it('keeps under the daily write budget per host and starts afresh at the configured midnight', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }], {
+      start: '2026-12-01T10:00:00Z',
+      config: { zoom: { quota: { timezone: 'Asia/Taipei', hostMeetingWrites: 2 }, provisioning: { retryDelay: '1m' } } },
+    });
+    for (let i = 0; i < 3; i++) await world.schedule(`s${i}`, `2026-12-02T0${i * 2}:00:00Z`, 50);
+    await world.provisioner().runPass();
+    const third = await world.meetingOf('s2');
+    expect(third.state).toBe('no_capacity');
+    expect(third.error).toMatch(/write budget/);
+    const usage = await world.database.db.selectFrom('zoom_host_usage').selectAll().execute();
+    expect(usage).toEqual([expect.objectContaining({ day: '2026-12-01', meeting_writes: 2 })]);
+    // 16:00 UTC is midnight in Taipei: a new day, a new budget.
+    await world.clock.set(new Date('2026-12-01T16:00:01Z'));
+    await world.provisioner().runPass();
+    expect((await world.meetingOf('s2')).state).toBe('ready');
+    const days = (await world.database.db.selectFrom('zoom_host_usage').select('day').orderBy('day').execute()).map((r) => r.day);
+    expect(days).toEqual(['2026-12-01', '2026-12-02']);
+    const accountDays = await world.database.db.selectFrom('zoom_account_usage').selectAll().orderBy('day').execute();
+    expect(accountDays.map((r) => `${r.day}/${r.category}`)).toContain('2026-12-02/medium');
+  });
+
+  it("fails over when Zoom says a host's daily limit is spent, and leaves that host alone until 00:00 UTC", async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'a', plan: 'licensed' },
+      { label: 'b', plan: 'licensed' },
+    ], { config: { zoom: { provisioning: { concurrency: 1 } } } });
+    world.em.faults.add({ method: 'POST', path: /\/users\/user-a\/meetings$/, times: Infinity, fault: { status: 429, body: { code: 429, message: DAILY_LIMIT_MESSAGE } } });
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    await world.schedule('s2', '2026-12-01T12:00:00Z', 50);
+    await world.provisioner().runPass();
+    expect((await world.meetingOf('s1')).host).toBe('b');
+    expect((await world.meetingOf('s2')).host).toBe('b');
+    const a = await world.database.db.selectFrom('zoom_accounts').selectAll().where('label', '=', 'a').executeTakeFirstOrThrow();
+    expect(new Date(a.exhausted_until as string | Date).toISOString()).toBe('2026-12-02T00:00:00.000Z');
+    const tries = world.em.requests().filter((r) => r.method === 'POST' && r.path.includes('user-a'));
+    expect(tries).toHaveLength(1);
+  });
+
+  it('adopts the meeting Zoom made when the connection dropped after the create, instead of making a second', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    world.em.faults.add({ method: 'POST', path: /\/meetings$/, fault: { kind: 'after-commit-drop' } });
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    const report = await world.provisioner().runPass();
+    expect(report.outcomes).toEqual({ adopted: 1 });
+    expect(world.em.meetings()).toHaveLength(1);
+    const m = await world.meetingOf('s1');
+    expect(m.state).toBe('ready');
+    expect(m.meetingId).toBe(String(world.em.meetings()[0]?.id));
+  });
+
+  it('recovers after a crash between recording the intent and recording the meeting', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    await world.schedule('s2', '2026-12-01T13:00:00Z', 50);
+    // Worker "dead" claimed both and recorded intents; Zoom made s1's meeting, then the process died.
+    const provisioner = world.provisioner('dead');
+    world.em.faults.add({ method: 'POST', path: /\/meetings$/, times: 2, fault: { kind: 'after-commit-drop' } });
+    world.em.faults.add({ method: 'GET', path: /\/users\/.*\/meetings/, times: Infinity, fault: { status: 503 } });
+    await provisioner.runPass();
+    world.em.faults.clear();
+    expect(world.em.meetings()).toHaveLength(2);
+    // Both failed to reconcile (listing was down): intents remain, leases released after failure.
+    const stuck = await world.database.db.selectFrom('schedules').select(['meeting_state', 'meeting_lease_owner']).execute();
+    expect(stuck.every((r) => r.meeting_state === 'creating')).toBe(true);
+    await world.clock.advance(10 * 60_000);
+    const report = await world.provisioner('fresh').runPass();
+    expect(report.outcomes).toEqual({ adopted: 2 });
+    expect(world.em.meetings()).toHaveLength(2);
+    expect((await world.meetingOf('s1')).state).toBe('ready');
+  });
+
+  it('moves the meeting when the class moves, re-hosts it when its host is busy then, and deletes it when cancelled', async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'a', plan: 'licensed' },
+      { label: 'b', plan: 'licensed' },
+    ], { config: { zoom: { provisioning: { concurrency: 1 } } } });
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    await world.schedule('s2', '2026-12-01T12:00:00Z', 50);
+    await world.schedule('s3', '2026-12-01T14:00:00Z', 50);
+    await world.provisioner().runPass();
+    const before = await world.meetingOf('s1');
+    const s3Before = await world.meetingOf('s3');
+    expect([before.host, (await world.meetingOf('s2')).host, s3Before.host]).toEqual(['a', 'b', 'a']);
+
+    // s1 moves an hour later: its host is free then, so the meeting is updated in place.
+    await world.schedule('s1', '2026-12-01T11:00:00Z', 50);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ updated: 1 });
+    const moved = await world.meetingOf('s1');
+    expect(moved).toMatchObject({ host: 'a', meetingId: before.meetingId, version: 2, meetingVersion: 2 });
+    expect(Date.parse(world.em.meeting(Number(before.meetingId))?.startTime ?? '')).toBe(Date.parse('2026-12-01T11:00:00Z'));
+
+    // s3 moves onto s1's time: host a is busy then, b is free: deleted on a, created on b.
+    await world.schedule('s3', '2026-12-01T10:00:00Z', 50);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ moved: 1, created: 1 });
+    const s3After = await world.meetingOf('s3');
+    expect(s3After).toMatchObject({ host: 'b', state: 'ready', meetingVersion: 2 });
+    expect(world.em.meeting(Number(s3Before.meetingId))?.deleted).toBe(true);
+    expect(world.em.overlaps({ activeOnly: true })).toEqual([]);
+
+    await upsertSchedules(world.database.db, world.clock, [
+      { externalId: 's1', title: 'class s1', startsAt: new Date('2026-12-01T11:00:00Z'), endsAt: new Date('2026-12-01T11:50:00Z'), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: true },
+    ]);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ deleted: 1 });
+    expect((await world.meetingOf('s1')).state).toBe('deleted');
+    expect(world.em.meeting(Number(before.meetingId))?.deleted).toBe(true);
+  });
+});
