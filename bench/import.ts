@@ -10,6 +10,7 @@ import { openDatabase, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { createLogger } from '../src/logger.ts';
+import { createMetrics } from '../src/metrics.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
 
 /**
@@ -61,6 +62,7 @@ async function measureApi(pgUrl: string | undefined, dir: string, n: number): Pr
     box: createSecretBox(randomBytes(32)),
     config: createConfigStore(parseConfig({}, 'bench'), { env: {} }, clock),
     logger: createLogger({ level: 'warn' }),
+    metrics: createMetrics(),
     adminToken: undefined,
     readiness: async () => ({ ready: true, checks: {} }),
   });

@@ -3,6 +3,7 @@
  * they never assert timings (that is what the numbers in bench/README.md are for).
  */
 const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ run(args: string[]): Promise<void> }> }> = {
+  zoom: { description: 'provision 1,000 meetings over a week onto 25 hosts against the emulator (1 s creates, rate limits)', load: () => import('./zoom.ts') },
   import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
 };
 

@@ -8,9 +8,13 @@ import { migrate, pendingMigrations } from './db/migrate.ts';
 import { coerceError } from './errors.ts';
 import { buildHttpApp } from './http/app.ts';
 import { isLoopbackHost } from './http/auth.ts';
+import { startLine, type LineRuntime } from './line/runtime.ts';
 import type { Logger } from './logger.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { loadSecretKey, verifySecretKey } from './secrets/key.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
+import { createProvisioner, type Provisioner } from './zoom/provisioner.ts';
+import { zoomClientFor } from './zoom/wiring.ts';
 
 /** A start-up problem the operator must fix (exit status 2). */
 export class StartupError extends Error {
@@ -25,13 +29,18 @@ export interface AppOptions {
   env: Record<string, string | undefined>;
   clock: Clock;
   logger: Logger;
+  /** Run the background workers (provisioner, …) once listening. Default true; off for one-shot tools. */
+  workers?: boolean;
 }
 
 export interface App {
   http: FastifyInstance;
   database: Database;
   box: SecretBox;
-  /** Listen on http.host:http.port; resolves to the bound address. */
+  metrics: Metrics;
+  provisioner: Provisioner;
+  line: LineRuntime;
+  /** Listen on http.host:http.port and start the workers; resolves to the bound address. */
   listen(): Promise<string>;
   /** Stop taking work, finish or release what is in flight, close the database. Idempotent. */
   stop(): Promise<void>;
@@ -74,6 +83,14 @@ export async function createApp(options: AppOptions): Promise<App> {
 
     if (!adminToken) logger.warn('SCHEDULER_ADMIN_TOKEN is not set: the admin API is open to this machine only');
 
+    const metrics = createMetrics({ defaultMetrics: true });
+    const zoomClient = zoomClientFor({ db: database.db, clock, config, metrics });
+    const provisioner = createProvisioner({ db: database.db, box, clock, config, client: zoomClient, logger: logger.child({ part: 'provisioner' }), metrics });
+
+    const line = await startLine({ db: database.db, box, clock, config, logger: logger.child({ part: 'line' }) });
+    // Released after the HTTP server (no new webhooks) and before the database (LIFO).
+    releasers.push(() => line.stop());
+
     let stopping = false;
     const http = await buildHttpApp({
       db: database.db,
@@ -81,7 +98,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       box,
       config,
       logger,
+      metrics,
       adminToken,
+      line,
       readiness: async () => {
         const checks: Record<string, string> = {};
         try {
@@ -97,6 +116,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       },
     });
     releasers.push(() => http.close());
+    // Released before the HTTP server and the database (LIFO): stop claiming, finish, hand back leases.
+    releasers.push(() => provisioner.stop());
 
     const unsubscribe = config.onChange((next, _previous, changed) => {
       logger.level = next.log.level;
@@ -116,9 +137,17 @@ export async function createApp(options: AppOptions): Promise<App> {
       http,
       database,
       box,
+      metrics,
+      provisioner,
+      line,
       async listen() {
         const { host, port } = config.current().http;
-        return http.listen({ host, port });
+        const address = await http.listen({ host, port });
+        if (options.workers ?? true) {
+          provisioner.start();
+          line.start();
+        }
+        return address;
       },
       stop() {
         stopping = true;

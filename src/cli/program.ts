@@ -1,10 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { collectStatus } from '../status.ts';
+import { capacityReport } from '../zoom/capacity.ts';
 import { openDatabase } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { redactUrl } from '../config/store.ts';
 import { registerAccountCommands } from './accounts.ts';
-import { EXIT, exitCodeFor, openForCommand, readConfig, type CliIo, type GlobalOptions } from './context.ts';
+import { CliError, EXIT, exitCodeFor, openForCommand, readConfig, type CliIo, type GlobalOptions } from './context.ts';
 import { startService } from './start.ts';
 
 /** Runs the `scheduler` command line; resolves with the process exit status. */
@@ -78,6 +79,36 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           io.out(`upcoming:       ${status.schedules.upcoming} schedules (${status.schedules.cancelled} cancelled); meetings ${formatCounts(status.schedules.meetings)}`);
           io.out(`appointments:   ${status.appointments.booked} booked, ${status.appointments.cancelled} cancelled`);
           io.out(`deliveries:     ${formatCounts(status.deliveries)}`);
+        } finally {
+          await ctx.close();
+        }
+      }),
+    );
+
+  program
+    .command('capacity')
+    .description('concurrent classes vs Zoom hosts and the daily create budget for the coming days, with the shortfalls')
+    .option('--days <n>', 'how many days ahead', '7')
+    .option('--json', 'print JSON')
+    .action((opts: { days: string; json?: boolean }) =>
+      run(async () => {
+        const days = Number(opts.days);
+        if (!Number.isInteger(days) || days < 1 || days > 60) throw new CliError('--days must be a whole number from 1 to 60', EXIT.usage);
+        const { config } = readConfig(globals(), io);
+        const ctx = await openForCommand(globals(), io);
+        try {
+          const zoom = config.zoom;
+          const report = await capacityReport(ctx.database.db, { ...zoom.meeting, basic: zoom.basic }, { from: ctx.clock.now(), days, horizonMs: zoom.provisioning.horizon.ms, hostWriteCap: zoom.quota.hostMeetingWrites });
+          if (opts.json) {
+            io.out(JSON.stringify(report));
+            return;
+          }
+          const local = (iso: string) => new Intl.DateTimeFormat('en-GB', { timeZone: config.timezone, weekday: 'short', hour: '2-digit', minute: '2-digit' }).format(new Date(iso));
+          io.out(`hosts: ${report.hosts.licensed} licensed, ${report.hosts.basic} basic; times in ${config.timezone}`);
+          for (const d of report.days) {
+            io.out(`${d.day}  ${String(d.classes).padStart(5)} classes  peak ${d.peakConcurrent}${d.peakAt ? ` at ${local(d.peakAt)}` : ''}  creates ${d.creates}/${d.createBudget}${d.creates > d.createBudget ? '  OVER BUDGET' : ''}`);
+            for (const f of d.shortfalls) io.out(`    ${local(f.from)}–${local(f.to)}: ${f.classes} classes, ${f.hosts} hosts: ${f.missing} more needed`);
+          }
         } finally {
           await ctx.close();
         }

@@ -4,14 +4,19 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import type { Clock } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
+import type { LineRuntime } from '../line/runtime.ts';
 import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { adminAuth } from './auth.ts';
 import { errorHandler } from './errors.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { appointmentRoutes } from './routes/appointments.ts';
+import { imagemapRoutes } from './routes/imagemap.ts';
+import { lineWebhookRoutes } from './routes/line-webhook.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { systemRoutes, type Readiness } from './routes/system.ts';
+import { zoomRoutes } from './routes/zoom.ts';
 
 /** What the HTTP layer needs; it holds no business logic of its own. */
 export interface HttpDeps {
@@ -20,9 +25,12 @@ export interface HttpDeps {
   box: SecretBox;
   config: ConfigStore;
   logger: Logger;
+  metrics: Metrics;
   /** SCHEDULER_ADMIN_TOKEN; without it the admin API is open (loopback only, checked at start). */
   adminToken: string | undefined;
   readiness(): Promise<Readiness>;
+  /** The LINE side (webhooks, imagemap images); without it those routes are not served. */
+  line?: LineRuntime | undefined;
 }
 
 /** Builds the Fastify app without listening, so tests drive it through `inject`. */
@@ -57,9 +65,20 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
       accountRoutes(api, deps);
       scheduleRoutes(api, deps);
       appointmentRoutes(api, deps);
+      zoomRoutes(api, deps);
     },
     { prefix: '/api' },
   );
+  const line = deps.line;
+  if (line) {
+    // Own scopes: the webhook routes replace the body parsers with a raw one.
+    await app.register(async (scope) => lineWebhookRoutes(scope, deps, line));
+    await app.register(async (scope) => imagemapRoutes(scope, line));
+  }
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  // Prometheus text format; behind the admin token when one is set (Prometheus can send it).
+  app.get('/metrics', { schema: { hide: true }, onRequest: adminAuth(deps.adminToken) }, async (_request, reply) =>
+    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  );
   return app;
 }

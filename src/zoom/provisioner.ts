@@ -82,6 +82,11 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         },
       ]),
     );
+    let lastStamp = 0;
+    const nextStamp = (): Date => {
+      lastStamp = Math.max(clock.now().getTime(), lastStamp + 1);
+      return new Date(lastStamp);
+    };
     const call: HostCall = (host, fn) => perAccount(host.creds.accountId).run(() => fn(client, host.creds));
     const count = (outcome: string): void => {
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
@@ -110,21 +115,20 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         }
         const plan = planMeeting(klass, host.plan, settings);
         const window = { start: plan.windowStart, end: plan.windowEnd };
-        const attemptId = randomUUID();
-        const reserved = await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cfg.quota.hostMeetingWrites, leaseOwner: owner, attemptId, version: w.version, state: 'creating', now: clock.now() });
-        if (reserved.result === 'lease_lost') return;
-        if (reserved.result === 'write_budget') {
-          // Another worker spent it since the snapshot: remember, and rank again.
-          state.writesToday = cfg.quota.hostMeetingWrites;
-          continue;
-        }
-        if (reserved.result === 'busy') {
-          state.busy = [...state.busy, window];
-          continue;
-        }
-        state.writesToday++;
-        state.lastAssignedAt = reserved.assignedAt;
+        // Take the host in the snapshot before awaiting, so concurrent flows spread over the pool
+        // (round-robin) instead of all ranking the same least-recently-used host first.
+        const previous = { busy: state.busy, writes: state.writesToday, stamp: state.lastAssignedAt };
         state.busy = [...state.busy, window];
+        state.writesToday++;
+        state.lastAssignedAt = nextStamp();
+        const reserved = await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cfg.quota.hostMeetingWrites, leaseOwner: owner, attemptId: randomUUID(), version: w.version, state: 'creating', now: clock.now() });
+        if (reserved.result !== 'reserved') {
+          state.busy = reserved.result === 'busy' ? state.busy : previous.busy; // a clash in the DB: keep the window as busy
+          state.writesToday = reserved.result === 'write_budget' ? cfg.quota.hostMeetingWrites : previous.writes;
+          state.lastAssignedAt = previous.stamp;
+          if (reserved.result === 'lease_lost') return;
+          continue;
+        }
         const body = meetingBody(w, plan, cfg.meeting.topicTemplate);
         try {
           const meeting = await call(host, (c, creds) => c.createMeeting(creds, host.hostUserId, body));

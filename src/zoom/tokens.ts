@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import { describeZoomError, ZoomError } from './errors.ts';
@@ -26,7 +27,8 @@ export interface TokenCache {
 export function createTokenCache(options: { clock: Clock; settings: () => { oauthUrl: string; timeoutMs: number } }): TokenCache {
   const cached = new Map<string, { token: string; expiresAt: number }>();
   const inflight = new Map<string, Promise<string>>();
-  const keyOf = (c: ZoomCredentials): string => `${c.accountId}\u0000${c.clientId}`;
+  // The secret is part of the key: a rotated or mistyped secret must not reuse a token minted with another.
+  const keyOf = (c: ZoomCredentials): string => createHash('sha256').update(`${c.accountId}\u0000${c.clientId}\u0000${c.clientSecret}`).digest('base64url');
 
   const fetchToken = async (creds: ZoomCredentials): Promise<string> => {
     const { oauthUrl, timeoutMs } = options.settings();

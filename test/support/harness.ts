@@ -7,6 +7,7 @@ import { createConfigStore, type ConfigStore } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';
 import { openTestDatabase, type TestDatabase } from './databases.ts';
 
@@ -41,6 +42,7 @@ export async function openHarness(dialect: Dialect, options: { adminToken?: stri
     box,
     config,
     logger,
+    metrics: createMetrics(),
     adminToken: options.adminToken,
     readiness: async () => ({ ready: true, checks: { database: 'ok' } }),
   });

@@ -44,6 +44,18 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     expect(world.em.meetings()).toHaveLength(6);
   });
 
+  it('spreads concurrent creates evenly over the pool', async () => {
+    world = await openZoomWorld(dialect, ['a', 'b', 'c', 'd'].map((label) => ({ label, plan: 'licensed' as const })));
+    for (let i = 0; i < 12; i++) await world.schedule(`s${i}`, `2026-12-01T${String(8 + i).padStart(2, '0')}:00:00Z`, 50);
+    await world.provisioner().runPass();
+    const perHost = new Map<string, number>();
+    for (let i = 0; i < 12; i++) {
+      const host = (await world.meetingOf(`s${i}`)).host ?? '-';
+      perHost.set(host, (perHost.get(host) ?? 0) + 1);
+    }
+    expect([...perHost.values()]).toEqual([3, 3, 3, 3]);
+  });
+
   it('never gives one host overlapping meetings, even with two workers racing', async () => {
     // One schedule per claim, so each worker holds a different schedule and both want the host.
     world = await openZoomWorld(dialect, [{ label: 'only', plan: 'licensed' }], { config: { zoom: { provisioning: { batchSize: 1 } } } });
