@@ -124,3 +124,8 @@ export async function settleMeetingWork(db: Db, id: number, owner: string, now: 
 export async function releaseMeetingLeases(db: Db, owner: string): Promise<void> {
   await db.updateTable('schedules').set({ meeting_lease_owner: null, meeting_lease_expires_at: null }).where('meeting_lease_owner', '=', owner).execute();
 }
+
+/** Extends the leases this worker holds (heartbeat while a batch is in flight). */
+export async function renewMeetingLeases(db: Db, owner: string, until: Date): Promise<void> {
+  await db.updateTable('schedules').set({ meeting_lease_expires_at: until }).where('meeting_lease_owner', '=', owner).execute();
+}

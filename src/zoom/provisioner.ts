@@ -11,8 +11,8 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 import { describeNoCapacity, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
 import type { ZoomClient } from './client.ts';
 import { ZoomError } from './errors.ts';
-import { loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
-import { claimMeetingWork, releaseMeetingLeases, settleMeetingWork, type MeetingWork } from './meeting-work.ts';
+import { countNoCapacity, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
+import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
 
@@ -49,6 +49,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const zoomCfg = () => config.current().zoom;
   const overall = createLimiter(() => zoomCfg().provisioning.concurrency);
+  let stopped = false;
   const perAccount = keyedLimiter(() => zoomCfg().provisioning.perAccountConcurrency);
 
   const runPass = async (): Promise<PassReport> => {
@@ -227,9 +228,23 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       return create({ ...w, state: 'none', meetingId: null });
     };
 
+    // Keep the leases of this batch alive while it is worked on (slow Zoom, retries, a long queue).
+    let renewal: TimerHandle | undefined;
+    const renew = (): void => {
+      renewal = clock.setTimeout(() => {
+        void renewMeetingLeases(db, owner, new Date(clock.now().getTime() + cfg.provisioning.lease.ms))
+          .catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not renew meeting leases'))
+          .finally(() => {
+            if (renewal) renew();
+          });
+      }, cfg.provisioning.lease.ms / 3);
+    };
+    renew();
     await Promise.all(
       work.map((w) =>
         overall.run(async () => {
+          // Stopping: leave queued work unstarted; its lease is handed back in stop().
+          if (stopped) return;
           const host = w.hostId === null ? undefined : byId.get(w.hostId);
           try {
             if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w, host);
@@ -242,12 +257,14 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         }),
       ),
     );
+    if (renewal) clock.clearTimeout(renewal);
+    renewal = undefined;
+    deps.metrics.schedulesWithoutCapacity.set(await countNoCapacity(db, now, horizonEnd));
     return { claimed: work.length, outcomes };
   };
 
   let timer: TimerHandle | undefined;
   let running: Promise<unknown> | undefined;
-  let stopped = false;
   const tick = (): void => {
     if (stopped) return;
     running = runPass()
