@@ -3,6 +3,11 @@
  * simulations run on virtual time and never sleep.
  */
 export interface Clock {
+  /**
+   * `system`: real time; "due" is then decided by the database's clock, shared by all replicas.
+   * `virtual`: tests and simulations; the database is handed this clock's time instead.
+   */
+  readonly kind: 'system' | 'virtual';
   /** The current instant. */
   now(): Date;
   /** Like `setTimeout`, on this clock's time. Returns a handle for `clearTimeout`. */
@@ -23,6 +28,7 @@ export function systemClock(): Clock {
   let nextId = 1;
   const timers = new Map<number, NodeJS.Timeout>();
   const clock: Clock = {
+    kind: 'system',
     now: () => new Date(),
     setTimeout(fn, ms) {
       const id = nextId++;
@@ -98,6 +104,7 @@ export function virtualClock(start: Date | string = '2026-01-01T00:00:00Z'): Vir
   };
 
   const clock: VirtualClock = {
+    kind: 'virtual',
     now: () => new Date(now),
     setTimeout(fn, ms) {
       const id = nextId++;

@@ -7,6 +7,8 @@ import { invalid, notFound } from '../errors.ts';
 import { findLineChannelsBySlug } from '../line/channels.ts';
 import { ensureMembers, memberKey } from '../line/members.ts';
 import type { UpsertOutcome } from './schedule-rules.ts';
+import { syncDeliveries } from '../deliveries/outbox.ts';
+import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
 export interface AppointmentInput {
   externalId: string;
@@ -26,7 +28,7 @@ export interface AppointmentUpsertResult {
  * must exist (404 naming the field otherwise); the student becomes a member of that channel with an
  * unknown following status if we have not seen them follow yet.
  */
-export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[]): Promise<AppointmentUpsertResult[]> {
+export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[], rules: DeliveryRules = DEFAULT_RULES): Promise<AppointmentUpsertResult[]> {
   const field = (i: number, name: string) => (inputs.length === 1 ? name : `items[${i}].${name}`);
   const seen = new Map<string, number>();
   for (const [i, input] of inputs.entries()) {
@@ -99,6 +101,9 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
         .execute();
       for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created' });
     }
+    // Outbox: each new or changed booking gets its deliveries in this same transaction.
+    const changed = results.filter((r) => r.outcome !== 'unchanged').map((r) => r.id);
+    if (changed.length) await syncDeliveries(trx, clock, rules, { appointmentIds: changed });
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });

@@ -6,6 +6,8 @@ import type { MeetingState, SchedulesTable } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
 import { checkSchedule, planScheduleUpdate, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
+import { syncDeliveries } from '../deliveries/outbox.ts';
+import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
 export interface Meeting {
   state: MeetingState;
@@ -45,7 +47,7 @@ export interface UpsertResult {
  * Creates or replaces schedules by external id, all or nothing: every item is checked before
  * anything is written, and the writes share one transaction.
  */
-export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], prefix = (i: number) => `items[${i}].`): Promise<UpsertResult[]> {
+export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], rules: DeliveryRules = DEFAULT_RULES, prefix = (i: number) => `items[${i}].`): Promise<UpsertResult[]> {
   const seen = new Map<string, number>();
   const problems = inputs.flatMap((input, i) => {
     const p = inputs.length === 1 ? '' : prefix(i);
@@ -84,6 +86,9 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
         .execute();
       for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created', version: 1 });
     }
+    // Outbox: the bookings of every changed class get their deliveries re-timed or cancelled here.
+    const changed = results.filter((r) => r.outcome === 'updated').map((r) => r.id);
+    if (changed.length) await syncDeliveries(trx, clock, rules, { scheduleIds: changed });
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });

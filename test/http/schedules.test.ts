@@ -95,8 +95,12 @@ describe.each(dialects)('schedules and appointments over the admin API on %s', (
 
     const detail = await h.app.inject({ method: 'GET', url: '/api/schedules/c-1' });
     expect(detail.statusCode).toBe(200);
-    expect(detail.json().appointments).toEqual([
-      { externalId: 'a-1', cancelled: true, student: { channel: 'main', lineUserId: userId(1), displayName: null, following: 'unknown' }, deliveries: [] },
+    const [appointment] = detail.json().appointments;
+    expect(appointment).toMatchObject({ externalId: 'a-1', cancelled: true, student: { channel: 'main', lineUserId: userId(1), displayName: null, following: 'unknown' } });
+    // The outbox made both deliveries with the booking, and cancelled them with it.
+    expect(appointment.deliveries).toEqual([
+      { kind: 'meeting_url', state: 'cancelled', dueAt: '2026-12-01T11:50:00.000Z', attempts: 0, sentAt: null, latenessMs: null, lastError: 'booking cancelled' },
+      { kind: 'feedback_url', state: 'cancelled', dueAt: '2026-12-01T12:30:00.000Z', attempts: 0, sentAt: null, latenessMs: null, lastError: 'booking cancelled' },
     ]);
     const members = await h.database.db.selectFrom('members').selectAll().execute();
     expect(members).toHaveLength(1);

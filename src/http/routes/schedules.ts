@@ -45,7 +45,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         response: { 200: upsertResults, ...errors },
       },
     },
-    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items, (i) => `items[${i}].`) }),
+    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items) }),
   );
 
   app.get(

@@ -1,0 +1,161 @@
+import type { Selectable } from 'kysely';
+import type { Clock } from '../clock.ts';
+import { dialectOf, type Db } from '../db/database.ts';
+import { dbNow } from '../db/db-clock.ts';
+import { toDate } from '../db/row.ts';
+import type { DeliveriesTable, DeliveryKind, DeliveryState } from '../db/tables.ts';
+
+/** A delivery this worker holds a lease on. `leaseToken` fences its completion. */
+export interface ClaimedDelivery {
+  id: number;
+  appointmentId: number;
+  kind: DeliveryKind;
+  dueAt: Date;
+  notAfter: Date;
+  attempts: number;
+  retryKey: string;
+  scheduleVersion: number;
+  leaseToken: string;
+}
+
+export interface ClaimOptions {
+  owner: string;
+  /** One token per claim; completion only counts while the row still carries it. */
+  token: string;
+  leaseMs: number;
+  limit: number;
+  /** Only these ids (the timing wheel fires specific deliveries). */
+  ids?: readonly number[];
+}
+
+/**
+ * Claims due deliveries: pending ones whose time has come by the database clock, and ones whose
+ * lease expired (their worker died), oldest first. On PostgreSQL the pick runs in a CTE with
+ * `FOR UPDATE SKIP LOCKED`, so replicas take disjoint rows without waiting on each other.
+ */
+export async function claimDue(db: Db, clock: Clock, o: ClaimOptions): Promise<ClaimedDelivery[]> {
+  const now = dbNow(db, clock);
+  const postgres = dialectOf(db) === 'postgres';
+  const rows = await db
+    .with('due', (qb) => {
+      let pick = qb
+        .selectFrom('deliveries')
+        .select('id')
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('state', '=', 'pending'), eb('available_at', '<=', now)]),
+            eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)]),
+          ]),
+        );
+      if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
+      pick = pick.orderBy('available_at').orderBy('id').limit(o.limit);
+      return postgres ? pick.forUpdate().skipLocked() : pick;
+    })
+    .updateTable('deliveries')
+    .set((eb) => ({
+      state: 'sending',
+      lease_owner: o.owner,
+      lease_token: o.token,
+      lease_expires_at: dbNow(db, clock, o.leaseMs),
+      attempts: eb('attempts', '+', 1),
+    }))
+    .where('id', 'in', (eb) => eb.selectFrom('due').select('id'))
+    .returningAll()
+    .execute();
+  return rows.map(toClaimed).sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime() || a.id - b.id);
+}
+
+function toClaimed(row: Selectable<DeliveriesTable>): ClaimedDelivery {
+  return {
+    id: row.id,
+    appointmentId: row.appointment_id,
+    kind: row.kind,
+    dueAt: toDate(row.due_at),
+    notAfter: toDate(row.not_after),
+    attempts: row.attempts,
+    retryKey: row.retry_key,
+    scheduleVersion: row.schedule_version,
+    leaseToken: row.lease_token ?? '',
+  };
+}
+
+/** Keeps leases alive while a batch is in flight. */
+export async function renewLeases(db: Db, clock: Clock, token: string, leaseMs: number): Promise<void> {
+  await db.updateTable('deliveries').set({ lease_expires_at: dbNow(db, clock, leaseMs) }).where('lease_token', '=', token).where('state', '=', 'sending').execute();
+}
+
+export type Completion =
+  | { state: 'sent'; requestId: string | null; note?: string }
+  | { state: 'failed' | 'skipped' | 'expired' | 'cancelled'; reason: string }
+  | { state: 'pending'; afterMs: number; reason: string | null; countAttempt?: boolean };
+
+/**
+ * Records what became of a claimed delivery, only if our lease still holds (fencing): a worker that
+ * stalled past its lease, or whose delivery was re-timed meanwhile, changes nothing.
+ */
+export async function complete(db: Db, clock: Clock, ids: readonly number[], token: string, c: Completion): Promise<number> {
+  if (ids.length === 0) return 0;
+  const now = clock.now();
+  const release = { lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now };
+  const base = db.updateTable('deliveries').where('id', 'in', ids).where('lease_token', '=', token).where('state', '=', 'sending');
+  let result;
+  if (c.state === 'sent') {
+    result = await base.set({ ...release, state: 'sent', sent_at: now, line_request_id: c.requestId, last_error: c.note ?? null }).executeTakeFirst();
+  } else if (c.state === 'pending') {
+    result = await base
+      .set((eb) => ({
+        ...release,
+        state: 'pending' as DeliveryState,
+        available_at: dbNow(db, clock, c.afterMs),
+        last_error: c.reason,
+        ...(c.countAttempt === false ? { attempts: eb('attempts', '-', 1) } : {}),
+      }))
+      .executeTakeFirst();
+  } else {
+    result = await base.set({ ...release, state: c.state, last_error: c.reason }).executeTakeFirst();
+  }
+  return Number(result.numUpdatedRows);
+}
+
+/**
+ * Pending deliveries past their `not_after` become `expired` with a reason (never dropped silently).
+ * Returns how many, by kind, for the metric and the log line.
+ */
+export async function expireOverdue(db: Db, clock: Clock): Promise<Record<string, number>> {
+  const now = dbNow(db, clock);
+  const rows = await db
+    .updateTable('deliveries')
+    .set({ state: 'expired', last_error: 'missed: still unsent when it stopped being useful (service down or no meeting link in time)', lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: clock.now() })
+    .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)])]))
+    .where('not_after', '<', now)
+    .returning('kind')
+    .execute();
+  const out: Record<string, number> = {};
+  for (const r of rows) out[r.kind] = (out[r.kind] ?? 0) + 1;
+  return out;
+}
+
+/** Graceful shutdown: our unfinished claims go back to pending at once (no waiting for lease expiry). */
+export async function releaseClaims(db: Db, owner: string): Promise<number> {
+  const result = await db
+    .updateTable('deliveries')
+    .set((eb) => ({ state: 'pending', lease_owner: null, lease_token: null, lease_expires_at: null, attempts: eb('attempts', '-', 1) }))
+    .where('lease_owner', '=', owner)
+    .where('state', '=', 'sending')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+/** (id, due) of pending deliveries due before `until`: what the timing wheel preloads. */
+export async function pendingDueBefore(db: Db, until: Date, afterId = 0, limit = 10_000): Promise<{ id: number; availableAt: Date }[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .select(['id', 'available_at'])
+    .where('state', '=', 'pending')
+    .where('available_at', '<', until)
+    .where('id', '>', afterId)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ id: r.id, availableAt: toDate(r.available_at) }));
+}

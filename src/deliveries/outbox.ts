@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/database.ts';
+import { toBool, toDate } from '../db/row.ts';
+import { chunked } from '../db/transaction.ts';
+import { plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
+
+/**
+ * The outbox: called inside the transaction that changes schedules or appointments, so the
+ * deliveries they imply are created, re-timed or cancelled atomically with the change. A moved class
+ * moves its due times; a cancelled class or booking cancels them. Returns the ids touched (for
+ * in-process listeners such as the timing wheel).
+ */
+export async function syncDeliveries(
+  trx: Db,
+  clock: Clock,
+  rules: DeliveryRules,
+  scope: { scheduleIds?: readonly number[]; appointmentIds?: readonly number[] },
+): Promise<number[]> {
+  const now = clock.now();
+  const touched: number[] = [];
+  const bookings: {
+    appointmentId: number;
+    cancelled: boolean;
+    scheduleCancelled: boolean;
+    startsAt: Date;
+    endsAt: Date;
+    feedbackUrl: string | null;
+    version: number;
+  }[] = [];
+  const load = async (column: 'appointments.schedule_id' | 'appointments.id', ids: readonly number[]) => {
+    for (const chunk of chunked([...new Set(ids)])) {
+      const rows = await trx
+        .selectFrom('appointments')
+        .innerJoin('schedules', 'schedules.id', 'appointments.schedule_id')
+        .select(['appointments.id', 'appointments.cancelled', 'schedules.cancelled as schedule_cancelled', 'schedules.starts_at', 'schedules.ends_at', 'schedules.feedback_url', 'schedules.version'])
+        .where(column, 'in', chunk)
+        .execute();
+      for (const r of rows) {
+        bookings.push({
+          appointmentId: r.id,
+          cancelled: toBool(r.cancelled),
+          scheduleCancelled: toBool(r.schedule_cancelled),
+          startsAt: toDate(r.starts_at),
+          endsAt: toDate(r.ends_at),
+          feedbackUrl: r.feedback_url,
+          version: r.version,
+        });
+      }
+    }
+  };
+  if (scope.scheduleIds?.length) await load('appointments.schedule_id', scope.scheduleIds);
+  if (scope.appointmentIds?.length) await load('appointments.id', scope.appointmentIds);
+  if (bookings.length === 0) return touched;
+
+  for (const chunk of chunked(bookings)) {
+    const existingRows = await trx
+      .selectFrom('deliveries')
+      .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version'])
+      .where('appointment_id', 'in', chunk.map((b) => b.appointmentId))
+      .execute();
+    const byAppointment = new Map<number, typeof existingRows>();
+    for (const row of existingRows) byAppointment.set(row.appointment_id, [...(byAppointment.get(row.appointment_id) ?? []), row]);
+    const inserts = [];
+    for (const b of chunk) {
+      const existing = (byAppointment.get(b.appointmentId) ?? []).map((r) => ({
+        id: r.id,
+        kind: r.kind,
+        state: r.state,
+        dueAt: toDate(r.due_at),
+        notAfter: toDate(r.not_after),
+        scheduleVersion: r.schedule_version,
+      }));
+      const live = !b.cancelled && !b.scheduleCancelled;
+      const reason = b.scheduleCancelled ? 'class cancelled' : 'booking cancelled';
+      const wanted = plannedDeliveries({ startsAt: b.startsAt, endsAt: b.endsAt, hasFeedbackUrl: b.feedbackUrl !== null }, rules);
+      for (const change of reconcileDeliveries(existing, wanted, { live, reason }, b.version)) {
+        if (change.action === 'create') {
+          inserts.push({
+            appointment_id: b.appointmentId,
+            kind: change.planned.kind,
+            due_at: change.planned.dueAt,
+            not_after: change.planned.notAfter,
+            available_at: change.planned.dueAt,
+            state: 'pending' as const,
+            attempts: 0,
+            // Fixed once, before any attempt: every retry of this message carries the same key.
+            retry_key: randomUUID(),
+            schedule_version: b.version,
+            created_at: now,
+            updated_at: now,
+          });
+          continue;
+        }
+        touched.push(change.id);
+        const q = trx.updateTable('deliveries').where('id', '=', change.id);
+        if (change.action === 'cancel') {
+          await q.set({ state: 'cancelled', last_error: change.reason, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now }).execute();
+        } else {
+          // Re-timing also takes back an in-flight claim: the sender re-checks and will not send the old version.
+          await q
+            .set({
+              state: 'pending',
+              due_at: change.planned.dueAt,
+              not_after: change.planned.notAfter,
+              available_at: change.planned.dueAt,
+              schedule_version: b.version,
+              lease_owner: null,
+              lease_token: null,
+              lease_expires_at: null,
+              last_error: null,
+              updated_at: now,
+            })
+            .execute();
+        }
+      }
+    }
+    for (const part of chunked(inserts, 300)) {
+      const rows = await trx.insertInto('deliveries').values(part).returning('id').execute();
+      touched.push(...rows.map((r) => r.id));
+    }
+  }
+  return touched;
+}

@@ -1,0 +1,48 @@
+import type { DeliveryKind, FollowingStatus } from '../db/tables.ts';
+import type { Completion } from './claim.ts';
+
+/** What is true now about a claimed delivery's booking, read right after the claim. */
+export interface SendContext {
+  deliveryId: number;
+  kind: DeliveryKind;
+  dueAt: Date;
+  notAfter: Date;
+  scheduleVersion: number;
+  schedule: { id: number; externalId: string; title: string; startsAt: Date; endsAt: Date; cancelled: boolean; version: number; joinUrl: string | null; feedbackUrl: string | null };
+  appointmentCancelled: boolean;
+  member: { id: number; lineUserId: string; following: FollowingStatus };
+  channel: { id: number; enabled: boolean; pausedUntil: Date | null };
+}
+
+export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: string };
+
+/** How long to wait before looking again for a meeting link that is not there yet. */
+export const NO_LINK_RETRY_MS = 60_000;
+
+/**
+ * The last check before a message goes out, against the booking as it is now (the claim may be
+ * minutes after the row was written): never for a cancelled class or booking, never to a student
+ * who unfollowed, never at a due time that has since moved, never past its usefulness, and never
+ * without the link it exists to carry (that is an alert, not a silent skip).
+ */
+export function recheck(c: SendContext, now: Date): Verdict {
+  if (c.schedule.cancelled) return { send: false, completion: { state: 'cancelled', reason: 'class cancelled' } };
+  if (c.appointmentCancelled) return { send: false, completion: { state: 'cancelled', reason: 'booking cancelled' } };
+  if (c.scheduleVersion !== c.schedule.version || c.dueAt.getTime() > now.getTime()) {
+    // The class moved after this row was claimed: hand it back; the outbox has its new time.
+    return { send: false, completion: { state: 'pending', afterMs: Math.max(0, c.dueAt.getTime() - now.getTime()), reason: null, countAttempt: false } };
+  }
+  if (now.getTime() > c.notAfter.getTime()) return { send: false, completion: { state: 'expired', reason: `too late: useful until ${c.notAfter.toISOString()}` } };
+  if (c.member.following === 'unfollowed') return { send: false, completion: { state: 'skipped', reason: 'the student unfollowed (blocked) the LINE account' } };
+  if (!c.channel.enabled) return { send: false, completion: { state: 'skipped', reason: 'the LINE channel is disabled' } };
+  if (c.channel.pausedUntil && c.channel.pausedUntil.getTime() > now.getTime()) {
+    return { send: false, completion: { state: 'pending', afterMs: c.channel.pausedUntil.getTime() - now.getTime(), reason: 'LINE channel paused', countAttempt: false } };
+  }
+  const link = c.kind === 'meeting_url' ? c.schedule.joinUrl : c.kind === 'feedback_url' ? c.schedule.feedbackUrl : null;
+  if (!link) {
+    if (c.kind === 'feedback_url') return { send: false, completion: { state: 'skipped', reason: 'the class has no feedback link' } };
+    const reason = `no Zoom meeting link yet for class ${c.schedule.externalId} (meeting provisioning must have failed)`;
+    return { send: false, completion: { state: 'pending', afterMs: NO_LINK_RETRY_MS, reason, countAttempt: false }, alert: reason };
+  }
+  return { send: true, link };
+}

@@ -1,0 +1,91 @@
+import type { DeliveryKind } from '../db/tables.ts';
+
+/**
+ * Pure rules for what a booking is owed and when. A delivery is due `meetingLeadMs` before the class
+ * starts (the meeting link) and `feedbackBeforeEndMs` before it ends (the feedback link). Past
+ * `notAfter` it is no longer worth sending: the meeting link until the class ends, the feedback
+ * link until `feedbackLateWindowMs` after it ends.
+ */
+export interface DeliveryRules {
+  meetingLeadMs: number;
+  feedbackBeforeEndMs: number;
+  feedbackLateWindowMs: number;
+}
+
+export const DEFAULT_RULES: DeliveryRules = { meetingLeadMs: 10 * 60_000, feedbackBeforeEndMs: 10 * 60_000, feedbackLateWindowMs: 24 * 3_600_000 };
+
+export interface PlannedDelivery {
+  kind: DeliveryKind;
+  dueAt: Date;
+  notAfter: Date;
+}
+
+export interface BookingFacts {
+  startsAt: Date;
+  endsAt: Date;
+  hasFeedbackUrl: boolean;
+}
+
+export function plannedDeliveries(b: BookingFacts, rules: DeliveryRules): PlannedDelivery[] {
+  const start = b.startsAt.getTime();
+  const end = b.endsAt.getTime();
+  const planned: PlannedDelivery[] = [{ kind: 'meeting_url', dueAt: new Date(start - rules.meetingLeadMs), notAfter: new Date(end) }];
+  if (b.hasFeedbackUrl) {
+    // Never due before the class starts, however short the class.
+    const due = Math.max(start, end - rules.feedbackBeforeEndMs);
+    planned.push({ kind: 'feedback_url', dueAt: new Date(due), notAfter: new Date(end + rules.feedbackLateWindowMs) });
+  }
+  return planned;
+}
+
+export type DeliveryChange =
+  | { action: 'create'; planned: PlannedDelivery }
+  | { action: 'retime'; id: number; planned: PlannedDelivery }
+  | { action: 'cancel'; id: number; reason: string }
+  | { action: 'revive'; id: number; planned: PlannedDelivery };
+
+export interface ExistingDelivery {
+  id: number;
+  kind: DeliveryKind;
+  state: string;
+  dueAt: Date;
+  notAfter: Date;
+  scheduleVersion: number;
+}
+
+/**
+ * What the outbox must change for one appointment so its deliveries match the booking: new rows,
+ * moved due times (pending only: what was sent stays sent), cancellations, and revivals of rows
+ * cancelled earlier when the booking comes back.
+ */
+export function reconcileDeliveries(
+  existing: readonly ExistingDelivery[],
+  wanted: readonly PlannedDelivery[],
+  active: { live: boolean; reason: string },
+  version: number,
+): DeliveryChange[] {
+  const changes: DeliveryChange[] = [];
+  const byKind = new Map(existing.map((d) => [d.kind, d]));
+  if (!active.live) {
+    for (const d of existing) if (d.state === 'pending' || d.state === 'sending') changes.push({ action: 'cancel', id: d.id, reason: active.reason });
+    return changes;
+  }
+  for (const planned of wanted) {
+    const d = byKind.get(planned.kind);
+    if (!d) changes.push({ action: 'create', planned });
+    else if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned });
+    else if (
+      (d.state === 'pending' || d.state === 'sending') &&
+      (d.dueAt.getTime() !== planned.dueAt.getTime() || d.notAfter.getTime() !== planned.notAfter.getTime() || d.scheduleVersion !== version)
+    ) {
+      changes.push({ action: 'retime', id: d.id, planned });
+    }
+  }
+  // A kind no longer wanted (the feedback link was removed) is cancelled if not sent yet.
+  for (const d of existing) {
+    if (!wanted.some((p) => p.kind === d.kind) && (d.state === 'pending' || d.state === 'sending')) {
+      changes.push({ action: 'cancel', id: d.id, reason: 'no longer wanted (feedback link removed)' });
+    }
+  }
+  return changes;
+}

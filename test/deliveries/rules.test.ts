@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { planDispatch } from '../../src/deliveries/dispatch.ts';
+import { recheck, type SendContext } from '../../src/deliveries/recheck.ts';
+import { DEFAULT_RULES, plannedDeliveries, reconcileDeliveries } from '../../src/deliveries/rules.ts';
+
+const start = new Date('2026-12-01T12:00:00Z');
+const end = new Date('2026-12-01T12:50:00Z');
+
+describe('due times', () => {
+  it('owes the meeting link 10 minutes before the start and the feedback link 10 minutes before the end', () => {
+    expect(plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: true }, DEFAULT_RULES)).toEqual([
+      { kind: 'meeting_url', dueAt: new Date('2026-12-01T11:50:00Z'), notAfter: end },
+      { kind: 'feedback_url', dueAt: new Date('2026-12-01T12:40:00Z'), notAfter: new Date('2026-12-02T12:50:00Z') },
+    ]);
+    expect(plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES)).toHaveLength(1);
+    // A 5-minute class: the feedback link is never due before the class starts.
+    const short = plannedDeliveries({ startsAt: start, endsAt: new Date(start.getTime() + 300_000), hasFeedbackUrl: true }, DEFAULT_RULES);
+    expect(short[1]?.dueAt).toEqual(start);
+  });
+
+  it('re-times pending rows, leaves sent ones, cancels and revives', () => {
+    const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: true }, DEFAULT_RULES);
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1 };
+    const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1 };
+    expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '' }, 2)).toEqual([{ action: 'retime', id: 1, planned: wanted[0] }]);
+    expect(reconcileDeliveries([meeting, feedback], wanted, { live: false, reason: 'class cancelled' }, 2)).toEqual([{ action: 'cancel', id: 1, reason: 'class cancelled' }]);
+    expect(reconcileDeliveries([{ ...meeting, state: 'cancelled' }], wanted, { live: true, reason: '' }, 2)).toEqual([
+      { action: 'revive', id: 1, planned: wanted[0] },
+      { action: 'create', planned: wanted[1] },
+    ]);
+    expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending' }], wanted.slice(0, 1), { live: true, reason: '' }, 1)).toEqual([
+      { action: 'retime', id: 1, planned: wanted[0] },
+      { action: 'cancel', id: 2, reason: 'no longer wanted (feedback link removed)' },
+    ]);
+  });
+});
+
+describe('the check before sending', () => {
+  const base: SendContext = {
+    deliveryId: 1,
+    kind: 'meeting_url',
+    dueAt: new Date('2026-12-01T11:50:00Z'),
+    notAfter: end,
+    scheduleVersion: 3,
+    schedule: { id: 1, externalId: 'c1', title: 't', startsAt: start, endsAt: end, cancelled: false, version: 3, joinUrl: 'https://zoom.example/j/1', feedbackUrl: null },
+    appointmentCancelled: false,
+    member: { id: 1, lineUserId: 'U1', following: 'following' },
+    channel: { id: 1, enabled: true, pausedUntil: null },
+  };
+  const now = new Date('2026-12-01T11:50:00Z');
+
+  it.each([
+    ['sends', base, { send: true, link: 'https://zoom.example/j/1' }],
+    ['cancelled class', { ...base, schedule: { ...base.schedule, cancelled: true } }, { state: 'cancelled' }],
+    ['cancelled booking', { ...base, appointmentCancelled: true }, { state: 'cancelled' }],
+    ['moved class (newer version)', { ...base, schedule: { ...base.schedule, version: 4 } }, { state: 'pending', countAttempt: false }],
+    ['not due yet', { ...base, dueAt: new Date('2026-12-01T11:55:00Z') }, { state: 'pending', afterMs: 300_000 }],
+    ['too late', { ...base, notAfter: new Date('2026-12-01T11:49:00Z') }, { state: 'expired' }],
+    ['unfollowed student', { ...base, member: { ...base.member, following: 'unfollowed' as const } }, { state: 'skipped' }],
+    ['disabled channel', { ...base, channel: { ...base.channel, enabled: false } }, { state: 'skipped' }],
+    ['paused channel', { ...base, channel: { ...base.channel, pausedUntil: new Date('2026-12-01T12:00:00Z') } }, { state: 'pending', afterMs: 600_000 }],
+    ['no meeting link yet', { ...base, schedule: { ...base.schedule, joinUrl: null } }, { state: 'pending', afterMs: 60_000 }],
+    ['no feedback link', { ...base, kind: 'feedback_url' as const }, { state: 'skipped' }],
+  ])('%s', (_name, context, expected) => {
+    const verdict = recheck(context, now);
+    if ('send' in expected) expect(verdict).toEqual(expected);
+    else expect(verdict.send ? null : verdict.completion).toMatchObject(expected);
+  });
+
+  it('raises an alert when the meeting link is missing', () => {
+    const verdict = recheck({ ...base, schedule: { ...base.schedule, joinUrl: null } }, now);
+    expect(verdict.send ? '' : verdict.alert).toMatch(/no Zoom meeting link/);
+  });
+});
+
+describe('push or multicast', () => {
+  const rates = { pushPerSecond: 2000, multicastPerSecond: 200, multicastSize: 500 };
+  const group = (n: number) => ({ units: Array.from({ length: n }, (_, i) => i) });
+
+  it('uses both endpoints so a peak drains at their combined rate', () => {
+    // 4,000 classes of 5: all-push would take 10 s; all-multicast 20 s; mixed ~6.7 s.
+    const plan = planDispatch(Array.from({ length: 4000 }, () => group(5)), rates);
+    expect(plan.seconds).toBeGreaterThan(6.6);
+    expect(plan.seconds).toBeLessThan(6.8);
+    expect(plan.pushes.length + plan.multicasts.flat().length).toBe(20_000);
+    expect(plan.multicasts.length).toBeGreaterThan(0);
+  });
+
+  it('sends a big class by multicast in chunks of 500 and a lone student by push', () => {
+    const plan = planDispatch([group(1200), group(1)], rates);
+    expect(plan.multicasts.map((m) => m.length)).toEqual([500, 500, 200]);
+    expect(plan.pushes).toHaveLength(1);
+  });
+});
