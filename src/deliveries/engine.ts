@@ -1,0 +1,198 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Clock, TimerHandle } from '../clock.ts';
+import { createLimiter } from '../concurrency.ts';
+import type { Db } from '../db/database.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { SendOutcome } from '../line/outcomes.ts';
+import { claimDue, complete, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
+import { loadSendContexts } from './context.ts';
+import { planDispatch } from './dispatch.ts';
+import type { DeliveryMetrics } from './metrics.ts';
+import { recheck, type SendContext } from './recheck.ts';
+import type { EngineSettings } from './settings.ts';
+
+/** One student's message, ready to go. */
+export interface SendUnit {
+  deliveryId: number;
+  memberId: number;
+  channelId: number;
+  retryKey: string;
+  attempt: number;
+}
+
+/** The LINE side as the engine needs it (built on the LINE module's send path). */
+export interface DeliverySender {
+  /** The messages for a booking (same for every student of one class and kind), or why not. */
+  messagesFor(context: SendContext, link: string): { ok: true; messages: unknown[] } | { ok: false; reason: string };
+  push(unit: SendUnit, messages: unknown[]): Promise<SendOutcome>;
+  /** One multicast chunk (≤ 500 students of one channel); its member set and retry key are stored first. */
+  multicast(units: readonly SendUnit[], messages: unknown[]): Promise<SendOutcome>;
+  rates(channelId: number): { pushPerSecond: number; multicastPerSecond: number; multicastSize: number };
+}
+
+export interface EngineDeps {
+  db: Db;
+  clock: Clock;
+  settings: () => EngineSettings;
+  logger: Logger;
+  metrics: DeliveryMetrics;
+  sender: DeliverySender;
+  owner?: string;
+}
+
+export interface DrainReport {
+  claimed: number;
+  byState: Record<string, number>;
+  expired: number;
+}
+
+/**
+ * Claim and send: every strategy and trigger ends here. Claims carry one lease token (fencing),
+ * renewed while the batch is in flight; each delivery is re-checked against its booking as it is
+ * now; identical messages of a class may go out as one multicast; every outcome is recorded with
+ * its reason.
+ */
+export function createSendPath(deps: EngineDeps) {
+  const { db, clock, logger, metrics, sender } = deps;
+  const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const inFlight = createLimiter(() => deps.settings().sendConcurrency);
+
+  const outcomeToCompletion = (o: SendOutcome, now: Date): Completion => {
+    switch (o.kind) {
+      case 'sent':
+        return { state: 'sent', requestId: o.requestId };
+      case 'duplicate':
+        metrics.duplicatesPrevented.inc();
+        return { state: 'sent', requestId: o.acceptedRequestId ?? o.requestId, note: 'LINE had already accepted this retry key (409): not sent twice' };
+      case 'retryable':
+        return { state: 'pending', afterMs: o.afterMs, reason: o.reason };
+      case 'channelPaused':
+        return { state: 'pending', afterMs: o.until ? Math.max(1000, o.until.getTime() - now.getTime()) : deps.settings().pausedRetryMs, reason: o.reason, countAttempt: false };
+      case 'final':
+        return { state: 'failed', reason: o.reason };
+      case 'skipped':
+        return { state: 'skipped', reason: o.reason };
+    }
+  };
+
+  const settle = async (ids: readonly number[], token: string, c: Completion, due: Map<number, Date>): Promise<void> => {
+    const n = await complete(db, clock, ids, token, c);
+    if (n < ids.length) logger.warn({ ids, state: c.state }, 'lease lost before completion; the newer holder decides (fencing)');
+    metrics.outcomes.inc({ state: c.state }, n);
+    if (c.state === 'sent') {
+      const now = clock.now().getTime();
+      for (const id of ids) {
+        const d = due.get(id);
+        if (d) metrics.lateness.observe(Math.max(0, now - d.getTime()) / 1000);
+      }
+    }
+  };
+
+  /** Processes what a claim returned; resolves when every delivery has an outcome. */
+  const processClaimed = async (claimed: readonly ClaimedDelivery[], token: string): Promise<Record<string, number>> => {
+    const byState: Record<string, number> = {};
+    const count = (state: string, n = 1): void => {
+      byState[state] = (byState[state] ?? 0) + n;
+    };
+    if (claimed.length === 0) return byState;
+    const settings = deps.settings();
+    const heartbeat = clock.setTimeout(function beat() {
+      void renewLeases(db, clock, token, settings.leaseMs).catch(() => undefined);
+      hb = clock.setTimeout(beat, settings.leaseMs / 3);
+    }, settings.leaseMs / 3);
+    let hb: TimerHandle = heartbeat;
+    try {
+      const now = clock.now();
+      const contexts = await loadSendContexts(db, claimed);
+      const due = new Map(claimed.map((d) => [d.id, d.dueAt]));
+      const groups = new Map<string, { channelId: number; messages: unknown[]; units: SendUnit[] }>();
+      for (const d of claimed) {
+        metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
+        const context = contexts.get(d.id);
+        if (!context) {
+          await settle([d.id], token, { state: 'failed', reason: 'its booking no longer exists' }, due);
+          count('failed');
+          continue;
+        }
+        const verdict = recheck(context, now);
+        if (!verdict.send) {
+          if (verdict.alert) {
+            logger.error({ delivery: d.id, schedule: context.schedule.externalId }, verdict.alert);
+            metrics.alerts.inc({ reason: 'no_meeting_link' });
+          }
+          await settle([d.id], token, verdict.completion, due);
+          count(verdict.completion.state);
+          continue;
+        }
+        const key = `${context.channel.id}:${context.schedule.id}:${context.kind}`;
+        let group = groups.get(key);
+        if (!group) {
+          const built = sender.messagesFor(context, verdict.link);
+          if (!built.ok) {
+            await settle([d.id], token, { state: 'failed', reason: built.reason }, due);
+            count('failed');
+            continue;
+          }
+          group = { channelId: context.channel.id, messages: built.messages, units: [] };
+          groups.set(key, group);
+        }
+        group.units.push({ deliveryId: d.id, memberId: context.member.id, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts });
+      }
+
+      const byChannel = new Map<number, { messages: unknown[]; units: SendUnit[] }[]>();
+      for (const g of groups.values()) byChannel.set(g.channelId, [...(byChannel.get(g.channelId) ?? []), g]);
+      const jobs: Promise<void>[] = [];
+      for (const [channelId, channelGroups] of byChannel) {
+        const messagesOf = new Map<SendUnit, unknown[]>();
+        for (const g of channelGroups) for (const u of g.units) messagesOf.set(u, g.messages);
+        const plan = settings.multicast ? planDispatch(channelGroups, sender.rates(channelId)) : { pushes: channelGroups.flatMap((g) => g.units), multicasts: [] };
+        for (const chunk of plan.multicasts) {
+          jobs.push(
+            inFlight.run(async () => {
+              const outcome = await sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
+              const c = outcomeToCompletion(outcome, clock.now());
+              await settle(chunk.map((u) => u.deliveryId), token, c, due);
+              count(c.state, chunk.length);
+            }),
+          );
+        }
+        for (const unit of plan.pushes) {
+          jobs.push(
+            inFlight.run(async () => {
+              const outcome = await sender.push(unit, messagesOf.get(unit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
+              const c = outcomeToCompletion(outcome, clock.now());
+              await settle([unit.deliveryId], token, c, due);
+              count(c.state);
+            }),
+          );
+        }
+      }
+      await Promise.all(jobs);
+      return byState;
+    } finally {
+      clock.clearTimeout(hb);
+    }
+  };
+
+  return {
+    owner,
+    /** Expires what is past its window, then claims (all due, a page, or given ids) and sends. */
+    async claimAndSend(limit: number, ids?: readonly number[]): Promise<DrainReport> {
+      const expired = await expireOverdue(db, clock);
+      const expiredCount = Object.values(expired).reduce((a, b) => a + b, 0);
+      if (expiredCount) {
+        for (const [kind, n] of Object.entries(expired)) metrics.outcomes.inc({ state: 'expired' }, n), void kind;
+        logger.warn({ expired }, 'deliveries expired unsent: past their window (downtime, or no meeting link in time)');
+      }
+      const token = randomUUID();
+      const claimed = await claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) });
+      const byState = await processClaimed(claimed, token);
+      return { claimed: claimed.length, byState, expired: expiredCount };
+    },
+    release: () => releaseClaims(db, owner),
+  };
+}
+
+export type SendPath = ReturnType<typeof createSendPath>;

@@ -1,0 +1,177 @@
+import type { Clock, TimerHandle } from '../clock.ts';
+import type { Db } from '../db/database.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { pendingDueBefore } from './claim.ts';
+import { nextCronTick } from './cron.ts';
+import type { DrainReport, SendPath } from './engine.ts';
+import type { EngineSettings } from './settings.ts';
+import { createTimingWheel, type TimingWheel } from './wheel.ts';
+
+export interface DeliveryEngine {
+  start(): Promise<void>;
+  /** Stops waking up, waits for the batch in flight, hands back unfinished claims. */
+  stop(): Promise<void>;
+  /** One round now, whatever the trigger (tests, the CLI, catch-up). */
+  runOnce(): Promise<DrainReport>;
+  /** Outbox changes made in this process: the wheel re-arms them, the poller wakes up. */
+  notifyChanged(ids: readonly number[]): void;
+  /** Deliveries held by the timing wheel (0 for the other strategies). */
+  wheelSize(): number;
+}
+
+/**
+ * When to wake up (trigger) and how to find what is due (strategy); the sending is the shared
+ * send path. The database stays the source of truth: the wheel is rebuilt from it at start and
+ * every `pollInterval`, and every claim re-checks the row, so a lost or stale wheel entry can delay
+ * a message by at most one refresh but never send it twice or at a moved time.
+ */
+export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () => EngineSettings; logger: Logger; sendPath: SendPath }): DeliveryEngine {
+  const { db, clock, logger, sendPath } = deps;
+  let wheel: TimingWheel | undefined;
+  let wakeTimer: TimerHandle | undefined;
+  let refreshTimer: TimerHandle | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  let busy = false;
+  let again = false;
+  let stopped = true;
+
+  const drainByStrategy = async (): Promise<DrainReport> => {
+    const s = deps.settings();
+    const total: DrainReport = { claimed: 0, byState: {}, expired: 0 };
+    const add = (r: DrainReport): void => {
+      total.claimed += r.claimed;
+      total.expired += r.expired;
+      for (const [k, v] of Object.entries(r.byState)) total.byState[k] = (total.byState[k] ?? 0) + v;
+    };
+    if (s.strategy === 'timing-wheel') {
+      const w = wheel ?? (await rebuildWheel());
+      const fired = w.advance(clock.now().getTime());
+      for (let i = 0; i < fired.length; i += s.batchSize) add(await sendPath.claimAndSend(s.batchSize, fired.slice(i, i + s.batchSize)));
+      if (fired.length === 0) add(await sendPath.claimAndSend(0)); // still expire what is overdue
+      return total;
+    }
+    if (s.strategy === 'all-at-once') {
+      add(await sendPath.claimAndSend(1_000_000_000));
+      return total;
+    }
+    // batched: keyset pages of batchSize; each claim takes the next oldest page.
+    for (;;) {
+      const page = await sendPath.claimAndSend(s.batchSize);
+      add(page);
+      if (page.claimed < s.batchSize || stopped) return total;
+    }
+  };
+
+  /** Serialises rounds: a wake-up during a round schedules one more round right after it. */
+  const round = (): Promise<DrainReport> => {
+    if (busy) {
+      again = true;
+      return running.then(() => ({ claimed: 0, byState: {}, expired: 0 }));
+    }
+    busy = true;
+    const p = (async () => {
+      let report: DrainReport = { claimed: 0, byState: {}, expired: 0 };
+      try {
+        do {
+          again = false;
+          report = await drainByStrategy();
+          if (report.claimed) logger.info({ ...report }, 'deliveries sent');
+        } while (again && !stopped);
+      } catch (error) {
+        logger.error({ err: coerceError(error) }, 'delivery round failed; retrying at the next wake-up');
+      } finally {
+        busy = false;
+      }
+      return report;
+    })();
+    running = p;
+    return p;
+  };
+
+  const rebuildWheel = async (): Promise<TimingWheel> => {
+    const s = deps.settings();
+    const now = clock.now().getTime();
+    const fresh = createTimingWheel(now);
+    let after = 0;
+    for (;;) {
+      const rows = await pendingDueBefore(db, new Date(now + s.lookaheadMs), after, 10_000);
+      for (const r of rows) fresh.add(r.id, r.availableAt.getTime());
+      if (rows.length < 10_000) break;
+      after = rows.at(-1)?.id ?? after;
+    }
+    wheel = fresh;
+    return fresh;
+  };
+
+  const arm = async (): Promise<void> => {
+    if (stopped) return;
+    if (wakeTimer) clock.clearTimeout(wakeTimer);
+    const s = deps.settings();
+    const now = clock.now().getTime();
+    let at: number;
+    if (s.trigger === 'cron') {
+      at = nextCronTick(s.cron, s.timeZone, new Date(now))?.getTime() ?? now + s.pollMs;
+    } else if (s.strategy === 'timing-wheel') {
+      at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
+    } else {
+      // Continuous polling: sleep until the next due row (any replica's), at most pollInterval.
+      const next = await db.selectFrom('deliveries').select((eb) => eb.fn.min('available_at').as('at')).where('state', '=', 'pending').executeTakeFirst();
+      const nextAt = next?.at ? new Date(next.at).getTime() : Infinity;
+      at = Math.min(nextAt, now + s.pollMs);
+    }
+    wakeTimer = clock.setTimeout(() => {
+      wakeTimer = undefined;
+      void round().then(arm);
+    }, Math.max(0, at - clock.now().getTime()));
+  };
+
+  const scheduleRefresh = (): void => {
+    if (stopped) return;
+    refreshTimer = clock.setTimeout(() => {
+      void (async () => {
+        if (deps.settings().strategy === 'timing-wheel') await rebuildWheel().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'timing wheel refresh failed'));
+        await arm();
+        scheduleRefresh();
+      })();
+    }, deps.settings().pollMs);
+  };
+
+  return {
+    async start() {
+      stopped = false;
+      if (deps.settings().strategy === 'timing-wheel') await rebuildWheel();
+      // Catch-up after downtime happens in this first round: in-window work goes out in due order, the rest expires.
+      await round();
+      await arm();
+      scheduleRefresh();
+    },
+    async stop() {
+      stopped = true;
+      if (wakeTimer) clock.clearTimeout(wakeTimer);
+      if (refreshTimer) clock.clearTimeout(refreshTimer);
+      await running;
+      const released = await sendPath.release();
+      if (released) logger.info({ released }, 'handed back unfinished deliveries');
+    },
+    runOnce: () => round(),
+    notifyChanged(ids) {
+      if (stopped) return;
+      if (wheel && ids.length) {
+        void (async () => {
+          const rows = await db.selectFrom('deliveries').select(['id', 'state', 'available_at']).where('id', 'in', [...ids]).execute();
+          const horizon = clock.now().getTime() + deps.settings().lookaheadMs;
+          for (const r of rows) {
+            const at = new Date(r.available_at).getTime();
+            if (r.state === 'pending' && at < horizon) wheel?.add(r.id, at);
+            else wheel?.remove(r.id);
+          }
+          await arm();
+        })().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not re-arm the timing wheel'));
+      } else {
+        void arm().catch(() => undefined);
+      }
+    },
+    wheelSize: () => wheel?.size ?? 0,
+  };
+}
