@@ -110,11 +110,11 @@ describe.each(dialects)('outbox and claims on %s', (dialect) => {
       let total = 0;
       for (let round = 0; round < 10; round++) {
         const batches = await Promise.all(dbs.map((db, i) => claimDue(db, clock, { owner: `w${i}`, token: randomUUID(), leaseMs: 60_000, limit: 37 })));
-        for (const b of batches) for (const d of b) {
+        for (const b of batches) {for (const d of b) {
           expect(seen.has(d.id)).toBe(false);
           seen.add(d.id);
           total++;
-        }
+        }}
       }
       expect(total).toBe(400);
     } finally {
