@@ -73,6 +73,8 @@ export interface VirtualClock extends Clock {
   set(instant: Date, options?: { allowBackwards?: boolean }): Promise<void>;
   /** Number of armed timers (for leak checks). */
   pendingTimers(): number;
+  /** When the earliest armed timer fires, if any (lets a test step from one wake-up to the next). */
+  nextTimerAt(): Date | undefined;
 }
 
 export function virtualClock(start: Date | string = '2026-01-01T00:00:00Z'): VirtualClock {
@@ -126,6 +128,11 @@ export function virtualClock(start: Date | string = '2026-01-01T00:00:00Z'): Vir
       await runUntil(target);
     },
     pendingTimers: () => timers.size,
+    nextTimerAt() {
+      let next: number | undefined;
+      for (const t of timers.values()) if (next === undefined || t.at < next) next = t.at;
+      return next === undefined ? undefined : new Date(next);
+    },
   };
   return clock;
 }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationResultSet } from 'kysely/migration';
-import type { Db, Dialect } from './database.ts';
+import { sql } from 'kysely';
+import { dialectOf, type Db, type Dialect } from './database.ts';
 import * as initial from './migrations/0001-initial.ts';
 import * as zoom from './migrations/0002-zoom.ts';
 import * as line from './migrations/0003-line.ts';
@@ -21,9 +22,21 @@ export interface MigrationReport {
   alreadyApplied: number;
 }
 
+/**
+ * Kysely looks for its bookkeeping tables across every schema it can see; pin them to the schema in
+ * use, or a second deployment (or test) in another schema of the same database would hide them.
+ */
+async function migrationSchema(db: Db, dialect: Dialect): Promise<{ migrationTableSchema?: string }> {
+  if (dialect !== 'postgres') return {};
+  const row = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
+  const schema = row.rows[0]?.schema;
+  return schema ? { migrationTableSchema: schema } : {};
+}
+
 export async function migrate(db: Db, dialect: Dialect): Promise<MigrationReport> {
   const migrator = new Migrator({
     db,
+    ...(await migrationSchema(db, dialect)),
     provider: {
       getMigrations: async (): Promise<Record<string, Migration>> =>
         Object.fromEntries(
@@ -46,6 +59,7 @@ export async function migrate(db: Db, dialect: Dialect): Promise<MigrationReport
 export async function pendingMigrations(db: Db): Promise<string[]> {
   const migrator = new Migrator({
     db,
+    ...(await migrationSchema(db, dialectOf(db))),
     provider: { getMigrations: async () => Object.fromEntries(Object.keys(MIGRATIONS).map((n) => [n, { up: async () => {} }])) },
   });
   const all = await migrator.getMigrations();

@@ -29,6 +29,11 @@ export interface DeliverySender {
   push(unit: SendUnit, messages: unknown[]): Promise<SendOutcome>;
   /** One multicast chunk (≤ 500 students of one channel); its member set and retry key are stored first. */
   multicast(units: readonly SendUnit[], messages: unknown[]): Promise<SendOutcome>;
+  /**
+   * A delivery tried before goes the way it went the first time, with the same retry key: again in
+   * its stored multicast chunk if it was in one, else by push. Never into a new chunk (a new key).
+   */
+  resend(unit: SendUnit, messages: unknown[]): Promise<SendOutcome>;
   rates(channelId: number): { pushPerSecond: number; multicastPerSecond: number; multicastSize: number };
 }
 
@@ -147,7 +152,20 @@ export function createSendPath(deps: EngineDeps) {
       for (const [channelId, channelGroups] of byChannel) {
         const messagesOf = new Map<SendUnit, unknown[]>();
         for (const g of channelGroups) for (const u of g.units) messagesOf.set(u, g.messages);
-        const plan = settings.multicast ? planDispatch(channelGroups, sender.rates(channelId)) : { pushes: channelGroups.flatMap((g) => g.units), multicasts: [] };
+        // Only first attempts may be planned into new multicast chunks; retries keep their first path.
+        const fresh = channelGroups.map((g) => ({ units: g.units.filter((u) => u.attempt === 1) }));
+        const retried = channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
+        const plan = settings.multicast ? planDispatch(fresh, sender.rates(channelId)) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
+        for (const unit of retried) {
+          jobs.push(
+            inFlight.run(async () => {
+              const outcome = await sender.resend(unit, messagesOf.get(unit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
+              const c = outcomeToCompletion(outcome, clock.now());
+              await settle([unit.deliveryId], token, c, due);
+              count(c.state);
+            }),
+          );
+        }
         for (const chunk of plan.multicasts) {
           jobs.push(
             inFlight.run(async () => {

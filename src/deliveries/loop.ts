@@ -18,6 +18,8 @@ export interface DeliveryEngine {
   notifyChanged(ids: readonly number[]): void;
   /** Deliveries held by the timing wheel (0 for the other strategies). */
   wheelSize(): number;
+  /** Resolves when no round is in flight (tests on virtual time wait on this, never on a sleep). */
+  idle(): Promise<void>;
 }
 
 /**
@@ -104,7 +106,17 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     return fresh;
   };
 
-  const arm = async (): Promise<void> => {
+  let arming = 0;
+  let armed: Promise<void> = Promise.resolve();
+  const arm = (): Promise<void> => {
+    arming++;
+    const p = armNow().finally(() => {
+      arming--;
+    });
+    armed = p.catch(() => undefined);
+    return p;
+  };
+  const armNow = async (): Promise<void> => {
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);
     const s = deps.settings();
@@ -122,7 +134,9 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     }
     wakeTimer = clock.setTimeout(() => {
       wakeTimer = undefined;
-      void round().then(arm);
+      void round()
+        .then(arm)
+        .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));
     }, Math.max(0, at - clock.now().getTime()));
   };
 
@@ -133,7 +147,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
         if (deps.settings().strategy === 'timing-wheel') await rebuildWheel().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'timing wheel refresh failed'));
         await arm();
         scheduleRefresh();
-      })();
+      })().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'delivery refresh failed'));
     }, deps.settings().pollMs);
   };
 
@@ -151,6 +165,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       if (wakeTimer) clock.clearTimeout(wakeTimer);
       if (refreshTimer) clock.clearTimeout(refreshTimer);
       await running;
+      await armed;
       const released = await sendPath.release();
       if (released) logger.info({ released }, 'handed back unfinished deliveries');
     },
@@ -169,9 +184,16 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
           await arm();
         })().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not re-arm the timing wheel'));
       } else {
-        void arm().catch(() => undefined);
+        void arm().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));
       }
     },
     wheelSize: () => wheel?.size ?? 0,
+    async idle() {
+      // A round may end by arming the next wake-up (a DB read); wait for both.
+      for (let i = 0; i < 100 && (busy || arming > 0); i++) {
+        await running;
+        await armed;
+      }
+    },
   };
 }

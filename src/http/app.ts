@@ -7,6 +7,7 @@ import type { Db } from '../db/database.ts';
 import type { LineRuntime } from '../line/runtime.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import type { OutboxOptions } from '../schedules/schedules.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { adminAuth } from './auth.ts';
 import { errorHandler } from './errors.ts';
@@ -26,6 +27,8 @@ export interface HttpDeps {
   config: ConfigStore;
   logger: Logger;
   metrics: Metrics;
+  /** Due-time rules and the change listener for the outbox (the delivery engine); defaults when absent. */
+  outbox?: () => OutboxOptions;
   /** SCHEDULER_ADMIN_TOKEN; without it the admin API is open (loopback only, checked at start). */
   adminToken: string | undefined;
   readiness(): Promise<Readiness>;

@@ -8,7 +8,8 @@ import { findLineChannelsBySlug } from '../line/channels.ts';
 import { ensureMembers, memberKey } from '../line/members.ts';
 import type { UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
-import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
+import { DEFAULT_RULES } from '../deliveries/rules.ts';
+import type { OutboxOptions } from './schedules.ts';
 
 export interface AppointmentInput {
   externalId: string;
@@ -28,7 +29,9 @@ export interface AppointmentUpsertResult {
  * must exist (404 naming the field otherwise); the student becomes a member of that channel with an
  * unknown following status if we have not seen them follow yet.
  */
-export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[], rules: DeliveryRules = DEFAULT_RULES): Promise<AppointmentUpsertResult[]> {
+export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[], options: OutboxOptions = {}): Promise<AppointmentUpsertResult[]> {
+  const rules = options.rules ?? DEFAULT_RULES;
+  const touched: number[] = [];
   const field = (i: number, name: string) => (inputs.length === 1 ? name : `items[${i}].${name}`);
   const seen = new Map<string, number>();
   for (const [i, input] of inputs.entries()) {
@@ -37,7 +40,7 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     seen.set(input.externalId, i);
   }
 
-  return inTransaction(db, async (trx) => {
+  const results = await inTransaction(db, async (trx) => {
     const now = clock.now();
     const schedules = new Map<string, number>();
     for (const chunk of chunked([...new Set(inputs.map((i) => i.scheduleExternalId))])) {
@@ -103,10 +106,12 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     }
     // Outbox: each new or changed booking gets its deliveries in this same transaction.
     const changed = results.filter((r) => r.outcome !== 'unchanged').map((r) => r.id);
-    if (changed.length) await syncDeliveries(trx, clock, rules, { appointmentIds: changed });
+    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });
+  if (touched.length) options.onDeliveriesChanged?.(touched);
+  return results;
 }
 
 export interface DeliveryView {

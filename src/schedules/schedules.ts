@@ -9,6 +9,13 @@ import { checkSchedule, planScheduleUpdate, type ScheduleInput, type UpsertOutco
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
+/** How upserts keep the outbox: the rules for due times, and who to tell about changed deliveries. */
+export interface OutboxOptions {
+  rules?: DeliveryRules;
+  /** Called after commit with the deliveries created or changed (the timing wheel re-arms them). */
+  onDeliveriesChanged?: (ids: number[]) => void;
+}
+
 export interface Meeting {
   state: MeetingState;
   zoomAccountId: number | null;
@@ -47,7 +54,10 @@ export interface UpsertResult {
  * Creates or replaces schedules by external id, all or nothing: every item is checked before
  * anything is written, and the writes share one transaction.
  */
-export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], rules: DeliveryRules = DEFAULT_RULES, prefix = (i: number) => `items[${i}].`): Promise<UpsertResult[]> {
+export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], options: OutboxOptions = {}): Promise<UpsertResult[]> {
+  const prefix = (i: number) => `items[${i}].`;
+  const rules = options.rules ?? DEFAULT_RULES;
+  const touched: number[] = [];
   const seen = new Map<string, number>();
   const problems = inputs.flatMap((input, i) => {
     const p = inputs.length === 1 ? '' : prefix(i);
@@ -57,7 +67,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
   });
   if (problems[0]) throw problems[0];
 
-  return inTransaction(db, async (trx) => {
+  const results = await inTransaction(db, async (trx) => {
     const now = clock.now();
     const existing = await selectForUpdate(trx, inputs.map((i) => i.externalId));
     const results: UpsertResult[] = [];
@@ -88,10 +98,12 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
     }
     // Outbox: the bookings of every changed class get their deliveries re-timed or cancelled here.
     const changed = results.filter((r) => r.outcome === 'updated').map((r) => r.id);
-    if (changed.length) await syncDeliveries(trx, clock, rules, { scheduleIds: changed });
+    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { scheduleIds: changed })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });
+  if (touched.length) options.onDeliveriesChanged?.(touched);
+  return results;
 }
 
 async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<Map<string, Selectable<SchedulesTable>>> {

@@ -23,7 +23,7 @@ export function appointmentRoutes(scope: FastifyInstance, deps: HttpDeps): void 
       },
     },
     async (request, reply) => {
-      const [result] = await upsertAppointments(db, clock, [{ ...request.body, externalId: request.params.externalId }]);
+      const [result] = await upsertAppointments(db, clock, [{ ...request.body, externalId: request.params.externalId }], deps.outbox?.());
       if (!result) throw new Error('upsert returned no result');
       return reply.code(result.outcome === 'created' ? 201 : 200).send(result);
     },
@@ -39,6 +39,6 @@ export function appointmentRoutes(scope: FastifyInstance, deps: HttpDeps): void 
         response: { 200: upsertResults, ...errors },
       },
     },
-    async (request) => ({ results: await upsertAppointments(db, clock, request.body.items) }),
+    async (request) => ({ results: await upsertAppointments(db, clock, request.body.items, deps.outbox?.()) }),
   );
 }

@@ -29,7 +29,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     },
     async (request, reply) => {
       const input: ScheduleInput = { ...request.body, externalId: request.params.externalId };
-      const [result] = await upsertSchedules(db, clock, [input]);
+      const [result] = await upsertSchedules(db, clock, [input], deps.outbox?.());
       const schedule = await getScheduleByExternalId(db, request.params.externalId);
       return reply.code(result?.outcome === 'created' ? 201 : 200).send({ ...scheduleJson(schedule), outcome: result?.outcome ?? 'unchanged' });
     },
@@ -45,7 +45,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
         response: { 200: upsertResults, ...errors },
       },
     },
-    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items) }),
+    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items, deps.outbox?.()) }),
   );
 
   app.get(

@@ -1,0 +1,56 @@
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import type { ImagemapImages } from '../line/imagemap.ts';
+import { outMessagesSchema, type OutMessage } from '../line/messages.ts';
+import { createMulticastChunks, sendMulticastChunk } from '../line/multicast.ts';
+import { buildNotification } from '../line/notifications.ts';
+import { sendPush, type SendDeps } from '../line/send.ts';
+import type { DeliverySender } from './engine.ts';
+
+/** The engine's sender on the LINE module: messages from the templates, push and multicast with stored keys. */
+export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: SendDeps; imagemap: ImagemapImages }): DeliverySender {
+  const { db, config, send, imagemap } = deps;
+  const asMessages = (messages: unknown[]): OutMessage[] => outMessagesSchema.parse(messages);
+  return {
+    messagesFor(context, link) {
+      if (context.kind === 'replay_url') return { ok: false, reason: 'replay links are not sent yet' };
+      return buildNotification(config.current(), imagemap.current(), {
+        kind: context.kind,
+        title: context.schedule.title,
+        startsAt: context.schedule.startsAt,
+        endsAt: context.schedule.endsAt,
+        url: link,
+      });
+    },
+    push(unit, messages) {
+      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: asMessages(messages), attempt: unit.attempt });
+    },
+    async multicast(units, messages) {
+      const first = units[0];
+      if (!first) return { kind: 'skipped', reason: 'empty multicast' };
+      const created = await createMulticastChunks(db, send.clock, {
+        channelId: first.channelId,
+        recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId })),
+        messages: asMessages(messages),
+      });
+      const chunk = created.chunks[0];
+      if (!chunk) return { kind: 'skipped', reason: created.skipped[0]?.reason ?? 'no recipient left' };
+      return sendMulticastChunk(send, chunk.id);
+    },
+    async resend(unit, messages) {
+      const member = await db
+        .selectFrom('line_multicast_members')
+        .innerJoin('line_multicasts', 'line_multicasts.id', 'line_multicast_members.multicast_id')
+        .select('line_multicasts.id')
+        .where('line_multicast_members.delivery_id', '=', unit.deliveryId)
+        .orderBy('line_multicasts.id', 'desc')
+        .executeTakeFirst();
+      if (member) return sendMulticastChunk(send, member.id);
+      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: asMessages(messages), attempt: unit.attempt });
+    },
+    rates() {
+      const r = config.current().line.rateLimits;
+      return { pushPerSecond: r.push, multicastPerSecond: r.multicast, multicastSize: 500 };
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { upsertSchedules } from '../../src/schedules/schedules.ts';
+import { dialects } from '../support/databases.ts';
+import { openEngineWorld, userId, type EngineWorld } from './world.ts';
+
+const STRATEGIES = ['all-at-once', 'batched', 'timing-wheel'] as const;
+
+describe.each(dialects)('delivery engine on %s', (dialect) => {
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+
+  it.each(STRATEGIES)('%s: sends each delivery once, at its due time (continuous trigger)', async (strategy) => {
+    w = await openEngineWorld(dialect, { notifications: { strategy, batchSize: 2 } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3]);
+    await w.klass('c2', '2026-12-01T12:30:00Z', 50, [4]);
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:49:59Z');
+    expect(w.received()).toEqual([]);
+    await w.at('2026-12-01T11:50:00Z');
+    const first = w.received();
+    expect(first.map((r) => r.to).sort()).toEqual([userId(1), userId(2), userId(3)].sort());
+    expect(first.every((r) => Date.parse(r.at) - Date.parse('2026-12-01T11:50:00Z') < 1000)).toBe(true);
+    expect(first[0]?.text).toContain('https://zoom.example.com/j/c1');
+    expect(first[0]?.text).toContain('20:00'); // local time in Asia/Taipei
+    await w.at('2026-12-01T12:45:00Z');
+    const all = w.received();
+    expect(all.filter((r) => r.text.includes('zoom.example.com'))).toHaveLength(4);
+    expect(all.filter((r) => r.text.includes('forms.example.com/c1'))).toHaveLength(3); // due 12:40
+    const states = await w.h.database.db.selectFrom('deliveries').select(['state', 'sent_at', 'due_at']).where('state', '=', 'sent').execute();
+    for (const s of states) {
+      const late = new Date(s.sent_at as string).getTime() - new Date(s.due_at).getTime();
+      expect(late).toBeGreaterThanOrEqual(0); // never early
+      expect(late).toBeLessThan(1000);
+    }
+  });
+
+  it('sends a class moved after the timing wheel loaded it at the new time only', async () => {
+    w = await openEngineWorld(dialect, { notifications: { strategy: 'timing-wheel' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    expect(engine.wheelSize()).toBe(1);
+    // Moved an hour later, through the outbox, telling the engine (as the admin API does).
+    await upsertSchedules(
+      w.h.database.db,
+      w.h.clock,
+      [{ externalId: 'c1', title: 'Class c1', startsAt: new Date('2026-12-01T13:00:00Z'), endsAt: new Date('2026-12-01T13:50:00Z'), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false }],
+      { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) },
+    );
+    await w.at('2026-12-01T12:30:00Z');
+    expect(w.received()).toEqual([]);
+    await w.at('2026-12-01T12:50:00Z');
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);
+  });
+
+  it('does not send to cancelled bookings or classes, nor to students who unfollowed', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T12:00:00Z', 50, [4], { feedbackUrl: null, cancelled: true });
+    const { upsertAppointments } = await import('../../src/schedules/appointments.ts');
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'c1-2', scheduleExternalId: 'c1', student: { channel: 'school-a', lineUserId: userId(2) }, cancelled: true }]);
+    await w.h.database.db.updateTable('members').set({ following: 'unfollowed' }).where('line_user_id', '=', userId(3)).execute();
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received().map((r) => r.to)).toEqual([userId(1)]);
+    const rows = await w.h.database.db.selectFrom('deliveries').innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id').select(['appointments.external_id', 'deliveries.state', 'deliveries.last_error']).orderBy('appointments.external_id').execute();
+    // c2 was cancelled before it was booked: its booking never got deliveries at all.
+    expect(rows.map((r) => [r.external_id, r.state])).toEqual([
+      ['c1-1', 'sent'],
+      ['c1-2', 'cancelled'],
+      ['c1-3', 'skipped'],
+    ]);
+    expect(rows.find((r) => r.external_id === 'c1-3')?.last_error).toMatch(/unfollowed/);
+  });
+
+  it('holds a delivery whose class has no meeting link, with an alert, and expires it at the end of class', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null, joinUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:55:00Z');
+    expect(w.received()).toEqual([]);
+    expect((await w.metrics.alerts.get()).values[0]?.value).toBeGreaterThan(0);
+    const row = await w.h.database.db.selectFrom('deliveries').selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe('pending');
+    expect(row.last_error).toMatch(/no Zoom meeting link/);
+    await w.at('2026-12-01T12:51:00Z');
+    expect((await w.h.database.db.selectFrom('deliveries').select('state').executeTakeFirstOrThrow()).state).toBe('expired');
+  });
+
+  it.each([
+    ['30 minutes', '2026-12-01T12:09:00Z', { sent: 2, expired: 0 }],
+    ['5 hours', '2026-12-01T16:39:00Z', { sent: 1, expired: 1 }],
+    ['25 hours', '2026-12-02T12:41:00Z', { sent: 0, expired: 2 }],
+  ])('after %s down: sends what is still useful, in due order, and expires the rest', async (_name, back, expected) => {
+    w = await openEngineWorld(dialect, {}, '2026-12-01T11:00:00Z');
+    // Class 11:50–12:40: meeting link due 11:40 (useful until 12:40); feedback due 12:30 (useful until +24 h).
+    await w.klass('c1', '2026-12-01T11:50:00Z', 50, [1]);
+    await w.at(back); // the service was down from 11:39 until now
+    const engine = w.engine();
+    await engine.start();
+    await w.advance(30 * 60_000);
+    const rows = await w.h.database.db.selectFrom('deliveries').select(['kind', 'state', 'last_error']).orderBy('due_at').execute();
+    expect(rows.filter((r) => r.state === 'sent')).toHaveLength(expected.sent);
+    expect(rows.filter((r) => r.state === 'expired')).toHaveLength(expected.expired);
+    for (const r of rows.filter((x) => x.state === 'expired')) expect(r.last_error).toMatch(/missed/);
+    const sentKinds = w.received().map((r) => (r.text.includes('zoom') ? 'meeting_url' : 'feedback_url'));
+    expect(sentKinds).toEqual(rows.filter((r) => r.state === 'sent').map((r) => r.kind));
+  });
+
+  it('sends once when a stalled sender loses its lease and another takes over (fencing + retry key)', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    // Worker A's push stalls inside LINE for 30 s (on the shared clock), past its 10 s lease.
+    const stall = w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { kind: 'delay', ms: 30_000 } });
+    await w.h.clock.set(new Date('2026-12-01T11:50:00Z'));
+    const a = w.engine('worker-a');
+    const running = a.runOnce();
+    await stall.triggered;
+    // A stalls as a whole (GC pause, partition): its heartbeat cannot renew, so its lease runs out.
+    await w.h.database.db.updateTable('deliveries').set({ lease_expires_at: new Date('2026-12-01T11:49:00Z') }).execute();
+    const b = w.engine('worker-b');
+    await b.runOnce();
+    await w.h.clock.advance(35_000); // A's stalled request finally lands: LINE says 409, and A's completion is fenced out
+    await running;
+    expect(w.received()).toHaveLength(1);
+    const row = await w.h.database.db.selectFrom('deliveries').selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe('sent');
+    expect(row.attempts).toBe(2);
+  });
+});
