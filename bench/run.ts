@@ -5,6 +5,8 @@
 const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ run(args: string[]): Promise<void> }> }> = {
   zoom: { description: 'provision 1,000 meetings over a week onto 25 hosts against the emulator (1 s creates, rate limits)', load: () => import('./zoom.ts') },
   import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
+  'line-webhook': { description: 'signed LINE follow/unfollow webhooks at the endpoint: events/s and ack latency', load: () => import('./line-webhook.ts') },
+  'line-push': { description: 'pushes (or multicasts) through our send path to the emulator at LINE rate limits', load: () => import('./line-push.ts') },
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration, type Duration } from './duration.ts';
+import { cronProblem } from '../deliveries/cron.ts';
 import { existsSync } from 'node:fs';
 import { templateProblems, type TemplateRule } from '../line/templates.ts';
 
@@ -48,15 +49,13 @@ const template = (rule: TemplateRule) =>
     for (const message of templateProblems(text, rule)) ctx.addIssue({ code: 'custom', message });
   });
 
-const notification = (defaults: { text: string; altText: string }) =>
-  z
-    .strictObject({
-      /** `imagemap`: a tappable image whose altText carries the link; `text`: the link in a text message. */
-      format: z.enum(['imagemap', 'text']).default('imagemap'),
-      text: template({ maxLength: 5000, required: ['url'] }).default(defaults.text),
-      altText: template({ maxLength: 1500 }).default(defaults.altText),
-    })
-    .prefault({});
+/** The message part of a notification kind (its timing keys are added beside it). */
+const notificationMessage = (defaults: { text: string; altText: string }) => ({
+  /** `imagemap`: a tappable image whose altText carries the link; `text`: the link in a text message. */
+  format: z.enum(['imagemap', 'text']).default('imagemap'),
+  text: template({ maxLength: 5000, required: ['url'] }).default(defaults.text),
+  altText: template({ maxLength: 1500 }).default(defaults.altText),
+});
 
 export const configSchema = z.strictObject({
   /** The business time zone: how local times are shown to students and how cron expressions are read. */
@@ -202,14 +201,51 @@ export const configSchema = z.strictObject({
   /** What students receive. Templates: {title}, {date}, {start}, {end} (local, in `timezone`), {url}. */
   notifications: z
     .strictObject({
-      meetingUrl: notification({
-        text: '【上課提醒】{title}\n時間：{date} {start}–{end}\n請點以下連結進入 Zoom 教室：\n{url}',
-        altText: '【上課提醒】{title} {date} {start} 開課，進入教室：{url}',
-      }),
-      feedbackUrl: notification({
-        text: '【課後回饋】{title}\n謝謝你今天的參與！請花一分鐘填寫課後回饋：\n{url}',
-        altText: '【課後回饋】{title}，填寫回饋：{url}',
-      }),
+      meetingUrl: z
+        .strictObject({
+          ...notificationMessage({
+            text: '【上課提醒】{title}\n時間：{date} {start}–{end}\n請點以下連結進入 Zoom 教室：\n{url}',
+            altText: '【上課提醒】{title} {date} {start} 開課，進入教室：{url}',
+          }),
+          /** Sent this many minutes before the class starts. */
+          leadMinutes: z.int().min(0).max(24 * 60).default(10),
+        })
+        .prefault({}),
+      feedbackUrl: z
+        .strictObject({
+          ...notificationMessage({
+            text: '【課後回饋】{title}\n謝謝你今天的參與！請花一分鐘填寫課後回饋：\n{url}',
+            altText: '【課後回饋】{title}，填寫回饋：{url}',
+          }),
+          /** Sent this many minutes before the class ends. */
+          beforeEndMinutes: z.int().min(0).max(24 * 60).default(10),
+          /** After downtime, still sent up to this long after the class ends; older ones expire. */
+          lateWindow: durationSchema.prefault('24h'),
+        })
+        .prefault({}),
+      /** `continuous`: each delivery at its own due instant. `cron`: the seed's form, at the ticks of `cron`. */
+      trigger: z.enum(['continuous', 'cron']).default('continuous'),
+      /** Cron ticks in the business time zone (DST-correct); each takes everything due by then. */
+      cron: z.string().min(1).default('20,50 * * * *'),
+      /** How due deliveries are fetched: one query, keyset pages, or a timing wheel preloaded from the DB. */
+      strategy: z.enum(['all-at-once', 'batched', 'timing-wheel']).default('batched'),
+      batchSize: z.int().min(1).max(100_000).default(1000),
+      /** Lease on claimed deliveries, renewed while in flight; a dead worker's claims return after it. */
+      lease: durationSchema.prefault('60s'),
+      /** Continuous trigger: the longest sleep (notices other replicas' changes); also the wheel's refresh period. */
+      pollInterval: durationSchema.prefault('30s'),
+      /** Timing wheel: how far ahead it preloads. */
+      lookahead: durationSchema.prefault('2h'),
+      /** LINE requests in flight at once (rates are held per channel by the LINE limiter). */
+      sendConcurrency: z.int().min(1).max(1000).default(64),
+      /** Send a class's identical messages as multicast where that drains a peak faster. */
+      multicast: z.boolean().default(true),
+      /** Retry delay while a channel is paused with no known end. */
+      pausedRetry: durationSchema.prefault('15m'),
+    })
+    .superRefine((n, ctx) => {
+      const problem = cronProblem(n.cron, 'UTC');
+      if (problem) ctx.addIssue({ code: 'custom', path: ['cron'], message: `not a cron expression: ${problem}` });
     })
     .prefault({}),
   imagemap: z
@@ -248,10 +284,10 @@ export function requiresRestart(key: string): boolean {
 const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/;
 
 /** LINE only shows imagemap images from https; a loopback base URL is a development set-up and passes. */
-function lineConfigProblems(config: { http: { publicBaseUrl: string }; notifications: Record<string, { format: string }> }, ctx: z.core.$RefinementCtx): void {
+function lineConfigProblems(config: { http: { publicBaseUrl: string }; notifications: { meetingUrl: { format: string }; feedbackUrl: { format: string } } }, ctx: z.core.$RefinementCtx): void {
   const url = new URL(config.http.publicBaseUrl);
   if (url.protocol === 'https:' || LOOPBACK.test(url.hostname)) return;
-  for (const [kind, settings] of Object.entries(config.notifications)) {
+  for (const [kind, settings] of Object.entries({ meetingUrl: config.notifications.meetingUrl, feedbackUrl: config.notifications.feedbackUrl })) {
     if (settings.format === 'imagemap') {
       ctx.addIssue({ code: 'custom', path: ['notifications', kind, 'format'], message: 'imagemap needs an https http.publicBaseUrl (LINE loads the images from there); use format: text or an https URL' });
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Selectable } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { isUniqueViolation, type Db } from '../db/database.ts';
@@ -98,7 +99,10 @@ export async function updateLineChannel(db: Db, box: SecretBox, clock: Clock, id
         ...(patch.label !== undefined ? { label: patch.label } : {}),
         ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
         ...(patch.channelSecret !== undefined ? { channel_secret: box.encrypt(patch.channelSecret, SECRET) } : {}),
-        ...(patch.channelAccessToken !== undefined ? { channel_access_token: box.encrypt(patch.channelAccessToken, TOKEN) } : {}),
+        // A new token ends a pause (a refused token pauses the channel); a quota pause comes back by itself if it still applies.
+        ...(patch.channelAccessToken !== undefined
+          ? { channel_access_token: box.encrypt(patch.channelAccessToken, TOKEN), paused_until: null, pause_reason: null }
+          : {}),
         ...(patch.botUserId !== undefined ? { bot_user_id: patch.botUserId } : {}),
       })
       .where('id', '=', id)
@@ -116,6 +120,41 @@ export async function readLineCredentials(db: Db, box: SecretBox, id: number): P
   const row = await db.selectFrom('line_channels').select(['channel_secret', 'channel_access_token']).where('id', '=', id).executeTakeFirst();
   if (!row) throw notFound(`LINE channel ${id} not found`, 'id');
   return { channelSecret: box.decrypt(row.channel_secret, SECRET), channelAccessToken: box.decrypt(row.channel_access_token, TOKEN) };
+}
+
+/** Stops sending through a channel until `until` (null: until an operator acts), with the reason shown in its API view. */
+export async function pauseLineChannel(db: Db, clock: Clock, id: number, until: Date | null, reason: string): Promise<void> {
+  await db.updateTable('line_channels').set({ paused_until: until, pause_reason: reason, updated_at: clock.now() }).where('id', '=', id).execute();
+}
+
+/**
+ * Records the bot's user id from a webhook whose signature verified (its `destination` is the bot),
+ * when the operator did not give it. Later webhooks are then checked against it.
+ */
+export async function learnBotUserId(db: Db, clock: Clock, id: number, botUserId: string): Promise<void> {
+  await db.updateTable('line_channels').set({ bot_user_id: botUserId, updated_at: clock.now() }).where('id', '=', id).where('bot_user_id', 'is', null).execute();
+}
+
+/**
+ * Changes whenever a channel is added or any of its columns changes (enabled, paused, secrets
+ * rotated): the pool's cue to reload. A digest of the rows rather than the latest `updated_at`,
+ * which two changes within one millisecond would share.
+ */
+export async function lineChannelsFingerprint(db: Db): Promise<string> {
+  const rows = await db.selectFrom('line_channels').selectAll().orderBy('id').execute();
+  const hash = createHash('sha256');
+  for (const row of rows) hash.update(JSON.stringify(row));
+  return hash.digest('base64');
+}
+
+/** Every channel with its decrypted secret and token, for the in-memory pool. */
+export async function listLineChannelsWithCredentials(db: Db, box: SecretBox): Promise<(LineChannel & LineCredentials)[]> {
+  const rows = await db.selectFrom('line_channels').selectAll().orderBy('id').execute();
+  return rows.map((row) => ({
+    ...toLineChannel(row),
+    channelSecret: box.decrypt(row.channel_secret, SECRET),
+    channelAccessToken: box.decrypt(row.channel_access_token, TOKEN),
+  }));
 }
 
 function toLineChannel(row: Selectable<LineChannelsTable>): LineChannel {

@@ -1,0 +1,10 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { startLineEmulator, type LineChannelInput, type UnknownUserPolicy } from '../src/sandbox/line/index.ts';
+
+/**
+ * The LINE emulator in its own thread (its own event loop and core), for benchmarks: it enforces
+ * LINE's per-channel rate limits on the system clock. Driven over HTTP (/_emulator/…) once started.
+ */
+const input = workerData as { channels: LineChannelInput[]; unknownUsers: UnknownUserPolicy };
+const emulator = await startLineEmulator({ channels: input.channels, unknownUsers: input.unknownUsers });
+parentPort?.postMessage({ url: emulator.url });

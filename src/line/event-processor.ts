@@ -1,0 +1,181 @@
+import type { TimerHandle } from '../clock.ts';
+import { inTransaction } from '../db/transaction.ts';
+import { coerceError } from '../errors.ts';
+import { markLineEventsProcessed, pendingLineEvents } from './events.ts';
+import { planEvents, type StoredEvent } from './follow-rules.ts';
+import { applyFollowChanges, memberKey, setMemberDisplayName } from './members.ts';
+import { callAndSettle, type SendDeps } from './send.ts';
+
+/**
+ * Applies stored webhook events after the webhook was acknowledged. Woken by each intake, by a
+ * sweep every `line.eventSweep` (events another replica stored and did not finish, or left by a
+ * crash), and once at start. Every write is idempotent and ordered by event time, so two replicas
+ * working the same events, or the same event twice, end in the same state.
+ */
+export interface EventProcessor {
+  wake(): void;
+  /** Resolves once nothing is being processed (tests await this instead of sleeping). */
+  idle(): Promise<void>;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+const BATCH = 500;
+const GATHER_MS = 20;
+const NAME_FETCH_CONCURRENCY = 4;
+
+interface Followed {
+  memberId: number;
+  channelId: number;
+  lineUserId: string;
+}
+
+export function createEventProcessor(deps: SendDeps): EventProcessor {
+  const { db, clock, config, logger } = deps;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = true;
+  let timer: TimerHandle | undefined;
+  let gather: TimerHandle | undefined;
+
+  /** Applies one batch in one transaction; returns the members who now follow. */
+  const apply = async (events: readonly StoredEvent[]): Promise<Followed[]> => {
+    const plan = planEvents(events);
+    const followed: Followed[] = [];
+    await inTransaction(db, async (trx) => {
+      const applied = await applyFollowChanges(trx, clock, plan.changes.map((c) => c.change));
+      const outcomes = [...plan.settled];
+      for (const { eventId, change } of plan.changes) {
+        const memberId = applied.get(memberKey(change.channelId, change.lineUserId));
+        outcomes.push({ id: eventId, outcome: memberId === undefined ? 'stale' : 'applied' });
+        if (memberId !== undefined && change.following === 'following') followed.push({ memberId, channelId: change.channelId, lineUserId: change.lineUserId });
+      }
+      await markLineEventsProcessed(trx, clock, outcomes);
+    });
+    for (const s of plan.settled) {
+      if (s.outcome.startsWith('skipped')) logger.info({ eventId: s.id, outcome: s.outcome }, 'LINE webhook event skipped');
+    }
+    return followed;
+  };
+
+  const processBatch = async (): Promise<boolean> => {
+    const events = await pendingLineEvents(db, BATCH);
+    if (events.length === 0) return false;
+    let followed: Followed[];
+    try {
+      followed = await apply(events);
+    } catch (error) {
+      // One bad event must not block the rest: retry one by one and set the failing one aside.
+      logger.warn({ err: coerceError(error) }, 'LINE event batch failed; retrying event by event');
+      followed = [];
+      for (const event of events) {
+        try {
+          followed.push(...(await apply([event])));
+        } catch (inner) {
+          await markLineEventsProcessed(db, clock, [{ id: event.id, outcome: 'failed', error: coerceError(inner).message }]);
+          logger.error({ eventId: event.id, err: coerceError(inner) }, 'LINE event could not be applied; set aside');
+        }
+      }
+    }
+    if (config.current().line.fetchDisplayName) await fetchNames(followed);
+    return events.length === BATCH;
+  };
+
+  const fetchNames = async (followed: Followed[]): Promise<void> => {
+    const queue = [...followed];
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next; next = queue.shift()) await fetchName(next);
+    };
+    await Promise.all(Array.from({ length: Math.min(NAME_FETCH_CONCURRENCY, queue.length) }, worker));
+  };
+
+  /** Best effort: LINE answers 404 when the user's profile may not be read; the name then stays empty. */
+  const fetchName = async (member: Followed): Promise<void> => {
+    try {
+      const channel = await deps.pool.byId(member.channelId);
+      if (!channel) return;
+      let name: string | undefined;
+      const client = deps.pool.client(channel);
+      const outcome = await callAndSettle(deps, channel, 'profile', null, 1, async () => {
+        const response = await client.getProfileWithHttpInfo(member.lineUserId);
+        name = response.body.displayName;
+        return response;
+      });
+      if (outcome.kind === 'sent' && name !== undefined) await setMemberDisplayName(db, clock, member.memberId, name);
+    } catch (error) {
+      logger.warn({ err: coerceError(error), memberId: member.memberId }, 'could not fetch a LINE display name');
+    }
+  };
+
+  const run = async (): Promise<void> => {
+    while (again) {
+      again = false;
+      try {
+        while (await processBatch());
+      } catch (error) {
+        // The database is unreachable or similar: the next wake or sweep tries again.
+        logger.error({ err: coerceError(error) }, 'LINE event processing failed');
+      }
+    }
+  };
+
+  const startRun = (): void => {
+    running ??= run().finally(() => {
+      running = undefined;
+      if (again) wake();
+    });
+  };
+
+  // Wakes within GATHER_MS make one batch: at webhook rates, one transaction per many events.
+  const wake = (): void => {
+    again = true;
+    if (running || gather) return;
+    gather = clock.setTimeout(() => {
+      gather = undefined;
+      startRun();
+    }, GATHER_MS);
+  };
+
+  /** Runs now what is waiting to be gathered. */
+  const flush = (): void => {
+    if (!gather) return;
+    clock.clearTimeout(gather);
+    gather = undefined;
+    startRun();
+  };
+
+  const sweep = (): void => {
+    if (stopped) return;
+    timer = clock.setTimeout(() => {
+      wake();
+      sweep();
+    }, config.current().line.eventSweep.ms);
+  };
+
+  return {
+    wake,
+    async idle() {
+      flush();
+      while (running) {
+        await running;
+        flush();
+      }
+    },
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      wake();
+      sweep();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clock.clearTimeout(timer);
+      timer = undefined;
+      flush();
+      while (running) {
+        await running;
+        flush();
+      }
+    },
+  };
+}

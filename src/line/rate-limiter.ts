@@ -1,0 +1,114 @@
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import { toDate } from '../db/row.ts';
+import { capacityOf, reserve, type BucketLimits } from './rate-bucket.ts';
+
+/**
+ * Per-channel rate limiting shared by every replica through the database. LINE limits each channel
+ * (per endpoint) however many processes send for it, and the delivery engine spreads work over
+ * replicas unevenly, so a per-replica share would either waste capacity or overshoot. Tokens are
+ * reserved in blocks (as many as there are waiting sends), which keeps the shared row at a few
+ * writes per second even at LINE's full rate.
+ */
+export type RateEndpoint = 'push' | 'multicast' | 'profile';
+
+export interface RateLimiter {
+  /** Resolves when one request to `endpoint` of this channel may go out now. */
+  acquire(channelId: number, endpoint: RateEndpoint): Promise<void>;
+}
+
+export function limitsOf(config: ConfigStore, endpoint: RateEndpoint): BucketLimits {
+  const { rateLimits, rateBurst } = config.current().line;
+  const rate = rateLimits[endpoint];
+  return { rate, capacity: capacityOf(rate, rateBurst.ms) };
+}
+
+/**
+ * Takes up to `want` tokens from the channel's shared bucket. Optimistic: the write only counts if
+ * the row's version is still the one read, so concurrent replicas never both spend the same tokens.
+ */
+export async function reserveTokens(
+  db: Db,
+  input: { channelId: number; endpoint: RateEndpoint; want: number; now: Date; limits: BucketLimits },
+): Promise<{ granted: number; waitMs: number }> {
+  const { channelId, endpoint, now, limits } = input;
+  for (let tries = 0; tries < 8; tries++) {
+    const row = await db
+      .selectFrom('line_rate_buckets')
+      .select(['tokens', 'refilled_at', 'version'])
+      .where('channel_id', '=', channelId)
+      .where('endpoint', '=', endpoint)
+      .executeTakeFirst();
+    if (!row) {
+      await db
+        .insertInto('line_rate_buckets')
+        .values({ channel_id: channelId, endpoint, tokens: limits.capacity, refilled_at: now, version: 0 })
+        .onConflict((oc) => oc.columns(['channel_id', 'endpoint']).doNothing())
+        .execute();
+      continue;
+    }
+    const decision = reserve({ tokens: Number(row.tokens), refilledAt: toDate(row.refilled_at).getTime() }, input.want, now.getTime(), limits);
+    if (decision.granted === 0) return { granted: 0, waitMs: decision.waitMs };
+    const result = await db
+      .updateTable('line_rate_buckets')
+      .set({ tokens: decision.next.tokens, refilled_at: new Date(decision.next.refilledAt), version: row.version + 1 })
+      .where('channel_id', '=', channelId)
+      .where('endpoint', '=', endpoint)
+      .where('version', '=', row.version)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 1) return { granted: decision.granted, waitMs: 0 };
+  }
+  // Lost the race eight times in a row: let the other replicas have this moment.
+  return { granted: 0, waitMs: 5 };
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** The in-process side: queues waiting sends per (channel, endpoint) and reserves for all of them at once. */
+export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigStore }): RateLimiter {
+  const queues = new Map<string, { waiters: Waiter[]; pumping: boolean }>();
+
+  const pump = async (channelId: number, endpoint: RateEndpoint, queue: { waiters: Waiter[]; pumping: boolean }): Promise<void> => {
+    if (queue.pumping) return;
+    queue.pumping = true;
+    try {
+      while (queue.waiters.length > 0) {
+        const limits = limitsOf(deps.config, endpoint);
+        let reservation: { granted: number; waitMs: number };
+        try {
+          reservation = await reserveTokens(deps.db, { channelId, endpoint, want: Math.min(queue.waiters.length, limits.capacity), now: deps.clock.now(), limits });
+        } catch (error) {
+          for (const waiter of queue.waiters.splice(0)) waiter.reject(error);
+          return;
+        }
+        if (reservation.granted > 0) {
+          for (const waiter of queue.waiters.splice(0, reservation.granted)) waiter.resolve();
+        } else {
+          await deps.clock.sleep(reservation.waitMs);
+        }
+      }
+    } finally {
+      queue.pumping = false;
+    }
+  };
+
+  return {
+    acquire(channelId, endpoint) {
+      const id = `${channelId} ${endpoint}`;
+      let queue = queues.get(id);
+      if (!queue) {
+        queue = { waiters: [], pumping: false };
+        queues.set(id, queue);
+      }
+      const q = queue;
+      return new Promise<void>((resolve, reject) => {
+        q.waiters.push({ resolve, reject });
+        void pump(channelId, endpoint, q);
+      });
+    },
+  };
+}

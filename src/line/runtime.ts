@@ -1,0 +1,81 @@
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { createEventProcessor, type EventProcessor } from './event-processor.ts';
+import { createImagemapImages, type ImagemapImages } from './imagemap.ts';
+import { createChannelPool, type ChannelPool } from './pool.ts';
+import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
+import { createRequestLog } from './requests.ts';
+import type { SendDeps } from './send.ts';
+
+/**
+ * The LINE side of the service, built from its parts: the channel pool, the shared rate limiter,
+ * the imagemap images and the webhook event processor. `app.ts` wires it in; tests and benchmarks
+ * build the same thing.
+ */
+export interface LineRuntime {
+  pool: ChannelPool;
+  limiter: RateLimiter;
+  imagemap: ImagemapImages;
+  processor: EventProcessor;
+  /** Everything `sendPush` / `sendMulticastChunk` need. */
+  send: SendDeps;
+  /** Starts the background work: pool refresh and webhook event processing (with a sweep at once). */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export interface LineRuntimeOptions {
+  db: Db;
+  box: SecretBox;
+  clock: Clock;
+  config: ConfigStore;
+  logger: Logger;
+  random?: () => number;
+}
+
+export async function startLine(options: LineRuntimeOptions): Promise<LineRuntime> {
+  const { db, box, clock, config, logger } = options;
+  const pool = await createChannelPool({ db, box, clock, config, logger });
+  const limiter = createRateLimiter({ db, clock, config });
+  const imagemap = createImagemapImages({ db, clock, config });
+  const image = await imagemap.ensure();
+  logger.info({ hash: image.hash, height: image.height }, 'imagemap images ready');
+  const current = config.current();
+  const imagemapKinds = Object.entries({ meetingUrl: current.notifications.meetingUrl, feedbackUrl: current.notifications.feedbackUrl }).filter(([, n]) => n.format === 'imagemap');
+  if (imagemapKinds.length && !current.http.publicBaseUrl.startsWith('https:')) {
+    // Allowed for a loopback development set-up only (the config refuses it otherwise); LINE would refuse these messages.
+    logger.warn({ publicBaseUrl: current.http.publicBaseUrl, kinds: imagemapKinds.map(([k]) => k) }, 'imagemap messages need an https http.publicBaseUrl: they will fail until it is set');
+  }
+  const send: SendDeps = { db, clock, config, logger, pool, limiter, requestLog: createRequestLog(db), ...(options.random ? { random: options.random } : {}) };
+  const processor = createEventProcessor(send);
+
+  // A new source image is rendered in the background; until it is stored the previous one stays in force.
+  const unsubscribe = config.onChange((_next, _previous, changed) => {
+    if (!changed.some((key) => key.startsWith('imagemap.'))) return;
+    imagemap.ensure().then(
+      (ref) => logger.info({ hash: ref.hash, height: ref.height }, 'imagemap image changed'),
+      (error: unknown) => logger.error({ err: coerceError(error) }, 'the new imagemap source could not be used; the previous image stays in force'),
+    );
+  });
+
+  return {
+    pool,
+    limiter,
+    imagemap,
+    processor,
+    send,
+    start() {
+      pool.start();
+      processor.start();
+    },
+    async stop() {
+      unsubscribe();
+      pool.stop();
+      await processor.stop();
+    },
+  };
+}

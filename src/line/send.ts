@@ -1,0 +1,158 @@
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { fullJitterDelay } from '../retry.ts';
+import { pauseLineChannel } from './channels.ts';
+import { callLine, type ApiResult } from './client.ts';
+import { getSendTargets } from './members.ts';
+import { describeProblems, messageProblems, type OutMessage } from './messages.ts';
+import { classifySend, type SendOutcome } from './outcomes.ts';
+import type { ChannelPool, PoolChannel } from './pool.ts';
+import type { RateEndpoint, RateLimiter } from './rate-limiter.ts';
+import type { RequestLog } from './requests.ts';
+
+/** What sending needs; built once in the composition root. */
+export interface SendDeps {
+  db: Db;
+  clock: Clock;
+  config: ConfigStore;
+  logger: Logger;
+  pool: ChannelPool;
+  limiter: RateLimiter;
+  requestLog: RequestLog;
+  /** Jitter source (tests pin it). */
+  random?: () => number;
+}
+
+/**
+ * LINE forgets a retry key 24 h after accepting it; past that a retry could deliver twice. Stop an
+ * hour short, whatever the caller's own expiry says.
+ */
+export const RETRY_KEY_WINDOW_MS = 23 * 60 * 60 * 1000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface PushRequest {
+  memberId: number;
+  /** X-Line-Retry-Key: fixed and stored before the first attempt (deliveries.retry_key); the same on every attempt. */
+  retryKey: string;
+  messages: OutMessage[];
+  /** 1 for the first attempt; drives the backoff. */
+  attempt: number;
+  /** When the first attempt was made, to stay inside LINE's dedup window. */
+  firstAttemptAt?: Date | null;
+}
+
+/**
+ * Pushes to one member with a stored retry key and says what happened. Never throws for LINE's
+ * answers; a repeated call after a timeout, 5xx or crash can only ever reach the student once.
+ */
+export async function sendPush(deps: SendDeps, request: PushRequest): Promise<SendOutcome> {
+  const early = checkRequest(deps.clock, request.retryKey, request.messages, request.firstAttemptAt ?? null);
+  if (early) return early;
+  const [target] = await getSendTargets(deps.db, [request.memberId]);
+  if (!target) return final(`member ${request.memberId} not found`);
+  if (target.following === 'unfollowed') return { kind: 'skipped', reason: 'the student unfollowed (blocked) the LINE account' };
+  const gate = await channelGate(deps, target.channelId);
+  if ('outcome' in gate) return gate.outcome;
+  const { channel } = gate;
+  const client = deps.pool.client(channel);
+  return callAndSettle(deps, channel, 'push', request.retryKey, request.attempt, () =>
+    client.pushMessageWithHttpInfo({ to: target.lineUserId, messages: request.messages }, request.retryKey),
+  );
+}
+
+/** Checks that need no I/O: a bad key, a stale key or a message LINE would refuse end here. */
+export function checkRequest(clock: Clock, retryKey: string, messages: readonly OutMessage[], firstAttemptAt: Date | null): SendOutcome | undefined {
+  if (!UUID.test(retryKey)) return final(`retry key "${retryKey}" is not a UUID (LINE refuses it)`);
+  if (firstAttemptAt && clock.now().getTime() - firstAttemptAt.getTime() > RETRY_KEY_WINDOW_MS) {
+    return final('first attempt over 23 h ago: LINE may have forgotten the retry key, so another attempt could deliver twice');
+  }
+  const problems = messageProblems(messages);
+  if (problems.length) return final(`message breaks LINE's limits: ${describeProblems(problems)}`);
+  return undefined;
+}
+
+/** The channel if it may send now; otherwise why not. */
+export async function channelGate(deps: SendDeps, channelId: number): Promise<{ channel: PoolChannel } | { outcome: SendOutcome }> {
+  const channel = await deps.pool.byId(channelId);
+  if (!channel) return { outcome: final(`LINE channel ${channelId} not found`) };
+  if (!channel.enabled) return { outcome: { kind: 'channelPaused', until: null, reason: `LINE channel ${channel.slug} is disabled` } };
+  if (channel.pausedUntil && channel.pausedUntil.getTime() > deps.clock.now().getTime()) {
+    return { outcome: { kind: 'channelPaused', until: channel.pausedUntil, reason: channel.pauseReason ?? 'paused' } };
+  }
+  return { channel };
+}
+
+/**
+ * Waits for a token, makes the call under the configured deadline, records it, and turns the answer
+ * into an outcome; a monthly-quota 429 (or a refused token) pauses the channel for every replica.
+ */
+export async function callAndSettle(
+  deps: SendDeps,
+  channel: PoolChannel,
+  endpoint: RateEndpoint,
+  retryKey: string | null,
+  attempt: number,
+  call: () => Promise<{ httpResponse: Response; body: unknown }>,
+): Promise<SendOutcome> {
+  const { db, clock, config, logger } = deps;
+  try {
+    await deps.limiter.acquire(channel.id, endpoint);
+  } catch (error) {
+    return retryable(deps, attempt, `rate limiter unavailable: ${coerceError(error).message}`);
+  }
+  const line = config.current().line;
+  const startedAt = clock.now();
+  const started = performance.now();
+  const result = await callLine(clock, line.requestTimeout.ms, call);
+  const durationMs = performance.now() - started;
+  const outcome = classifySend(result, {
+    attempt,
+    backoff: { baseDelayMs: line.retry.baseDelay.ms, maxDelayMs: line.retry.maxDelay.ms },
+    now: clock.now(),
+    pauseMs: line.quotaRecheck.ms,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  const log = { channel: channel.slug, endpoint, retryKey, attempt, ...describeResult(result), outcome: outcome.kind };
+  try {
+    await deps.requestLog.record({ channelId: channel.id, endpoint, retryKey, result, outcome: outcome.kind, error: reasonOf(outcome), startedAt, durationMs });
+  } catch (error) {
+    // The send happened; losing its log line must not turn it into a retry.
+    logger.error({ ...log, err: coerceError(error) }, 'could not record a LINE request');
+  }
+  if (outcome.kind === 'channelPaused') {
+    deps.pool.patch(channel.id, { pausedUntil: outcome.until, pauseReason: outcome.reason });
+    logger.error({ ...log, until: outcome.until, reason: outcome.reason }, 'LINE channel paused: sending through it stops until then');
+    // Stored so other replicas and the channel's API view see it; if that fails, this replica still holds off.
+    await pauseLineChannel(db, clock, channel.id, outcome.until, outcome.reason).catch((error: unknown) => logger.error({ ...log, err: coerceError(error) }, 'could not store the channel pause'));
+  } else if (outcome.kind === 'final') {
+    logger.warn({ ...log, reason: outcome.reason }, 'LINE refused the request');
+  } else if (outcome.kind === 'retryable') {
+    logger.info({ ...log, reason: outcome.reason, afterMs: outcome.afterMs }, 'LINE request will be retried with the same retry key');
+  } else {
+    logger.debug(log, 'LINE request done');
+  }
+  return outcome;
+}
+
+function describeResult(result: ApiResult<unknown>): Record<string, unknown> {
+  if (result.kind === 'response') return { status: result.status, requestId: result.requestId, acceptedRequestId: result.acceptedRequestId };
+  return { status: null, failure: result.kind };
+}
+
+function reasonOf(outcome: SendOutcome): string | null {
+  return 'reason' in outcome ? outcome.reason : null;
+}
+
+function final(reason: string): SendOutcome {
+  return { kind: 'final', reason, status: null, requestId: null };
+}
+
+function retryable(deps: SendDeps, attempt: number, reason: string): SendOutcome {
+  const { baseDelay, maxDelay } = deps.config.current().line.retry;
+  const afterMs = fullJitterDelay({ baseDelayMs: baseDelay.ms, maxDelayMs: maxDelay.ms }, attempt, deps.random);
+  return { kind: 'retryable', afterMs, reason, requestId: null };
+}

@@ -1,0 +1,78 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { virtualClock } from '../../src/clock.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { createConfigStore } from '../../src/config/store.ts';
+import { openDatabase } from '../../src/db/database.ts';
+import { insertLineChannel } from '../../src/line/channels.ts';
+import { createRateLimiter, reserveTokens } from '../../src/line/rate-limiter.ts';
+import { createSecretBox } from '../../src/secrets/secret-box.ts';
+import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
+
+let database: TestDatabase;
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function setup(dialect: (typeof dialects)[number]) {
+  database = await openTestDatabase(dialect);
+  closers.push(() => database.close());
+  const clock = virtualClock('2026-12-01T00:00:00Z');
+  // 100 requests/s with a 200 ms burst: capacity 20.
+  const config = createConfigStore(parseConfig({ line: { rateLimits: { push: 100, multicast: 10 }, rateBurst: '200ms' } }, 'test'), { env: {} }, clock);
+  const channel = await insertLineChannel(database.db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'A', slug: 'a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
+  return { clock, config, channel };
+}
+
+describe.each(dialects)('the shared token bucket on %s', (dialect) => {
+  it('two replicas together never exceed capacity + rate × elapsed, and use nearly all of it', async () => {
+    const { clock, config, channel } = await setup(dialect);
+    // A second replica: its own connection (pool) to the same database.
+    const second = database.dialect === 'postgres' ? await openDatabase(database.url, { schema: database.schema ?? '', poolSize: 2 }) : database;
+    if (second !== database) closers.push(() => second.close());
+    const replicas = [createRateLimiter({ db: database.db, clock, config }), createRateLimiter({ db: second.db, clock, config })];
+
+    const total = 260;
+    let granted = 0;
+    const waiting = replicas.map(() => 0);
+    const all = Array.from({ length: total }, (_, i) => {
+      const r = i % 2;
+      waiting[r] = (waiting[r] ?? 0) + 1;
+      return (replicas[r]?.acquire(channel.id, 'push') ?? Promise.resolve()).then(() => {
+        granted++;
+        waiting[r] = (waiting[r] ?? 0) - 1;
+      });
+    });
+    // Parked: every replica with waiters is asleep on the clock, or nothing waits.
+    const parked = () => clock.pendingTimers() >= waiting.filter((w) => w > 0).length;
+    const settle = async () => {
+      for (let i = 0; i < 5000 && !parked(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      // One more round for grants that resolve together with the timer being armed.
+      for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    };
+
+    await settle();
+    expect(granted).toBe(20);
+    for (let elapsed = 50; elapsed <= 2400; elapsed += 50) {
+      await clock.advance(50);
+      await settle();
+      expect(granted, `after ${elapsed} ms`).toBeLessThanOrEqual(20 + (100 * elapsed) / 1000);
+      if (elapsed === 2000) expect(granted).toBeGreaterThanOrEqual(20 + 200 - 20);
+    }
+    await Promise.all(all);
+    expect(granted).toBe(total);
+  });
+
+  it('endpoints and channels have separate buckets', async () => {
+    const { clock, channel } = await setup(dialect);
+    const limits = { rate: 10, capacity: 3 };
+    const take = (endpoint: 'push' | 'multicast', channelId = channel.id) => reserveTokens(database.db, { channelId, endpoint, want: 5, now: clock.now(), limits });
+    expect(await take('push')).toEqual({ granted: 3, waitMs: 0 });
+    expect(await take('push')).toEqual({ granted: 0, waitMs: 300 });
+    expect(await take('multicast')).toEqual({ granted: 3, waitMs: 0 });
+    const other = await insertLineChannel(database.db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'B', slug: 'b', channelId: '2', channelSecret: 's', channelAccessToken: 't' });
+    expect(await take('push', other.id)).toEqual({ granted: 3, waitMs: 0 });
+    await clock.advance(200);
+    expect(await take('push')).toEqual({ granted: 2, waitMs: 0 });
+  });
+});
