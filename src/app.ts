@@ -14,6 +14,13 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { loadSecretKey, verifySecretKey } from './secrets/key.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
 import { createProvisioner, type Provisioner } from './zoom/provisioner.ts';
+import { createSendPath } from './deliveries/engine.ts';
+import { lineDeliverySender } from './deliveries/line-sender.ts';
+import { createDeliveryEngine, type DeliveryEngine } from './deliveries/loop.ts';
+import { createDeliveryMetrics } from './deliveries/metrics.ts';
+import { resyncPendingDeliveries } from './deliveries/outbox.ts';
+import { deliveryRules, engineSettings } from './deliveries/settings.ts';
+import { claimSqliteProcessLock } from './db/process-lock.ts';
 import { zoomClientFor } from './zoom/wiring.ts';
 
 /** A start-up problem the operator must fix (exit status 2). */
@@ -40,6 +47,7 @@ export interface App {
   metrics: Metrics;
   provisioner: Provisioner;
   line: LineRuntime;
+  engine: DeliveryEngine;
   /** Listen on http.host:http.port and start the workers; resolves to the bound address. */
   listen(): Promise<string>;
   /** Stop taking work, finish or release what is in flight, close the database. Idempotent. */
@@ -91,6 +99,26 @@ export async function createApp(options: AppOptions): Promise<App> {
     // Released after the HTTP server (no new webhooks) and before the database (LIFO).
     releasers.push(() => line.stop());
 
+    const engineLogger = logger.child({ part: 'deliveries' });
+    const settings = () => engineSettings(config.current());
+    const sendPath = createSendPath({
+      db: database.db,
+      clock,
+      settings,
+      logger: engineLogger,
+      metrics: createDeliveryMetrics(metrics.registry),
+      sender: lineDeliverySender({ db: database.db, config, send: line.send, imagemap: line.imagemap }),
+    });
+    const engine = createDeliveryEngine({ db: database.db, clock, settings, logger: engineLogger, sendPath });
+
+    if (database.sqlitePath) {
+      const other = claimSqliteProcessLock(database.sqlitePath);
+      if (other.otherPid) {
+        logger.warn({ otherPid: other.otherPid, database: database.sqlitePath }, 'another scheduler process uses this SQLite database: SQLite serves one process; use PostgreSQL for replicas');
+      }
+      releasers.push(async () => other.release());
+    }
+
     let stopping = false;
     const http = await buildHttpApp({
       db: database.db,
@@ -101,6 +129,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       metrics,
       adminToken,
       line,
+      outbox: () => ({ rules: deliveryRules(config.current()), onDeliveriesChanged: (ids) => engine.notifyChanged(ids) }),
       readiness: async () => {
         const checks: Record<string, string> = {};
         try {
@@ -118,10 +147,20 @@ export async function createApp(options: AppOptions): Promise<App> {
     releasers.push(() => http.close());
     // Released before the HTTP server and the database (LIFO): stop claiming, finish, hand back leases.
     releasers.push(() => provisioner.stop());
+    releasers.push(() => engine.stop());
 
     const unsubscribe = config.onChange((next, _previous, changed) => {
       logger.level = next.log.level;
       logger.info({ changed }, 'configuration reloaded');
+      // New lead times apply to what is already waiting, not only to new bookings.
+      if (changed.some((k) => /^notifications\.(meetingUrl\.leadMinutes|feedbackUrl\.(beforeEndMinutes|lateWindow))$/.test(k))) {
+        resyncPendingDeliveries(database.db, clock, deliveryRules(next))
+          .then((ids) => {
+            logger.info({ deliveries: ids.length }, 'pending deliveries re-timed to the new lead times');
+            engine.notifyChanged(ids);
+          })
+          .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'could not re-time pending deliveries'));
+      }
     });
     const unsubscribeReload = config.onReload((outcome) => {
       if (outcome.status === 'rejected') logger.error({ error: outcome.error }, 'configuration reload rejected; the previous configuration stays in force');
@@ -140,12 +179,15 @@ export async function createApp(options: AppOptions): Promise<App> {
       metrics,
       provisioner,
       line,
+      engine,
       async listen() {
         const { host, port } = config.current().http;
         const address = await http.listen({ host, port });
         if (options.workers ?? true) {
           provisioner.start();
           line.start();
+          // The first round is the catch-up after downtime; it must not hold up listening.
+          engine.start().catch((error: unknown) => engineLogger.error({ err: coerceError(error) }, 'delivery engine failed to start'));
         }
         return address;
       },

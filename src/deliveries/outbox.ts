@@ -122,3 +122,19 @@ export async function syncDeliveries(
   }
   return touched;
 }
+
+/** Re-applies the rules to every booking that still has a delivery waiting (after lead times change). */
+export async function resyncPendingDeliveries(db: Db, clock: Clock, rules: DeliveryRules): Promise<number[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
+    .select('appointments.schedule_id')
+    .distinct()
+    .where('deliveries.state', '=', 'pending')
+    .execute();
+  const touched: number[] = [];
+  for (const chunk of chunked(rows.map((r) => r.schedule_id), 200)) {
+    touched.push(...(await db.transaction().execute((trx) => syncDeliveries(trx, clock, rules, { scheduleIds: chunk }))));
+  }
+  return touched;
+}

@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../src/app.ts';
+import { virtualClock } from '../src/clock.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { createConfigStore } from '../src/config/store.ts';
+import { startLineEmulator, type LineEmulator } from '../src/sandbox/line/index.ts';
+import { startZoomEmulator, type ZoomEmulator } from '../src/sandbox/zoom/index.ts';
+import { dialects, openTestDatabase, type TestDatabase } from './support/databases.ts';
+import { urlOf } from './support/cli.ts';
+
+const student = `U${'a'.repeat(32)}`;
+
+/** The composition root end to end: admin API → provisioner → Zoom → outbox → engine → LINE. */
+describe.each(dialects)('the whole service on %s', (dialect) => {
+  let app: App | undefined;
+  let zoom: ZoomEmulator | undefined;
+  let line: LineEmulator | undefined;
+  let database: TestDatabase | undefined;
+  afterEach(async () => {
+    await app?.stop();
+    await zoom?.close();
+    await line?.close();
+    await database?.close();
+  });
+
+  it('turns a booked class into a Zoom meeting and a LINE message at the right time', async () => {
+    const clock = virtualClock('2026-12-01T11:00:00Z');
+    zoom = await startZoomEmulator({ clock, createLatencyMs: 0, accounts: [{ accountId: 'acc', clientId: 'cid', clientSecret: 'csec', plan: 'pro', users: [{ id: 'host1', email: 'host1@example.com' }] }] });
+    line = await startLineEmulator({ clock, channels: [{ users: [{ userId: student, displayName: 'Aki' }] }] });
+    const channel = line.channels()[0];
+    if (!channel) throw new Error('no channel');
+    database = dialect === 'postgres' ? await openTestDatabase('postgres') : undefined;
+    const config = createConfigStore(
+      parseConfig(
+        {
+          database: { url: database ? urlOf(database, '') : 'sqlite::memory:' },
+          zoom: { apiBaseUrl: zoom.apiBaseUrl, oauthUrl: zoom.oauthUrl },
+          line: { apiBaseUrl: line.url },
+          notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' } },
+        },
+        'test',
+      ),
+      { env: {} },
+      clock,
+    );
+    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
+    const api = (method: 'POST' | 'PUT', url: string, payload: object) => app!.http.inject({ method, url, payload });
+    expect((await api('POST', '/api/zoom-accounts', { label: 'h1', plan: 'licensed', accountId: 'acc', clientId: 'cid', clientSecret: 'csec', hostUserId: 'host1' })).statusCode).toBe(201);
+    expect((await api('POST', '/api/line-channels', { label: 'OA', slug: 'main', channelId: channel.channelId, channelSecret: channel.channelSecret, channelAccessToken: channel.accessToken })).statusCode).toBe(201);
+    expect((await api('PUT', '/api/schedules/math-1', { title: '數學', startsAt: '2026-12-01T20:00:00+08:00', endsAt: '2026-12-01T20:50:00+08:00' })).statusCode).toBe(201);
+    expect((await api('PUT', '/api/appointments/b-1', { scheduleExternalId: 'math-1', student: { channel: 'main', lineUserId: student } })).statusCode).toBe(201);
+
+    expect((await app.provisioner.runPass()).outcomes).toEqual({ created: 1 });
+    const meeting = zoom.meetings()[0];
+    expect(meeting).toBeDefined();
+
+    await clock.set(new Date('2026-12-01T11:49:00Z'));
+    await app.engine.runOnce();
+    expect(line.received(student)).toEqual([]);
+    await clock.set(new Date('2026-12-01T11:50:00Z'));
+    await app.engine.runOnce();
+    const got = line.received(student);
+    expect(got).toHaveLength(1);
+    expect(JSON.stringify(got[0]?.messages)).toContain(meeting?.joinUrl ?? 'missing');
+
+    const detail = await app.http.inject({ method: 'GET', url: '/api/schedules/math-1' });
+    expect(detail.json().meeting.state).toBe('ready');
+    expect(detail.json().appointments[0].deliveries[0]).toMatchObject({ kind: 'meeting_url', state: 'sent', latenessMs: 0 });
+    const metrics = await app.http.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toContain('scheduler_deliveries_total{state="sent"} 1');
+    expect(metrics.body).toContain('scheduler_zoom_request_duration_seconds_count{operation="create_meeting",outcome="201"} 1');
+  });
+});
