@@ -21,6 +21,8 @@ export interface OpenOptions {
   poolSize?: number;
   /** PostgreSQL schema to use (created if missing); tests isolate themselves this way. */
   schema?: string;
+  /** Called once per statement sent (benchmarks count database round trips). */
+  onQuery?: () => void;
 }
 
 export function parseDatabaseUrl(url: string): { dialect: 'sqlite'; path: string } | { dialect: 'postgres'; url: string } {
@@ -38,7 +40,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     const path = target.path === ':memory:' ? ':memory:' : resolve(target.path);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const { database } = openNodeSqlite(path);
-    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database }) });
+    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database }), ...logOption(options) });
     return { db, dialect: 'sqlite', ...(path === ':memory:' ? {} : { sqlitePath: path }), close: () => db.destroy() };
   }
   const schema = options.schema;
@@ -51,9 +53,14 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...logOption(options) });
   if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   return { db, dialect: 'postgres', close: () => db.destroy() };
+}
+
+function logOption(options: OpenOptions): { log?: () => void } {
+  const onQuery = options.onQuery;
+  return onQuery ? { log: () => onQuery() } : {};
 }
 
 /** int8 (counts, ids) as JS numbers: our values stay far below 2^53. */
