@@ -132,6 +132,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       const nextAt = next?.at ? new Date(next.at).getTime() : Infinity;
       at = Math.min(nextAt, now + s.pollMs);
     }
+    if (stopped) return;
+    if (wakeTimer) clock.clearTimeout(wakeTimer);
     wakeTimer = clock.setTimeout(() => {
       wakeTimer = undefined;
       void round()

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import { Worker as Thread } from 'node:worker_threads';
+import { Queue, Worker } from 'bullmq';
+
+/**
+ * The same 20:00 peak driven through BullMQ delayed jobs (Redis at 127.0.0.1:6379): one queue per
+ * channel with BullMQ's rate limiter at our push rate, one push per job carrying a retry key,
+ * against the same emulator. This is the "glue it yourself" baseline the engine is measured against.
+ * Options: --appointments N (100000), --concurrency N (64).
+ */
+export async function run(args: string[]): Promise<void> {
+  const valueOf = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const appointments = Number(valueOf('--appointments') ?? 100_000);
+  const concurrency = Number(valueOf('--concurrency') ?? 64);
+  const CHANNELS = 5;
+  const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${2000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
+  const thread = new Thread(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
+  const url = await new Promise<string>((resolve) => thread.once('message', (m: { url: string }) => resolve(m.url)));
+  const connection = { host: '127.0.0.1', port: 6379 };
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const queues = channels.map((_, i) => new Queue(`line-${i}`, { connection, prefix }));
+  try {
+    const due = Date.now() + 15_000 + appointments / 10; // room to enqueue everything first
+    for (let from = 0; from < appointments; from += 1000) {
+      const byQueue = new Map<number, { name: string; data: { to: string; key: string }; opts: { delay: number; jobId: string } }[]>();
+      for (let n = from; n < Math.min(appointments, from + 1000); n++) {
+        const key = randomUUID();
+        const q = n % CHANNELS;
+        byQueue.set(q, [...(byQueue.get(q) ?? []), { name: 'push', data: { to: `U${n.toString(16).padStart(32, '0')}`, key }, opts: { delay: Math.max(0, due - Date.now()), jobId: key } }]);
+      }
+      for (const [q, jobs] of byQueue) await queues[q]?.addBulk(jobs);
+    }
+    let last = 0;
+    let done = 0;
+    const lateness: number[] = [];
+    const workers = channels.map(
+      (c, i) =>
+        new Worker(
+          `line-${i}`,
+          async (job) => {
+            const data = job.data as { to: string; key: string };
+            const response = await fetch(`${url}/v2/bot/message/push`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${c.accessToken}`, 'content-type': 'application/json', 'x-line-retry-key': data.key },
+              body: JSON.stringify({ to: data.to, messages: [{ type: 'text', text: '上課提醒 https://zoom.example.com/j/1' }] }),
+            });
+            await response.arrayBuffer();
+            if (response.status !== 200 && response.status !== 409) throw new Error(`LINE ${response.status}`);
+            const now = Date.now();
+            last = Math.max(last, now);
+            lateness.push(now - due);
+            done++;
+          },
+          { connection, prefix, concurrency, limiter: { max: 1950, duration: 1000 } },
+        ),
+    );
+    const started = Date.now();
+    while (done < appointments && Date.now() - started < 30 * 60_000) await new Promise((r) => setTimeout(r, 200));
+    await Promise.all(workers.map((w) => w.close()));
+    lateness.sort((a, b) => a - b);
+    const received = (await (await fetch(`${url}/_emulator/received`)).json()) as { to: string }[];
+    const perUser = new Map<string, number>();
+    for (const r of received) perUser.set(r.to, (perUser.get(r.to) ?? 0) + 1);
+    const counters = (await (await fetch(`${url}/_emulator/counters`)).json()) as { rateLimited: number };
+    const bound = appointments / CHANNELS / (2000 + 200 * 5);
+    console.log(
+      `bullmq       redis    sent ${done}/${appointments}; due→last ${((last - due) / 1000).toFixed(2)} s; bound ${bound.toFixed(2)} s; ratio ${((last - due) / 1000 / bound).toFixed(2)}x; lateness p50 ${((lateness[Math.floor(lateness.length / 2)] ?? 0) / 1000).toFixed(2)} s p99 ${((lateness[Math.floor(lateness.length * 0.99)] ?? 0) / 1000).toFixed(2)} s; peak RSS ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB; 429s ${counters.rateLimited}; duplicates ${[...perUser.values()].filter((n) => n > 1).length}`,
+    );
+  } finally {
+    for (const q of queues) {
+      await q.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+    }
+    await thread.terminate();
+  }
+}
