@@ -27,21 +27,24 @@ import { createSecretBox } from '../src/secrets/secret-box.ts';
  * instant, against the LINE emulator (in its own thread) enforcing LINE's per-channel rates.
  * For each strategy: due instant → last delivery vs the rate-limit bound, lateness p50/p99, peak RSS,
  * database round trips. Options: --strategy S (default: all three), --postgres URL,
- * --appointments N (100000), --classes N (20000).
+ * --appointments N (100000), --classes N (20000), --concurrency N (64), --batch N (1000).
  */
 export async function run(args: string[]): Promise<void> {
   const pgUrl = valueOf(args, '--postgres');
   const appointments = Number(valueOf(args, '--appointments') ?? 100_000);
   const classes = Number(valueOf(args, '--classes') ?? 20_000);
   const only = valueOf(args, '--strategy');
+  const sendConcurrency = Number(valueOf(args, '--concurrency') ?? 64);
+  const batchSize = Number(valueOf(args, '--batch') ?? 1000);
+  const multicast = !args.includes('--no-multicast');
   const strategies = (only ? [only] : ['all-at-once', 'batched', 'timing-wheel']) as ('all-at-once' | 'batched' | 'timing-wheel')[];
-  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes });
+  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes, sendConcurrency, batchSize, multicast });
 }
 
 const CHANNELS = 5;
 const userId = (n: number): string => `U${n.toString(16).padStart(32, '0')}`;
 
-async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number }): Promise<void> {
+async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean }): Promise<void> {
   const clock = systemClock();
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
   const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
@@ -55,7 +58,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
   try {
     await migrate(database.db, database.dialect);
     const config = createConfigStore(
-      parseConfig({ line: { apiBaseUrl: url }, notifications: { strategy: o.strategy, meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, lookahead: '2h' } }, 'bench'),
+      parseConfig({ line: { apiBaseUrl: url }, notifications: { strategy: o.strategy, multicast: o.multicast, sendConcurrency: o.sendConcurrency, batchSize: o.batchSize, meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, lookahead: '2h' } }, 'bench'),
       { env: {} },
       clock,
     );

@@ -5,6 +5,7 @@ import { createLimiter } from '../concurrency.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { OutMessage } from '../line/messages.ts';
 import type { SendOutcome } from '../line/outcomes.ts';
 import { claimDue, complete, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
 import { loadSendContexts } from './context.ts';
@@ -17,6 +18,8 @@ import type { EngineSettings } from './settings.ts';
 export interface SendUnit {
   deliveryId: number;
   memberId: number;
+  lineUserId: string;
+  following: 'unknown' | 'following' | 'unfollowed';
   channelId: number;
   retryKey: string;
   attempt: number;
@@ -25,15 +28,15 @@ export interface SendUnit {
 /** The LINE side as the engine needs it (built on the LINE module's send path). */
 export interface DeliverySender {
   /** The messages for a booking (same for every student of one class and kind), or why not. */
-  messagesFor(context: SendContext, link: string): { ok: true; messages: unknown[] } | { ok: false; reason: string };
-  push(unit: SendUnit, messages: unknown[]): Promise<SendOutcome>;
+  messagesFor(context: SendContext, link: string): { ok: true; messages: OutMessage[] } | { ok: false; reason: string };
+  push(unit: SendUnit, messages: OutMessage[]): Promise<SendOutcome>;
   /** One multicast chunk (≤ 500 students of one channel); its member set and retry key are stored first. */
-  multicast(units: readonly SendUnit[], messages: unknown[]): Promise<SendOutcome>;
+  multicast(units: readonly SendUnit[], messages: OutMessage[]): Promise<SendOutcome>;
   /**
    * A delivery tried before goes the way it went the first time, with the same retry key: again in
    * its stored multicast chunk if it was in one, else by push. Never into a new chunk (a new key).
    */
-  resend(unit: SendUnit, messages: unknown[]): Promise<SendOutcome>;
+  resend(unit: SendUnit, messages: OutMessage[]): Promise<SendOutcome>;
   rates(channelId: number): { pushPerSecond: number; multicastPerSecond: number; multicastSize: number };
 }
 
@@ -112,7 +115,7 @@ export function createSendPath(deps: EngineDeps) {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed);
       const due = new Map(claimed.map((d) => [d.id, d.dueAt]));
-      const groups = new Map<string, { channelId: number; messages: unknown[]; units: SendUnit[] }>();
+      const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[] }>();
       for (const d of claimed) {
         metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
         const context = contexts.get(d.id);
@@ -143,14 +146,14 @@ export function createSendPath(deps: EngineDeps) {
           group = { channelId: context.channel.id, messages: built.messages, units: [] };
           groups.set(key, group);
         }
-        group.units.push({ deliveryId: d.id, memberId: context.member.id, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts });
+        group.units.push({ deliveryId: d.id, memberId: context.member.id, lineUserId: context.member.lineUserId, following: context.member.following, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts });
       }
 
-      const byChannel = new Map<number, { messages: unknown[]; units: SendUnit[] }[]>();
+      const byChannel = new Map<number, { messages: OutMessage[]; units: SendUnit[] }[]>();
       for (const g of groups.values()) byChannel.set(g.channelId, [...(byChannel.get(g.channelId) ?? []), g]);
       const jobs: Promise<void>[] = [];
       for (const [channelId, channelGroups] of byChannel) {
-        const messagesOf = new Map<SendUnit, unknown[]>();
+        const messagesOf = new Map<SendUnit, OutMessage[]>();
         for (const g of channelGroups) for (const u of g.units) messagesOf.set(u, g.messages);
         // Only first attempts may be planned into new multicast chunks; retries keep their first path.
         const fresh = channelGroups.map((g) => ({ units: g.units.filter((u) => u.attempt === 1) }));

@@ -1,7 +1,6 @@
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { ImagemapImages } from '../line/imagemap.ts';
-import { outMessagesSchema, type OutMessage } from '../line/messages.ts';
 import { createMulticastChunks, sendMulticastChunk } from '../line/multicast.ts';
 import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
@@ -10,7 +9,6 @@ import type { DeliverySender } from './engine.ts';
 /** The engine's sender on the LINE module: messages from the templates, push and multicast with stored keys. */
 export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: SendDeps; imagemap: ImagemapImages }): DeliverySender {
   const { db, config, send, imagemap } = deps;
-  const asMessages = (messages: unknown[]): OutMessage[] => outMessagesSchema.parse(messages);
   return {
     messagesFor(context, link) {
       if (context.kind === 'replay_url') return { ok: false, reason: 'replay links are not sent yet' };
@@ -23,7 +21,13 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
       });
     },
     push(unit, messages) {
-      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: asMessages(messages), attempt: unit.attempt });
+      return sendPush(send, {
+        memberId: unit.memberId,
+        retryKey: unit.retryKey,
+        messages: messages,
+        attempt: unit.attempt,
+        target: { memberId: unit.memberId, channelId: unit.channelId, lineUserId: unit.lineUserId, following: unit.following },
+      });
     },
     async multicast(units, messages) {
       const first = units[0];
@@ -31,7 +35,7 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
       const created = await createMulticastChunks(db, send.clock, {
         channelId: first.channelId,
         recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId })),
-        messages: asMessages(messages),
+        messages: messages,
       });
       const chunk = created.chunks[0];
       if (!chunk) return { kind: 'skipped', reason: created.skipped[0]?.reason ?? 'no recipient left' };
@@ -46,7 +50,7 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
         .orderBy('line_multicasts.id', 'desc')
         .executeTakeFirst();
       if (member) return sendMulticastChunk(send, member.id);
-      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: asMessages(messages), attempt: unit.attempt });
+      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: messages, attempt: unit.attempt });
     },
     rates() {
       const r = config.current().line.rateLimits;

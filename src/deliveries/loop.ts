@@ -49,7 +49,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     if (s.strategy === 'timing-wheel') {
       const w = wheel ?? (await rebuildWheel());
       const fired = w.advance(clock.now().getTime());
-      for (let i = 0; i < fired.length; i += s.batchSize) add(await sendPath.claimAndSend(s.batchSize, fired.slice(i, i + s.batchSize)));
+      const pages: number[][] = [];
+      for (let i = 0; i < fired.length; i += s.batchSize) pages.push(fired.slice(i, i + s.batchSize));
+      // Two pages in flight at once (see batched).
+      const worker = async (): Promise<void> => {
+        for (let page = pages.shift(); page; page = pages.shift()) add(await sendPath.claimAndSend(s.batchSize, page));
+      };
+      await Promise.all([worker(), worker()]);
       if (fired.length === 0) add(await sendPath.claimAndSend(0)); // still expire what is overdue
       return total;
     }
@@ -57,12 +63,18 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       add(await sendPath.claimAndSend(1_000_000_000));
       return total;
     }
-    // batched: keyset pages of batchSize; each claim takes the next oldest page.
-    for (;;) {
-      const page = await sendPath.claimAndSend(s.batchSize);
-      add(page);
-      if (page.claimed < s.batchSize || stopped) return total;
-    }
+    // batched: keyset pages of batchSize; each claim takes the next oldest page. Two pages are in
+    // flight at once, so the next is claimed while the tail of the previous one is still sending.
+    let more = true;
+    const worker = async (): Promise<void> => {
+      do {
+        const page = await sendPath.claimAndSend(s.batchSize);
+        add(page);
+        if (page.claimed < s.batchSize) more = false;
+      } while (more && !stopped);
+    };
+    await Promise.all([worker(), worker()]);
+    return total;
   };
 
   /** Serialises rounds: a wake-up during a round schedules one more round right after it. */

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.ts';
 import { fullJitterDelay } from '../retry.ts';
 import { pauseLineChannel } from './channels.ts';
 import { callLine, type ApiResult } from './client.ts';
-import { getSendTargets } from './members.ts';
+import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, messageProblems, type OutMessage } from './messages.ts';
 import { classifySend, type SendOutcome } from './outcomes.ts';
 import type { ChannelPool, PoolChannel } from './pool.ts';
@@ -43,6 +43,8 @@ export interface PushRequest {
   attempt: number;
   /** When the first attempt was made, to stay inside LINE's dedup window. */
   firstAttemptAt?: Date | null;
+  /** The member as the caller just read it (the delivery engine has); saves a query per push. */
+  target?: SendTarget;
 }
 
 /**
@@ -52,7 +54,7 @@ export interface PushRequest {
 export async function sendPush(deps: SendDeps, request: PushRequest): Promise<SendOutcome> {
   const early = checkRequest(deps.clock, request.retryKey, request.messages, request.firstAttemptAt ?? null);
   if (early) return early;
-  const [target] = await getSendTargets(deps.db, [request.memberId]);
+  const target = request.target ?? (await getSendTargets(deps.db, [request.memberId]))[0];
   if (!target) return final(`member ${request.memberId} not found`);
   if (target.following === 'unfollowed') return { kind: 'skipped', reason: 'the student unfollowed (blocked) the LINE account' };
   const gate = await channelGate(deps, target.channelId);
@@ -70,9 +72,21 @@ export function checkRequest(clock: Clock, retryKey: string, messages: readonly 
   if (firstAttemptAt && clock.now().getTime() - firstAttemptAt.getTime() > RETRY_KEY_WINDOW_MS) {
     return final('first attempt over 23 h ago: LINE may have forgotten the retry key, so another attempt could deliver twice');
   }
-  const problems = messageProblems(messages);
-  if (problems.length) return final(`message breaks LINE's limits: ${describeProblems(problems)}`);
+  const problems = problemsOf(messages);
+  if (problems) return final(`message breaks LINE's limits: ${problems}`);
   return undefined;
+}
+
+/** A class's students share one messages array: check it once, not once per push. */
+const checked = new WeakMap<readonly OutMessage[], string>();
+function problemsOf(messages: readonly OutMessage[]): string {
+  let problems = checked.get(messages);
+  if (problems === undefined) {
+    const found = messageProblems(messages);
+    problems = found.length ? describeProblems(found) : '';
+    checked.set(messages, problems);
+  }
+  return problems;
 }
 
 /** The channel if it may send now; otherwise why not. */

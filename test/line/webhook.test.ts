@@ -226,7 +226,7 @@ describe.each(dialects)('LINE webhooks on %s', (dialect) => {
 });
 
 /** Waits for a condition that other I/O makes true, without sleeping on wall time. */
-async function until(condition: () => Promise<boolean> | boolean, tries = 500): Promise<void> {
+async function until(condition: () => Promise<boolean> | boolean, tries = 20_000): Promise<void> {
   for (let i = 0; i < tries; i++) {
     if (await condition()) return;
     await new Promise<void>((resolve) => setImmediate(resolve));
