@@ -6,6 +6,7 @@ const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ ru
   engine: { description: 'the 20:00 peak: 100,000 appointments in 20,000 classes on 5 channels, each strategy, against LINE rates', load: () => import('./engine.ts') },
   wheel: { description: 'memory of the timing wheel holding 1,000,000 deliveries over a week, and firing them', load: () => import('./wheel.ts') },
   'peer-bullmq': { description: 'the same peak through BullMQ delayed jobs (needs Redis on 127.0.0.1:6379)', load: () => import('./peers.ts') },
+  'peer-pgboss': { description: 'the same peak through pg-boss startAfter jobs (PostgreSQL)', load: () => import('./peer-pgboss.ts') },
   zoom: { description: 'provision 1,000 meetings over a week onto 25 hosts against the emulator (1 s creates, rate limits)', load: () => import('./zoom.ts') },
   import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
   'line-webhook': { description: 'signed LINE follow/unfollow webhooks at the endpoint: events/s and ack latency', load: () => import('./line-webhook.ts') },

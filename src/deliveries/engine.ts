@@ -159,36 +159,20 @@ export function createSendPath(deps: EngineDeps) {
         const fresh = channelGroups.map((g) => ({ units: g.units.filter((u) => u.attempt === 1) }));
         const retried = channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
         const plan = settings.multicast ? planDispatch(fresh, sender.rates(channelId)) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
-        for (const unit of retried) {
+        // One request to LINE settles the deliveries it carried (one for a push, a chunk for a multicast).
+        const send = (units: readonly SendUnit[], call: () => Promise<SendOutcome>): void => {
           jobs.push(
             inFlight.run(async () => {
-              const outcome = await sender.resend(unit, messagesOf.get(unit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
+              const outcome = await call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
               const c = outcomeToCompletion(outcome, clock.now());
-              await settle([unit.deliveryId], token, c, due);
-              count(c.state);
+              await settle(units.map((u) => u.deliveryId), token, c, due);
+              count(c.state, units.length);
             }),
           );
-        }
-        for (const chunk of plan.multicasts) {
-          jobs.push(
-            inFlight.run(async () => {
-              const outcome = await sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
-              const c = outcomeToCompletion(outcome, clock.now());
-              await settle(chunk.map((u) => u.deliveryId), token, c, due);
-              count(c.state, chunk.length);
-            }),
-          );
-        }
-        for (const unit of plan.pushes) {
-          jobs.push(
-            inFlight.run(async () => {
-              const outcome = await sender.push(unit, messagesOf.get(unit) ?? []).catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
-              const c = outcomeToCompletion(outcome, clock.now());
-              await settle([unit.deliveryId], token, c, due);
-              count(c.state);
-            }),
-          );
-        }
+        };
+        for (const unit of retried) send([unit], () => sender.resend(unit, messagesOf.get(unit) ?? []));
+        for (const chunk of plan.multicasts) send(chunk, () => sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []));
+        for (const unit of plan.pushes) send([unit], () => sender.push(unit, messagesOf.get(unit) ?? []));
       }
       await Promise.all(jobs);
       return byState;

@@ -13,17 +13,8 @@ export interface ScheduleInput {
   cancelled: boolean;
 }
 
-/** The stored fields that a PUT replaces. */
-export interface ScheduleFields {
-  title: string;
-  startsAt: Date;
-  endsAt: Date;
-  trial: boolean;
-  minParticipants: number;
-  feedbackUrl: string | null;
-  cancelled: boolean;
-  version: number;
-}
+/** The stored fields that a PUT replaces, with the version they are at. */
+export type ScheduleFields = Omit<ScheduleInput, 'externalId'> & { version: number };
 
 export const MAX_CLASS_MS = 24 * 60 * 60 * 1000;
 

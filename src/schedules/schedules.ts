@@ -5,7 +5,7 @@ import { toBool, toDate } from '../db/row.ts';
 import type { MeetingState, SchedulesTable } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
-import { checkSchedule, planScheduleUpdate, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
+import { checkSchedule, planScheduleUpdate, type ScheduleFields, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
@@ -27,17 +27,9 @@ export interface Meeting {
   error: string | null;
 }
 
-export interface Schedule {
+export interface Schedule extends ScheduleFields {
   id: number;
   externalId: string;
-  title: string;
-  startsAt: Date;
-  endsAt: Date;
-  trial: boolean;
-  minParticipants: number;
-  feedbackUrl: string | null;
-  cancelled: boolean;
-  version: number;
   meeting: Meeting;
   createdAt: Date;
   updatedAt: Date;

@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { virtualClock, type VirtualClock } from '../../src/clock.ts';
 import { loadConfig, parseConfig } from '../../src/config/load.ts';
@@ -10,7 +9,8 @@ import type { Dialect } from '../../src/db/database.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
 import { insertLineChannel, type LineChannel } from '../../src/line/channels.ts';
 import { startLine, type LineRuntime } from '../../src/line/runtime.ts';
-import { createLogger, type Logger } from '../../src/logger.ts';
+import type { Logger } from '../../src/logger.ts';
+import { capturingLogger } from '../support/logs.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { startLineEmulator, type LineEmulator, type LineEmulatorOptions } from '../../src/sandbox/line/index.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';
@@ -86,16 +86,7 @@ export async function openLineHarness(dialect: Dialect, options: HarnessOptions 
     config = createConfigStore(parseConfig(raw, 'test'), { env: {} }, clock);
   }
   const box = createSecretBox(randomBytes(32));
-  const logs: string[] = [];
-  const logger = createLogger({
-    level: 'debug',
-    destination: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        callback();
-      },
-    }),
-  });
+  const { logger, logs } = capturingLogger();
 
   const channels: HarnessChannel[] = [];
   for (const [i, emu] of emulator.channels().entries()) {

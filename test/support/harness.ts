@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { virtualClock, type VirtualClock } from '../../src/clock.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { createConfigStore, type ConfigStore } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
-import { createLogger } from '../../src/logger.ts';
+import { capturingLogger } from './logs.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';
 import { openTestDatabase, type TestDatabase } from './databases.ts';
@@ -28,14 +27,7 @@ export async function openHarness(dialect: Dialect, options: { adminToken?: stri
   const clock = virtualClock('2026-12-01T00:00:00Z');
   const config = createConfigStore(parseConfig({}, 'test'), { env: {} }, clock);
   const box = createSecretBox(randomBytes(32));
-  const logs: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      callback();
-    },
-  });
-  const logger = createLogger({ level: 'debug', destination });
+  const { logger, logs } = capturingLogger();
   const app = await buildHttpApp({
     db: database.db,
     clock,
