@@ -27,7 +27,8 @@ import { createSecretBox } from '../src/secrets/secret-box.ts';
  * instant, against the LINE emulator (in its own thread) enforcing LINE's per-channel rates.
  * For each strategy: due instant → last delivery vs the rate-limit bound, lateness p50/p99, peak RSS,
  * database round trips. Options: --strategy S (default: all three), --postgres URL,
- * --appointments N (100000), --classes N (20000), --concurrency N (64), --batch N (1000).
+ * --appointments N (100000), --classes N (20000), --concurrency N (64), --batch N (1000), --no-multicast,
+ * --profile FILE (CPU profile of the sending phase).
  */
 export async function run(args: string[]): Promise<void> {
   const pgUrl = valueOf(args, '--postgres');
@@ -37,14 +38,15 @@ export async function run(args: string[]): Promise<void> {
   const sendConcurrency = Number(valueOf(args, '--concurrency') ?? 64);
   const batchSize = Number(valueOf(args, '--batch') ?? 1000);
   const multicast = !args.includes('--no-multicast');
+  const profile = valueOf(args, '--profile');
   const strategies = (only ? [only] : ['all-at-once', 'batched', 'timing-wheel']) as ('all-at-once' | 'batched' | 'timing-wheel')[];
-  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes, sendConcurrency, batchSize, multicast });
+  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes, sendConcurrency, batchSize, multicast, profile });
 }
 
 const CHANNELS = 5;
 const userId = (n: number): string => `U${n.toString(16).padStart(32, '0')}`;
 
-async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean }): Promise<void> {
+async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean; profile: string | undefined }): Promise<void> {
   const clock = systemClock();
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
   const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
@@ -101,6 +103,13 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }, 100);
     queries = 0;
+    // --profile FILE: a CPU profile of the sending phase only (not the preparation).
+    const session = o.profile ? new (await import('node:inspector/promises')).Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
     await engine.start();
     for (;;) {
       const left = await database.db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();
@@ -108,6 +117,11 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       await new Promise((r) => setTimeout(r, 200));
     }
     clearInterval(sampler);
+    if (session && o.profile) {
+      const { profile } = await session.post('Profiler.stop');
+      (await import('node:fs')).writeFileSync(o.profile, JSON.stringify(profile));
+      session.disconnect();
+    }
     const dbQueries = queries;
     await engine.stop();
     await line.stop();

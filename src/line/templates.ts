@@ -94,9 +94,20 @@ const WEEKDAYS = ['日', '一', '二', '三', '四', '五', '六'];
  * Local date and times in the business time zone, in the compact form Taiwanese schools use:
  * `12/1（二）`, `19:00`, `20:30`. Built from parts, so the output does not depend on ICU's locale data.
  */
+/** Building an Intl formatter costs far more than using one: keep one per time zone. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let format = formatters.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', { timeZone, year: 'numeric', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    formatters.set(timeZone, format);
+  }
+  return format;
+}
+
 export function localTimes(startsAt: Date, endsAt: Date, timeZone: string): Pick<TemplateValues, 'date' | 'start' | 'end'> {
   const parts = (date: Date) => {
-    const format = new Intl.DateTimeFormat('en-US', { timeZone, year: 'numeric', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    const format = formatterFor(timeZone);
     const map = Object.fromEntries(format.formatToParts(date).map((p) => [p.type, p.value]));
     const year = Number(map.year);
     const month = Number(map.month);
