@@ -7,7 +7,7 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { OutMessage } from '../line/messages.ts';
 import type { SendOutcome } from '../line/outcomes.ts';
-import { claimDue, complete, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
+import { claimDue, complete, completeSent, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
 import { loadSendContexts } from './context.ts';
 import { planDispatch } from './dispatch.ts';
 import type { DeliveryMetrics } from './metrics.ts';
@@ -85,17 +85,32 @@ export function createSendPath(deps: EngineDeps) {
     }
   };
 
+  // Sent outcomes of a page are written together (one statement per flush); others one by one.
+  const sentBuffers = new Map<string, { id: number; requestId: string | null; note: string | null }[]>();
+  const flushSent = async (token: string): Promise<void> => {
+    const buffer = sentBuffers.get(token);
+    if (!buffer?.length) return;
+    sentBuffers.set(token, []);
+    const n = await completeSent(db, clock, token, buffer);
+    if (n < buffer.length) logger.warn({ lost: buffer.length - n }, 'lease lost before completion; the newer holder decides (fencing)');
+  };
   const settle = async (ids: readonly number[], token: string, c: Completion, due: Map<number, Date>): Promise<void> => {
-    const n = await complete(db, clock, ids, token, c);
-    if (n < ids.length) logger.warn({ ids, state: c.state }, 'lease lost before completion; the newer holder decides (fencing)');
-    metrics.outcomes.inc({ state: c.state }, n);
     if (c.state === 'sent') {
+      const buffer = sentBuffers.get(token) ?? [];
+      sentBuffers.set(token, buffer);
+      for (const id of ids) buffer.push({ id, requestId: c.requestId, note: c.note ?? null });
+      metrics.outcomes.inc({ state: 'sent' }, ids.length);
       const now = clock.now().getTime();
       for (const id of ids) {
         const d = due.get(id);
         if (d) metrics.lateness.observe(Math.max(0, now - d.getTime()) / 1000);
       }
+      if (buffer.length >= 200) await flushSent(token);
+      return;
     }
+    const n = await complete(db, clock, ids, token, c);
+    if (n < ids.length) logger.warn({ ids, state: c.state }, 'lease lost before completion; the newer holder decides (fencing)');
+    metrics.outcomes.inc({ state: c.state }, n);
   };
 
   /** Processes what a claim returned; resolves when every delivery has an outcome. */
@@ -175,9 +190,11 @@ export function createSendPath(deps: EngineDeps) {
         for (const unit of plan.pushes) send([unit], () => sender.push(unit, messagesOf.get(unit) ?? []));
       }
       await Promise.all(jobs);
+      await flushSent(token);
       return byState;
     } finally {
       clock.clearTimeout(hb);
+      sentBuffers.delete(token);
     }
   };
 
