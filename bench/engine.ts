@@ -54,9 +54,14 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
   const dir = mkdtempSync(join(tmpdir(), 'bench-engine-'));
   const schema = `bench_engine_${randomBytes(4).toString('hex')}`;
   let queries = 0;
+  const byStatement = new Map<string, number>();
+  const onQuery = (text: string): void => {
+    queries++;
+    if (process.env.BENCH_SQL) byStatement.set(text.slice(0, 60), (byStatement.get(text.slice(0, 60)) ?? 0) + 1);
+  };
   const database: Database = o.pgUrl
-    ? await openDatabase(o.pgUrl, { schema, poolSize: 10, onQuery: () => queries++ })
-    : await openDatabase(`sqlite:${join(dir, 'engine.db')}`, { onQuery: () => queries++ });
+    ? await openDatabase(o.pgUrl, { schema, poolSize: 10, onQuery })
+    : await openDatabase(`sqlite:${join(dir, 'engine.db')}`, { onQuery });
   try {
     await migrate(database.db, database.dialect);
     const config = createConfigStore(
@@ -103,6 +108,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }, 100);
     queries = 0;
+    byStatement.clear();
     // --profile FILE: a CPU profile of the sending phase only (not the preparation).
     const session = o.profile ? new (await import('node:inspector/promises')).Session() : undefined;
     if (session) {
@@ -123,6 +129,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       session.disconnect();
     }
     const dbQueries = queries;
+    if (process.env.BENCH_SQL) console.log([...byStatement.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12));
     await engine.stop();
     await line.stop();
 

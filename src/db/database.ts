@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql, type LogEvent } from 'kysely';
 import pg from 'pg';
 import { openNodeSqlite } from './sqlite-driver.ts';
 import type { Tables } from './tables.ts';
@@ -22,7 +22,7 @@ export interface OpenOptions {
   /** PostgreSQL schema to use (created if missing); tests isolate themselves this way. */
   schema?: string;
   /** Called once per statement sent (benchmarks count database round trips). */
-  onQuery?: () => void;
+  onQuery?: (sqlText: string) => void;
 }
 
 export function parseDatabaseUrl(url: string): { dialect: 'sqlite'; path: string } | { dialect: 'postgres'; url: string } {
@@ -58,9 +58,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   return { db, dialect: 'postgres', close: () => db.destroy() };
 }
 
-function logOption(options: OpenOptions): { log?: () => void } {
+function logOption(options: OpenOptions): { log?: (event: LogEvent) => void } {
   const onQuery = options.onQuery;
-  return onQuery ? { log: () => onQuery() } : {};
+  return onQuery ? { log: (event: LogEvent) => onQuery(event.query.sql) } : {};
 }
 
 /** int8 (counts, ids) as JS numbers: our values stay far below 2^53. */

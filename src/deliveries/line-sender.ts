@@ -1,7 +1,7 @@
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { ImagemapImages } from '../line/imagemap.ts';
-import { createMulticastChunks, sendMulticastChunk } from '../line/multicast.ts';
+import { sendMulticastChunk, sendNewMulticast } from '../line/multicast.ts';
 import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
 import type { DeliverySender } from './engine.ts';
@@ -32,14 +32,12 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
     async multicast(units, messages) {
       const first = units[0];
       if (!first) return { kind: 'skipped', reason: 'empty multicast' };
-      const created = await createMulticastChunks(db, send.clock, {
+      // The engine checked these students just now (following, one channel, one booking each).
+      return sendNewMulticast(send, {
         channelId: first.channelId,
-        recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId })),
-        messages: messages,
+        recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId, lineUserId: u.lineUserId })),
+        messages,
       });
-      const chunk = created.chunks[0];
-      if (!chunk) return { kind: 'skipped', reason: created.skipped[0]?.reason ?? 'no recipient left' };
-      return sendMulticastChunk(send, chunk.id);
     },
     async resend(unit, messages) {
       const member = await db

@@ -167,3 +167,36 @@ async function settleChunk(db: Db, clock: Clock, id: number, outcome: SendOutcom
   }
   return outcome;
 }
+
+/**
+ * The delivery engine's fast path for a new chunk whose recipients it has just checked: the chunk
+ * (retry key, member set) is stored first, as its first attempt, then sent. Three statements instead
+ * of a create-then-load round. A crash before the call leaves a stored, unsent chunk; the engine's
+ * resend of those deliveries finds it and sends it with the same key.
+ */
+export async function sendNewMulticast(
+  deps: SendDeps,
+  input: { channelId: number; recipients: readonly { memberId: number; deliveryId: number; lineUserId: string }[]; messages: OutMessage[] },
+): Promise<SendOutcome> {
+  const { db, clock } = deps;
+  const retryKey = randomUUID();
+  const early = checkRequest(clock, retryKey, input.messages, null);
+  if (early) return early;
+  const gate = await channelGate(deps, input.channelId);
+  if ('outcome' in gate) return gate.outcome;
+  const now = clock.now();
+  const row = await db
+    .insertInto('line_multicasts')
+    .values({ channel_id: input.channelId, retry_key: retryKey, messages: JSON.stringify(input.messages), state: 'pending', attempts: 1, first_attempt_at: now, created_at: now, updated_at: now })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('line_multicast_members')
+    .values(input.recipients.map((r) => ({ multicast_id: row.id, member_id: r.memberId, delivery_id: r.deliveryId })))
+    .execute();
+  const client = deps.pool.client(gate.channel);
+  const outcome = await callAndSettle(deps, gate.channel, 'multicast', retryKey, 1, () =>
+    client.multicastWithHttpInfo({ to: input.recipients.map((r) => r.lineUserId), messages: input.messages }, retryKey),
+  );
+  return settleChunk(db, clock, row.id, outcome);
+}

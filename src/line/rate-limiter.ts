@@ -76,6 +76,8 @@ export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigSt
     if (queue.pumping) return;
     queue.pumping = true;
     try {
+      // Gather the sends that ask in this turn of the event loop into one reservation.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (queue.waiters.length > 0) {
         const limits = limitsOf(deps.config, endpoint);
         let reservation: { granted: number; waitMs: number };

@@ -55,6 +55,9 @@ export function createRequestLog(db: Db): RequestLog {
   let writing = false;
   const drain = async (): Promise<void> => {
     writing = true;
+    // Let the calls finishing in this turn of the event loop join the batch (SQLite answers so fast
+    // that otherwise every record would be a batch of one).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (queue.length > 0) {
       const batch = queue.splice(0, 200);
       try {
