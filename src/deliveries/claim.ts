@@ -164,15 +164,18 @@ export async function pendingDueBefore(db: Db, until: Date, afterId = 0, limit =
  * Marks many claimed deliveries sent in one statement (each with its own LINE request id), fenced on
  * the lease token like `complete`. Returns how many rows changed.
  */
-export async function completeSent(db: Db, clock: Clock, token: string, sent: readonly { id: number; requestId: string | null; note: string | null }[]): Promise<number> {
+export async function completeSent(db: Db, clock: Clock, token: string, sent: readonly { id: number; requestId: string | null; note: string | null; sentAt: Date }[]): Promise<number> {
   if (sent.length === 0) return 0;
   const now = clock.now();
-  const idType = dialectOf(db) === 'postgres' ? sql`bigint` : sql`integer`;
-  const rows = sql.join(sent.map((s) => sql`(${s.id}, ${s.requestId}, ${s.note})`));
+  const postgres = dialectOf(db) === 'postgres';
+  const idType = postgres ? sql`bigint` : sql`integer`;
+  // When LINE accepted each one, not when this write happens.
+  const sentAt = postgres ? sql`cast(column4 as timestamptz)` : sql`column4`;
+  const rows = sql.join(sent.map((s) => sql`(${s.id}, ${s.requestId}, ${s.note}, ${s.sentAt})`));
   const result = await sql`
-    update deliveries set state = 'sent', sent_at = ${now}, line_request_id = v.rid, last_error = v.note,
+    update deliveries set state = 'sent', sent_at = v.sent_at, line_request_id = v.rid, last_error = v.note,
       lease_owner = null, lease_token = null, lease_expires_at = null, updated_at = ${now}
-    from (select cast(column1 as ${idType}) as id, column2 as rid, column3 as note from (values ${rows}) as t) as v
+    from (select cast(column1 as ${idType}) as id, column2 as rid, column3 as note, ${sentAt} as sent_at from (values ${rows}) as t) as v
     where deliveries.id = v.id and deliveries.lease_token = ${token} and deliveries.state = 'sending'`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -86,7 +86,7 @@ export function createSendPath(deps: EngineDeps) {
   };
 
   // Sent outcomes of a page are written together (one statement per flush); others one by one.
-  const sentBuffers = new Map<string, { id: number; requestId: string | null; note: string | null }[]>();
+  const sentBuffers = new Map<string, { id: number; requestId: string | null; note: string | null; sentAt: Date }[]>();
   const flushSent = async (token: string): Promise<void> => {
     const buffer = sentBuffers.get(token);
     if (!buffer?.length) return;
@@ -98,7 +98,8 @@ export function createSendPath(deps: EngineDeps) {
     if (c.state === 'sent') {
       const buffer = sentBuffers.get(token) ?? [];
       sentBuffers.set(token, buffer);
-      for (const id of ids) buffer.push({ id, requestId: c.requestId, note: c.note ?? null });
+      const sentAt = clock.now();
+      for (const id of ids) buffer.push({ id, requestId: c.requestId, note: c.note ?? null, sentAt });
       metrics.outcomes.inc({ state: 'sent' }, ids.length);
       const now = clock.now().getTime();
       for (const id of ids) {
