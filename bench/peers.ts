@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { reportPeer } from './peer-report.ts';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, Worker } from 'bullmq';
 
@@ -60,15 +61,7 @@ export async function run(args: string[]): Promise<void> {
     const started = Date.now();
     while (done < appointments && Date.now() - started < 30 * 60_000) await new Promise((r) => setTimeout(r, 200));
     await Promise.all(workers.map((w) => w.close()));
-    lateness.sort((a, b) => a - b);
-    const received = (await (await fetch(`${url}/_emulator/received`)).json()) as { to: string }[];
-    const perUser = new Map<string, number>();
-    for (const r of received) perUser.set(r.to, (perUser.get(r.to) ?? 0) + 1);
-    const counters = (await (await fetch(`${url}/_emulator/counters`)).json()) as { rateLimited: number };
-    const bound = appointments / CHANNELS / (2000 + 200 * 5);
-    console.log(
-      `bullmq       redis    sent ${done}/${appointments}; due→last ${((last - due) / 1000).toFixed(2)} s; bound ${bound.toFixed(2)} s; ratio ${((last - due) / 1000 / bound).toFixed(2)}x; lateness p50 ${((lateness[Math.floor(lateness.length / 2)] ?? 0) / 1000).toFixed(2)} s p99 ${((lateness[Math.floor(lateness.length * 0.99)] ?? 0) / 1000).toFixed(2)} s; peak RSS ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB; 429s ${counters.rateLimited}; duplicates ${[...perUser.values()].filter((n) => n > 1).length}`,
-    );
+    await reportPeer({ label: 'bullmq       redis   ', emulatorUrl: url, sent: done, total: appointments, due: due, last, lateness, channels: CHANNELS, studentsPerClass: 5 });
   } finally {
     for (const q of queues) {
       await q.obliterate({ force: true }).catch(() => undefined);
