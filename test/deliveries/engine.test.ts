@@ -56,6 +56,22 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);
   });
 
+  // The timing wheel picks retries up at its next refresh instead (see bench/README, default strategy).
+  it.each(['all-at-once', 'batched'] as const)('%s: retries a failed send with the same key after its backoff, not at the next refresh', async (strategy) => {
+    w = await openEngineWorld(dialect, { notifications: { strategy, pollInterval: '10m' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { status: 500 } });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:50:00Z');
+    expect(w.received()).toEqual([]);
+    await w.at('2026-12-01T11:50:05Z'); // backoff is about 0.5 s here, far below pollInterval
+    expect(w.received()).toHaveLength(1);
+    const row = await w.h.database.db.selectFrom('deliveries').selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe('sent');
+    expect(row.attempts).toBe(2);
+  });
+
   it('does not send to cancelled bookings or classes, nor to students who unfollowed', async () => {
     w = await openEngineWorld(dialect);
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3], { feedbackUrl: null });
