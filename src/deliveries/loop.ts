@@ -53,7 +53,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       for (let i = 0; i < fired.length; i += s.batchSize) pages.push(fired.slice(i, i + s.batchSize));
       // Two pages in flight at once (see batched).
       const worker = async (): Promise<void> => {
-        for (let page = pages.shift(); page; page = pages.shift()) add(await sendPath.claimAndSend(s.batchSize, page));
+        for (let page = pages.shift(); page; page = pages.shift()) {
+          add(await sendPath.claimAndSend(s.batchSize, page));
+          // Those that will be retried (backoff, paused channel, moved class) go back on the wheel now,
+          // not at the next refresh; on the wheel in force, which a refresh may have replaced meanwhile.
+          const again = await db.selectFrom('deliveries').select(['id', 'available_at']).where('id', 'in', page).where('state', '=', 'pending').execute();
+          for (const r of again) (wheel ?? w).add(r.id, new Date(r.available_at).getTime());
+        }
       };
       await Promise.all([worker(), worker()]);
       if (fired.length === 0) add(await sendPath.claimAndSend(0)); // still expire what is overdue

@@ -56,8 +56,7 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);
   });
 
-  // The timing wheel picks retries up at its next refresh instead (see bench/README, default strategy).
-  it.each(['all-at-once', 'batched'] as const)('%s: retries a failed send with the same key after its backoff, not at the next refresh', async (strategy) => {
+  it.each(STRATEGIES)('%s: retries a failed send with the same key after its backoff, not at the next refresh', async (strategy) => {
     w = await openEngineWorld(dialect, { notifications: { strategy, pollInterval: '10m' } });
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
     w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { status: 500 } });
