@@ -17,10 +17,3 @@ export function dbNow(db: Db, clock: Clock, plusMs = 0): RawBuilder<Date> {
     ? sql<Date>`strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
     : sql<Date>`strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ${`${plusMs >= 0 ? '+' : ''}${plusMs / 1000} seconds`})`;
 }
-
-/** Reads the database's current time (used to measure skew against the local clock). */
-export async function readDbNow(db: Db, clock: Clock): Promise<Date> {
-  const row = await sql<{ now: Date | string }>`select ${dbNow(db, clock)} as now`.execute(db);
-  const value = row.rows[0]?.now;
-  return value instanceof Date ? value : new Date(String(value));
-}

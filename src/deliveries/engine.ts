@@ -50,9 +50,14 @@ export interface EngineDeps {
   owner?: string;
 }
 
-export interface DrainReport {
+/** What one claim-and-send did. */
+export interface PageReport {
   claimed: number;
   byState: Record<string, number>;
+}
+
+/** What one round did: its pages, and what it expired first. */
+export interface DrainReport extends PageReport {
   expired: number;
 }
 
@@ -201,18 +206,22 @@ export function createSendPath(deps: EngineDeps) {
 
   return {
     owner,
-    /** Expires what is past its window, then claims (all due, a page, or given ids) and sends. */
-    async claimAndSend(limit: number, ids?: readonly number[]): Promise<DrainReport> {
+    /** Moves what is past its window to `expired`, with a metric and a log line; returns how many. */
+    async expire(): Promise<number> {
       const expired = await expireOverdue(db, clock);
-      const expiredCount = Object.values(expired).reduce((a, b) => a + b, 0);
-      if (expiredCount) {
-        metrics.outcomes.inc({ state: 'expired' }, expiredCount);
+      const count = Object.values(expired).reduce((a, b) => a + b, 0);
+      if (count) {
+        metrics.outcomes.inc({ state: 'expired' }, count);
         logger.warn({ expired }, 'deliveries expired unsent: past their window (downtime, or no meeting link in time)');
       }
+      return count;
+    },
+    /** Claims (the oldest due, up to `limit`, or only the given ids) and sends. */
+    async claimAndSend(limit: number, ids?: readonly number[]): Promise<PageReport> {
       const token = randomUUID();
       const claimed = await claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) });
       const byState = await processClaimed(claimed, token);
-      return { claimed: claimed.length, byState, expired: expiredCount };
+      return { claimed: claimed.length, byState };
     },
     release: () => releaseClaims(db, owner),
   };

@@ -4,7 +4,7 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { pendingDueBefore } from './claim.ts';
 import { nextCronTick } from './cron.ts';
-import type { DrainReport, SendPath } from './engine.ts';
+import type { DrainReport, PageReport, SendPath } from './engine.ts';
 import type { EngineSettings } from './settings.ts';
 import { createTimingWheel, type TimingWheel } from './wheel.ts';
 
@@ -40,10 +40,10 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
 
   const drainByStrategy = async (): Promise<DrainReport> => {
     const s = deps.settings();
-    const total: DrainReport = { claimed: 0, byState: {}, expired: 0 };
-    const add = (r: DrainReport): void => {
+    // Once per round, not per page: what is past its window is expired before anything is claimed.
+    const total: DrainReport = { claimed: 0, byState: {}, expired: await sendPath.expire() };
+    const add = (r: PageReport): void => {
       total.claimed += r.claimed;
-      total.expired += r.expired;
       for (const [k, v] of Object.entries(r.byState)) total.byState[k] = (total.byState[k] ?? 0) + v;
     };
     if (s.strategy === 'timing-wheel') {
@@ -62,7 +62,6 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
         }
       };
       await Promise.all([worker(), worker()]);
-      if (fired.length === 0) add(await sendPath.claimAndSend(0)); // still expire what is overdue
       return total;
     }
     if (s.strategy === 'all-at-once') {
@@ -209,10 +208,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     },
     wheelSize: () => wheel?.size ?? 0,
     async idle() {
-      // A round may end by arming the next wake-up (a DB read); wait for both.
-      for (let i = 0; i < 100 && (busy || arming > 0); i++) {
+      // A round ends by arming the next wake-up (a DB read) in a chained callback: let pending
+      // callbacks run before deciding that nothing is in flight, or a test could move time past it.
+      for (let i = 0; i < 100; i++) {
         await running;
         await armed;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!busy && arming === 0) return;
       }
     },
   };
