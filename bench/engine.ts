@@ -1,16 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { sql } from 'kysely';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
-import { openDatabase, type Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { createSendPath } from '../src/deliveries/engine.ts';
 import { lineDeliverySender } from '../src/deliveries/line-sender.ts';
 import { createDeliveryEngine } from '../src/deliveries/loop.ts';
@@ -21,6 +15,8 @@ import { startLine } from '../src/line/runtime.ts';
 import { upsertAppointments } from '../src/schedules/appointments.ts';
 import { upsertSchedules } from '../src/schedules/schedules.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
+import { valueOf } from './args.ts';
+import { openBenchDatabase } from './database.ts';
 
 /**
  * The 20:00 peak: A appointments in C classes across 5 channels, every class starting at the same
@@ -51,19 +47,14 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
   const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
   const url = await new Promise<string>((resolve) => worker.once('message', (m: { url: string }) => resolve(m.url)));
-  const dir = mkdtempSync(join(tmpdir(), 'bench-engine-'));
-  const schema = `bench_engine_${randomBytes(4).toString('hex')}`;
   let queries = 0;
   const byStatement = new Map<string, number>();
   const onQuery = (text: string): void => {
     queries++;
     if (process.env.BENCH_SQL) byStatement.set(text.slice(0, 60), (byStatement.get(text.slice(0, 60)) ?? 0) + 1);
   };
-  const database: Database = o.pgUrl
-    ? await openDatabase(o.pgUrl, { schema, poolSize: 10, onQuery })
-    : await openDatabase(`sqlite:${join(dir, 'engine.db')}`, { onQuery });
+  const database = await openBenchDatabase(o.pgUrl, 'engine', { poolSize: 10, onQuery });
   try {
-    await migrate(database.db, database.dialect);
     const config = createConfigStore(
       parseConfig({ line: { apiBaseUrl: url }, notifications: { strategy: o.strategy, multicast: o.multicast, sendConcurrency: o.sendConcurrency, batchSize: o.batchSize, meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, lookahead: '2h' } }, 'bench'),
       { env: {} },
@@ -151,14 +142,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       `${o.strategy.padEnd(12)} ${database.dialect.padEnd(8)} sent ${states.get('sent') ?? 0}/${rows.length}; due→last ${(last / 1000).toFixed(2)} s; bound ${bound.toFixed(2)} s; ratio ${(last / 1000 / bound).toFixed(2)}x; lateness p50 ${(pct(0.5) / 1000).toFixed(2)} s p99 ${(pct(0.99) / 1000).toFixed(2)} s; peak RSS ${(peakRss / 1048576).toFixed(0)} MB; DB round trips ${dbQueries} (${(dbQueries / o.appointments).toFixed(2)}/delivery); 429s ${counters.rateLimited}; duplicates ${duplicates}`,
     );
   } finally {
-    if (o.pgUrl) await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(database.db).catch(() => undefined);
     await database.close();
     await worker.terminate();
-    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function valueOf(args: string[], flag: string): string | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? args[i + 1] : undefined;
 }

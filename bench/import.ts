@@ -1,17 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { sql } from 'kysely';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
-import { openDatabase, type Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { createLogger } from '../src/logger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
+import { valueOf } from './args.ts';
+import { openBenchDatabase } from './database.ts';
 
 /**
  * How fast a platform can sync its timetable: N schedules and 5N appointments through
@@ -22,39 +18,20 @@ import { createSecretBox } from '../src/secrets/secret-box.ts';
 export async function run(args: string[]): Promise<void> {
   const n = Number(valueOf(args, '--schedules') ?? 10_000);
   const pgUrl = valueOf(args, '--postgres');
-  const dir = mkdtempSync(join(tmpdir(), 'bench-import-'));
-  try {
-    const ours = await measureApi(pgUrl, dir, n);
-    const floor = await measureBareInsert(pgUrl, dir, n);
-    const rows = n * 6;
-    console.log(`dialect: ${pgUrl ? 'postgres' : 'sqlite (file, WAL)'}; ${n} schedules + ${n * 5} appointments of ${Math.min(n * 5, 20_000)} students`);
-    console.log(`admin API bulk upsert: ${ours.toFixed(0)} ms  (${((rows / ours) * 1000).toFixed(0)} rows/s)`);
-    console.log(`bare INSERT floor:     ${floor.toFixed(0)} ms  (${((rows / floor) * 1000).toFixed(0)} rows/s)`);
-    console.log(`ratio to floor: ${(ours / floor).toFixed(2)}x`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function open(pgUrl: string | undefined, dir: string, tag: string): Promise<Database> {
-  const schema = `bench_${tag}_${randomBytes(4).toString('hex')}`;
-  const database = pgUrl ? await openDatabase(pgUrl, { schema }) : await openDatabase(`sqlite:${join(dir, `${tag}.db`)}`);
-  await migrate(database.db, database.dialect);
-  if (pgUrl) {
-    const close = database.close;
-    database.close = async () => {
-      await sql`drop schema ${sql.id(schema)} cascade`.execute(database.db);
-      await close();
-    };
-  }
-  return database;
+  const ours = await measureApi(pgUrl, n);
+  const floor = await measureBareInsert(pgUrl, n);
+  const rows = n * 6;
+  console.log(`dialect: ${pgUrl ? 'postgres' : 'sqlite (file, WAL)'}; ${n} schedules + ${n * 5} appointments of ${Math.min(n * 5, 20_000)} students`);
+  console.log(`admin API bulk upsert: ${ours.toFixed(0)} ms  (${((rows / ours) * 1000).toFixed(0)} rows/s)`);
+  console.log(`bare INSERT floor:     ${floor.toFixed(0)} ms  (${((rows / floor) * 1000).toFixed(0)} rows/s)`);
+  console.log(`ratio to floor: ${(ours / floor).toFixed(2)}x`);
 }
 
 const userId = (i: number): string => `U${(i % 20_000).toString(16).padStart(32, '0')}`;
 const startOf = (i: number): Date => new Date(Date.UTC(2026, 11, 1) + (i % 2000) * 3_600_000);
 
-async function measureApi(pgUrl: string | undefined, dir: string, n: number): Promise<number> {
-  const database = await open(pgUrl, dir, 'api');
+async function measureApi(pgUrl: string | undefined, n: number): Promise<number> {
+  const database = await openBenchDatabase(pgUrl, 'api');
   const clock = systemClock();
   const app = await buildHttpApp({
     db: database.db,
@@ -91,8 +68,8 @@ async function measureApi(pgUrl: string | undefined, dir: string, n: number): Pr
   return elapsed;
 }
 
-async function measureBareInsert(pgUrl: string | undefined, dir: string, n: number): Promise<number> {
-  const database = await open(pgUrl, dir, 'bare');
+async function measureBareInsert(pgUrl: string | undefined, n: number): Promise<number> {
+  const database = await openBenchDatabase(pgUrl, 'bare');
   const { db } = database;
   const now = new Date();
   const channel = await db
@@ -141,9 +118,4 @@ async function measureBareInsert(pgUrl: string | undefined, dir: string, n: numb
   const elapsed = performance.now() - started;
   await database.close();
   return elapsed;
-}
-
-function valueOf(args: string[], flag: string): string | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? args[i + 1] : undefined;
 }

@@ -1,14 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { sql } from 'kysely';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
-import { openDatabase } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { insertLineChannel } from '../src/line/channels.ts';
 import { textMessage } from '../src/line/messages.ts';
 import { createMulticastChunks, sendMulticastChunk } from '../src/line/multicast.ts';
@@ -17,6 +11,8 @@ import { startLine } from '../src/line/runtime.ts';
 import { sendPush } from '../src/line/send.ts';
 import { createLogger } from '../src/logger.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
+import { valueOf } from './args.ts';
+import { openBenchDatabase } from './database.ts';
 
 /**
  * Send throughput through our whole send path (member look-up, shared token bucket in the database,
@@ -42,11 +38,8 @@ export async function run(args: string[]): Promise<void> {
     worker.once('error', reject);
   });
 
-  const dir = mkdtempSync(join(tmpdir(), 'bench-line-push-'));
-  const schema = `bench_push_${randomBytes(4).toString('hex')}`;
-  const database = pgUrl ? await openDatabase(pgUrl, { schema }) : await openDatabase(`sqlite:${join(dir, 'bench.db')}`);
+  const database = await openBenchDatabase(pgUrl, 'push');
   try {
-    await migrate(database.db, database.dialect);
     const clock = systemClock();
     const config = createConfigStore(parseConfig({ line: { apiBaseUrl: url } }, 'bench'), { env: {} }, clock);
     const logger = createLogger({ level: 'warn' });
@@ -109,13 +102,6 @@ export async function run(args: string[]): Promise<void> {
     await line.stop();
   } finally {
     await worker.terminate();
-    if (pgUrl) await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(database.db);
     await database.close();
-    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function valueOf(args: string[], flag: string): string | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? args[i + 1] : undefined;
 }

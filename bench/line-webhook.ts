@@ -1,15 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { sql } from 'kysely';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
-import { openDatabase } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { insertLineChannel } from '../src/line/channels.ts';
 import { startLine } from '../src/line/runtime.ts';
@@ -17,6 +11,8 @@ import { createLogger } from '../src/logger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
 import type { LoadInput, PhaseResult } from './line-load-worker.ts';
+import { valueOf } from './args.ts';
+import { openBenchDatabase } from './database.ts';
 
 /**
  * Webhook intake: signed follow/unfollow events posted to the real endpoint over loopback by a load
@@ -33,11 +29,8 @@ const GOAL_P99_MS = 50;
 export async function run(args: string[]): Promise<void> {
   const option = (flag: string, fallback: number): number => Number(valueOf(args, flag) ?? fallback);
   const pgUrl = valueOf(args, '--postgres');
-  const dir = mkdtempSync(join(tmpdir(), 'bench-line-webhook-'));
-  const schema = `bench_webhook_${randomBytes(4).toString('hex')}`;
-  const database = pgUrl ? await openDatabase(pgUrl, { schema }) : await openDatabase(`sqlite:${join(dir, 'bench.db')}`);
+  const database = await openBenchDatabase(pgUrl, 'webhook');
   try {
-    await migrate(database.db, database.dialect);
     const clock = systemClock();
     const config = createConfigStore(parseConfig({ line: { webhookDomain: 'line.bench.test', fetchDisplayName: false } }, 'bench'), { env: {} }, clock);
     const logger = createLogger({ level: 'warn' });
@@ -90,13 +83,6 @@ export async function run(args: string[]): Promise<void> {
     await app.close();
     await line.stop();
   } finally {
-    if (pgUrl) await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(database.db);
     await database.close();
-    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function valueOf(args: string[], flag: string): string | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? args[i + 1] : undefined;
 }

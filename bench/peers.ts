@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { reportPeer } from './peer-report.ts';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, Worker } from 'bullmq';
+import { valueOf } from './args.ts';
 
 /**
  * The same 20:00 peak driven through BullMQ delayed jobs (Redis at 127.0.0.1:6379): one queue per
@@ -10,12 +11,8 @@ import { Queue, Worker } from 'bullmq';
  * Options: --appointments N (100000), --concurrency N (64).
  */
 export async function run(args: string[]): Promise<void> {
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const appointments = Number(valueOf('--appointments') ?? 100_000);
-  const concurrency = Number(valueOf('--concurrency') ?? 64);
+  const appointments = Number(valueOf(args, '--appointments') ?? 100_000);
+  const concurrency = Number(valueOf(args, '--concurrency') ?? 64);
   const CHANNELS = 5;
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${2000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
   const thread = new Thread(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });

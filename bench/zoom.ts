@@ -1,14 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { sql } from 'kysely';
 import pino from 'pino';
+import { sql } from 'kysely';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
-import { openDatabase } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { startZoomEmulator } from '../src/sandbox/zoom/index.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
@@ -17,6 +12,8 @@ import type { ScheduleInput } from '../src/schedules/schedule-rules.ts';
 import { insertZoomAccount } from '../src/zoom/accounts.ts';
 import { createProvisioner } from '../src/zoom/provisioner.ts';
 import { zoomClientFor } from '../src/zoom/wiring.ts';
+import { valueOf } from './args.ts';
+import { openBenchDatabase } from './database.ts';
 
 /**
  * Provision N schedules spread over a week onto 20 licensed + 5 basic hosts (each its own Zoom
@@ -40,11 +37,8 @@ export async function run(args: string[]): Promise<void> {
     rateLimits: true,
     accounts: hosts.map((h) => ({ accountId: `acc-${h.label}`, clientId: `cid-${h.label}`, clientSecret: `sec-${h.label}`, plan: h.plan === 'basic' ? ('basic' as const) : ('pro' as const), users: [{ id: `user-${h.label}`, email: `${h.label}@example.com` }] })),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'bench-zoom-'));
-  const schema = `bench_zoom_${randomBytes(4).toString('hex')}`;
-  const database = pgUrl ? await openDatabase(pgUrl, { schema, poolSize: 10 }) : await openDatabase(`sqlite:${join(dir, 'zoom.db')}`);
+  const database = await openBenchDatabase(pgUrl, 'zoom', { poolSize: 10 });
   try {
-    await migrate(database.db, database.dialect);
     const config = createConfigStore(parseConfig({ zoom: { apiBaseUrl: em.apiBaseUrl, oauthUrl: em.oauthUrl, provisioning: { horizon: '8d', concurrency } } }, 'bench'), { env: {} }, clock);
     const box = createSecretBox(randomBytes(32));
     const metrics = createMetrics();
@@ -88,10 +82,8 @@ export async function run(args: string[]): Promise<void> {
     console.log(`requests per meeting: ${(apiRequests / Math.max(1, meetings.length)).toFixed(3)} API (+ ${tokens} token requests in all) (goal <= 1.1)`);
     console.log(`duplicates: ${duplicates}; overlapping hosts: ${overlaps}; basic meetings over 40 min: ${basicOver40}; 429s seen: ${em.requests().filter((r) => r.status === 429).length}`);
   } finally {
-    if (pgUrl) await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(database.db);
     await database.close();
     await em.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -105,9 +97,4 @@ function weekOfClasses(n: number, now: Date): ScheduleInput[] {
     const trial = i % 7 === 3;
     return { externalId: `bench-${i}`, title: `Class ${i}`, startsAt: new Date(start), endsAt: new Date(start + (trial ? 30 : 50) * 60_000), trial, minParticipants: 0, feedbackUrl: null, cancelled: false };
   });
-}
-
-function valueOf(args: string[], flag: string): string | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? args[i + 1] : undefined;
 }
