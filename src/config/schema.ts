@@ -223,6 +223,27 @@ export const configSchema = z.strictObject({
           lateWindow: durationSchema.prefault('24h'),
         })
         .prefault({}),
+      /** A link to the class recording, once it is stored (a third delivery kind; off by default). */
+      replayUrl: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          ...notificationMessage({
+            text: '【課程錄影】{title}（{date} {start}）\n錄影已可觀看：\n{url}',
+            altText: '【課程錄影】{title}，觀看錄影：{url}',
+          }),
+          format: z.enum(['imagemap', 'text']).default('text'),
+          /** How long the signed replay link works. */
+          linkTtl: durationSchema.prefault('7d'),
+          /** Not sent later than this after the recording is stored. */
+          lateWindow: durationSchema.prefault('24h'),
+        })
+        .prefault({}),
+      /** Sent when the minimum-headcount policy `cancel` calls a class off. */
+      classCancelled: z
+        .strictObject({
+          text: template({ maxLength: 5000 }).default('【停課通知】{title}（{date} {start}–{end}）因報名人數未達開課門檻，本堂課取消。造成不便，敬請見諒。'),
+        })
+        .prefault({}),
       /** `continuous`: each delivery at its own due instant. `cron`: the seed's form, at the ticks of `cron`. */
       trigger: z.enum(['continuous', 'cron']).default('continuous'),
       /** Cron ticks in the business time zone (DST-correct); each takes everything due by then. */
@@ -246,6 +267,61 @@ export const configSchema = z.strictObject({
     .superRefine((n, ctx) => {
       const problem = cronProblem(n.cron, 'UTC');
       if (problem) ctx.addIssue({ code: 'custom', path: ['cron'], message: `not a cron expression: ${problem}` });
+    })
+    .prefault({}),
+  /** Watching started meetings: attendance, the minimum headcount, ending empty classes early. */
+  monitor: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Attendance is judged this many minutes after the start. */
+      graceMinutes: z.int().min(1).max(120).default(10),
+      /**
+       * Fewer booked students than the class minimum, checked before provisioning and before the
+       * meeting link: `notify-only` reports it; `cancel` deletes the meeting, cancels the deliveries
+       * and tells the students (notifications.classCancelled).
+       */
+      minimumPolicy: z.enum(['notify-only', 'cancel']).default('notify-only'),
+      /** End (then delete) a meeting with no student present at grace time. */
+      endEmpty: z.boolean().default(true),
+      /** How often to look for meetings due a grace check and to reconcile live state with the API. */
+      interval: durationSchema.prefault('1m'),
+      /** Poll GET /meetings/{id} for meetings whose webhooks may be missing (not configured or lost). */
+      reconcile: z.boolean().default(true),
+      /** Also read live participants from the dashboard API (Business plans and up; Heavy rate limit). */
+      dashboardParticipants: z.boolean().default(false),
+      /** Zoom webhook timestamps older than this are rejected as replays. */
+      webhookTolerance: durationSchema.prefault('5m'),
+      /** How often stored webhook events left unprocessed (a crash, another replica) are picked up. */
+      eventSweep: durationSchema.prefault('30s'),
+      /** Largest Zoom webhook body accepted (recording.completed with many files is the largest). */
+      webhookBodyLimitBytes: z.int().min(1024).max(10 * 1024 * 1024).default(1024 * 1024),
+    })
+    .prefault({}),
+  /** Saving cloud recordings (licensed hosts with zoom.meeting.autoRecording: cloud). */
+  recordings: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Local directory of the filesystem store. */
+      dir: z.string().min(1).default('./data/recordings'),
+      /** Zoom file_type values to keep (MP4, M4A, TRANSCRIPT, CHAT, CC, TIMELINE, SUMMARY, …). */
+      fileTypes: z.array(z.string().min(1).transform((s) => s.toUpperCase())).min(1).default(['MP4', 'M4A', 'TRANSCRIPT', 'CHAT', 'CC']),
+      /** Downloads at once. */
+      concurrency: z.int().min(1).max(32).default(2),
+      /** How often to ask Zoom for recordings of ended meetings (missed recording.completed events). */
+      sweepInterval: durationSchema.prefault('30m'),
+      /** How far back the sweep looks at ended classes. */
+      sweepLookback: durationSchema.prefault('72h'),
+      /** Deadline of one download attempt. */
+      downloadTimeout: durationSchema.prefault('30m'),
+      retry: z
+        .strictObject({
+          attempts: z.int().min(1).max(50).default(10),
+          baseDelay: durationSchema.prefault('30s'),
+          maxDelay: durationSchema.prefault('1h'),
+        })
+        .prefault({}),
+      /** Lease on one file's download; renewed while the bytes flow. */
+      lease: durationSchema.prefault('2m'),
     })
     .prefault({}),
   imagemap: z
@@ -284,10 +360,14 @@ export function requiresRestart(key: string): boolean {
 const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/;
 
 /** LINE only shows imagemap images from https; a loopback base URL is a development set-up and passes. */
-function lineConfigProblems(config: { http: { publicBaseUrl: string }; notifications: { meetingUrl: { format: string }; feedbackUrl: { format: string } } }, ctx: z.core.$RefinementCtx): void {
+function lineConfigProblems(
+  config: { http: { publicBaseUrl: string }; notifications: { meetingUrl: { format: string }; feedbackUrl: { format: string }; replayUrl: { format: string } } },
+  ctx: z.core.$RefinementCtx,
+): void {
   const url = new URL(config.http.publicBaseUrl);
   if (url.protocol === 'https:' || LOOPBACK.test(url.hostname)) return;
-  for (const [kind, settings] of Object.entries({ meetingUrl: config.notifications.meetingUrl, feedbackUrl: config.notifications.feedbackUrl })) {
+  const { meetingUrl, feedbackUrl, replayUrl } = config.notifications;
+  for (const [kind, settings] of Object.entries({ meetingUrl, feedbackUrl, replayUrl })) {
     if (settings.format === 'imagemap') {
       ctx.addIssue({ code: 'custom', path: ['notifications', kind, 'format'], message: 'imagemap needs an https http.publicBaseUrl (LINE loads the images from there); use format: text or an https URL' });
     }

@@ -5,6 +5,7 @@ import { dialectOf, type Db, type Dialect } from './database.ts';
 import * as initial from './migrations/0001-initial.ts';
 import * as zoom from './migrations/0002-zoom.ts';
 import * as line from './migrations/0003-line.ts';
+import * as monitor from './migrations/0004-monitor.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0001-initial': initial,
   '0002-zoom': zoom,
   '0003-line': line,
+  '0004-monitor': monitor,
 };
 
 export interface MigrationReport {

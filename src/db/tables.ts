@@ -124,9 +124,30 @@ export interface SchedulesTable {
   meeting_attempts: ColumnType<number, number | undefined, number>;
   /** After a failure: not before this instant. */
   meeting_retry_at: NullableInstant;
+  /** Live state as Zoom reports it (webhooks, reconciliation poll) (0004-monitor). */
+  live_status: ColumnType<LiveStatus | null, LiveStatus | null | undefined, LiveStatus | null>;
+  live_started_at: NullableInstant;
+  live_ended_at: NullableInstant;
+  /** Students in the meeting now (host and our own accounts excluded), and the most at once. */
+  attendance: ColumnType<number, number | undefined, number>;
+  attendance_peak: ColumnType<number, number | undefined, number>;
+  attendance_checked_at: NullableInstant;
+  /** The grace-time verdict. */
+  monitor_state: ColumnType<MonitorState | null, MonitorState | null | undefined, MonitorState | null>;
+  monitor_reason: string | null;
+  monitor_checked_at: NullableInstant;
+  monitor_lease_owner: string | null;
+  monitor_lease_expires_at: NullableInstant;
+  /** Booked students against min_participants, before provisioning and before the meeting link. */
+  headcount_state: ColumnType<HeadcountState | null, HeadcountState | null | undefined, HeadcountState | null>;
+  headcount_reason: string | null;
   created_at: Instant;
   updated_at: Instant;
 }
+
+export type LiveStatus = 'waiting' | 'started' | 'ended';
+export type MonitorState = 'pending' | 'ok' | 'below_minimum' | 'ended_empty' | 'not_started' | 'skipped';
+export type HeadcountState = 'ok' | 'below_minimum' | 'cancelled';
 
 export interface AppointmentsTable {
   id: Generated<number>;
@@ -138,7 +159,8 @@ export interface AppointmentsTable {
   updated_at: Instant;
 }
 
-export type DeliveryKind = 'meeting_url' | 'feedback_url' | 'replay_url';
+/** replay_url: the recording link; class_cancelled: the minimum-headcount policy called the class off. */
+export type DeliveryKind = 'meeting_url' | 'feedback_url' | 'replay_url' | 'class_cancelled';
 export type DeliveryState = 'pending' | 'sending' | 'sent' | 'skipped' | 'failed' | 'expired' | 'cancelled';
 
 export interface DeliveriesTable {
@@ -179,6 +201,23 @@ export interface MeetingEventsTable {
   received_at: Instant;
   processed_at: NullableInstant;
   error: string | null;
+  /** What processing made of it (0004-monitor). */
+  outcome: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** Who was seen in a meeting instance; `present` is the latest state by event time (0004-monitor). */
+export interface MeetingParticipantsTable {
+  schedule_id: number | null;
+  meeting_id: string;
+  meeting_uuid: string;
+  participant_key: string;
+  user_name: string | null;
+  email: string | null;
+  role: 'student' | 'host' | 'staff';
+  joined_at: NullableInstant;
+  left_at: NullableInstant;
+  present: Flag;
+  changed_at: Instant;
 }
 
 export type RecordingState = 'pending' | 'downloading' | 'stored' | 'failed';
@@ -198,6 +237,23 @@ export interface RecordingsTable {
   last_error: string | null;
   created_at: Instant;
   updated_at: Instant;
+  /** 0004-monitor: what a download needs to run, resume and retry. */
+  zoom_account_id: number | null;
+  file_extension: string | null;
+  recording_type: string | null;
+  recording_start: NullableInstant;
+  recording_end: NullableInstant;
+  download_url: string | null;
+  /** The webhook's download_token (valid 24 h), encrypted. */
+  download_token: string | null;
+  download_token_expires_at: NullableInstant;
+  content_type: string | null;
+  bytes_stored: ColumnType<number, number | undefined, number>;
+  /** Not tried again before this instant (backoff). */
+  available_at: NullableInstant;
+  lease_owner: string | null;
+  lease_expires_at: NullableInstant;
+  stored_at: NullableInstant;
 }
 
 export interface MetaTable {
@@ -279,6 +335,7 @@ export interface Tables {
   appointments: AppointmentsTable;
   deliveries: DeliveriesTable;
   meeting_events: MeetingEventsTable;
+  meeting_participants: MeetingParticipantsTable;
   recordings: RecordingsTable;
   meta: MetaTable;
   line_rate_buckets: LineRateBucketsTable;
