@@ -57,6 +57,12 @@ export interface ZoomClient {
   endMeeting(creds: ZoomCredentials, meetingId: string): Promise<void>;
   deleteMeeting(creds: ZoomCredentials, meetingId: string): Promise<void>;
   getRecordings(creds: ZoomCredentials, meetingIdOrUuid: string): Promise<unknown>;
+  /** Live participants from the dashboard API (Business plans and up; Heavy). All pages, raw items. */
+  liveParticipants(creds: ZoomCredentials, meetingId: string): Promise<unknown[]>;
+  /** A current access token of the account (recording downloads send it as a Bearer token). */
+  accessToken(creds: ZoomCredentials): Promise<string>;
+  /** Drops a token the far side refused, so the next call fetches a fresh one. */
+  invalidateToken(creds: ZoomCredentials, token: string): void;
 }
 
 interface Call {
@@ -188,6 +194,21 @@ export function createZoomClient(options: ZoomClientOptions): ZoomClient {
       const id = meetingIdOrUuid.startsWith('/') || meetingIdOrUuid.includes('//') ? enc(enc(meetingIdOrUuid)) : enc(meetingIdOrUuid);
       return request(creds, { operation: 'get_recordings', method: 'GET', path: `/meetings/${id}/recordings`, category: 'light', idempotent: true });
     },
+    async liveParticipants(creds, meetingId) {
+      const all: unknown[] = [];
+      let pageToken = '';
+      for (let page = 0; page < 100; page++) {
+        const query: Record<string, string> = { type: 'live', page_size: '300', ...(pageToken ? { next_page_token: pageToken } : {}) };
+        const raw = await request(creds, { operation: 'live_participants', method: 'GET', path: `/metrics/meetings/${enc(meetingId)}/participants`, query, category: 'heavy', idempotent: true });
+        const body = (typeof raw === 'object' && raw !== null ? raw : {}) as { participants?: unknown; next_page_token?: unknown };
+        if (Array.isArray(body.participants)) all.push(...(body.participants as unknown[]));
+        if (typeof body.next_page_token !== 'string' || !body.next_page_token) break;
+        pageToken = body.next_page_token;
+      }
+      return all;
+    },
+    accessToken: (creds) => tokens.get(creds),
+    invalidateToken: (creds, token) => tokens.invalidate(creds, token),
   };
 }
 
