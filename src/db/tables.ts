@@ -141,6 +141,8 @@ export interface SchedulesTable {
   /** Booked students against min_participants, before provisioning and before the meeting link. */
   headcount_state: ColumnType<HeadcountState | null, HeadcountState | null | undefined, HeadcountState | null>;
   headcount_reason: string | null;
+  headcount_stage: ColumnType<HeadcountStage | null, HeadcountStage | null | undefined, HeadcountStage | null>;
+  headcount_checked_at: NullableInstant;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -148,6 +150,7 @@ export interface SchedulesTable {
 export type LiveStatus = 'waiting' | 'started' | 'ended';
 export type MonitorState = 'pending' | 'ok' | 'below_minimum' | 'ended_empty' | 'not_started' | 'skipped';
 export type HeadcountState = 'ok' | 'below_minimum' | 'cancelled';
+export type HeadcountStage = 'provision' | 'send';
 
 export interface AppointmentsTable {
   id: Generated<number>;

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { OutMessage } from '../line/messages.ts';
 import type { SendOutcome } from '../line/outcomes.ts';
 import { claimDue, complete, completeSent, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
-import { loadSendContexts } from './context.ts';
+import { loadSendContexts, type ReplayLinker } from './context.ts';
 import { planDispatch } from './dispatch.ts';
 import type { DeliveryMetrics } from './metrics.ts';
 import { recheck, type SendContext } from './recheck.ts';
@@ -48,6 +48,8 @@ export interface EngineDeps {
   metrics: DeliveryMetrics;
   sender: DeliverySender;
   owner?: string;
+  /** Signs replay links (replay_url deliveries); without it they are skipped. */
+  replayLink?: ReplayLinker;
 }
 
 /** What one claim-and-send did. */
@@ -134,7 +136,7 @@ export function createSendPath(deps: EngineDeps) {
     let hb: TimerHandle = heartbeat;
     try {
       const now = clock.now();
-      const contexts = await loadSendContexts(db, claimed);
+      const contexts = await loadSendContexts(db, claimed, deps.replayLink);
       const due = new Map(claimed.map((d) => [d.id, d.dueAt]));
       const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[] }>();
       for (const d of claimed) {

@@ -11,7 +11,6 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
   const { db, config, send, imagemap } = deps;
   return {
     messagesFor(context, link) {
-      if (context.kind === 'replay_url' || context.kind === 'class_cancelled') return { ok: false, reason: `${context.kind} messages are not sent yet` };
       return buildNotification(config.current(), imagemap.current(), {
         kind: context.kind,
         title: context.schedule.title,

@@ -74,7 +74,7 @@ export async function syncDeliveries(
       const live = !b.cancelled && !b.scheduleCancelled;
       const reason = b.scheduleCancelled ? 'class cancelled' : 'booking cancelled';
       const wanted = plannedDeliveries({ startsAt: b.startsAt, endsAt: b.endsAt, hasFeedbackUrl: b.feedbackUrl !== null }, rules);
-      for (const change of reconcileDeliveries(existing, wanted, { live, reason }, b.version)) {
+      for (const change of reconcileDeliveries(existing, wanted, { live, reason, bookingCancelled: b.cancelled }, b.version)) {
         if (change.action === 'create') {
           inserts.push({
             appointment_id: b.appointmentId,

@@ -12,6 +12,10 @@ export interface SendContext {
   appointmentCancelled: boolean;
   member: { id: number; lineUserId: string; following: FollowingStatus };
   channel: { id: number; enabled: boolean; pausedUntil: Date | null };
+  /** replay_url: the signed link to the class recording (null: none stored). */
+  replayLink?: string | null;
+  /** Set when the class was ended early as empty: its meeting and feedback links are void. */
+  endedEarly?: string | null;
 }
 
 export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: string };
@@ -26,9 +30,11 @@ export const NO_LINK_RETRY_MS = 60_000;
  * without the link it exists to carry (that is an alert, not a silent skip).
  */
 export function recheck(c: SendContext, now: Date): Verdict {
-  if (c.schedule.cancelled) return { send: false, completion: { state: 'cancelled', reason: 'class cancelled' } };
+  // The cancellation notice exists because the class is cancelled; everything else stops there.
+  if (c.schedule.cancelled && c.kind !== 'class_cancelled') return { send: false, completion: { state: 'cancelled', reason: 'class cancelled' } };
   if (c.appointmentCancelled) return { send: false, completion: { state: 'cancelled', reason: 'booking cancelled' } };
-  if (c.scheduleVersion !== c.schedule.version || c.dueAt.getTime() > now.getTime()) {
+  const timed = c.kind === 'meeting_url' || c.kind === 'feedback_url';
+  if ((timed && c.scheduleVersion !== c.schedule.version) || c.dueAt.getTime() > now.getTime()) {
     // The class moved after this row was claimed: hand it back; the outbox has its new time.
     return { send: false, completion: { state: 'pending', afterMs: Math.max(0, c.dueAt.getTime() - now.getTime()), reason: null, countAttempt: false } };
   }
@@ -38,7 +44,13 @@ export function recheck(c: SendContext, now: Date): Verdict {
   if (c.channel.pausedUntil && c.channel.pausedUntil.getTime() > now.getTime()) {
     return { send: false, completion: { state: 'pending', afterMs: c.channel.pausedUntil.getTime() - now.getTime(), reason: 'LINE channel paused', countAttempt: false } };
   }
-  const link = c.kind === 'meeting_url' ? c.schedule.joinUrl : c.kind === 'feedback_url' ? c.schedule.feedbackUrl : null;
+  if (c.kind === 'class_cancelled') return { send: true, link: '' };
+  if (c.kind === 'replay_url') {
+    if (!c.replayLink) return { send: false, completion: { state: 'skipped', reason: 'the class has no stored recording to replay' } };
+    return { send: true, link: c.replayLink };
+  }
+  if (c.endedEarly) return { send: false, completion: { state: 'cancelled', reason: c.endedEarly } };
+  const link = c.kind === 'meeting_url' ? c.schedule.joinUrl : c.schedule.feedbackUrl;
   if (!link) {
     if (c.kind === 'feedback_url') return { send: false, completion: { state: 'skipped', reason: 'the class has no feedback link' } };
     const reason = `no Zoom meeting link yet for class ${c.schedule.externalId} (meeting provisioning must have failed)`;

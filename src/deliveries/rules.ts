@@ -14,6 +14,9 @@ export interface DeliveryRules {
 
 export const DEFAULT_RULES: DeliveryRules = { meetingLeadMs: 10 * 60_000, feedbackBeforeEndMs: 10 * 60_000, feedbackLateWindowMs: 24 * 3_600_000 };
 
+/** The kinds planned from a booking's times; the others are created by events (a stored recording, a cancellation). */
+export const TIMED_KINDS: readonly DeliveryKind[] = ['meeting_url', 'feedback_url'];
+
 export interface PlannedDelivery {
   kind: DeliveryKind;
   dueAt: Date;
@@ -61,15 +64,21 @@ export interface ExistingDelivery {
 export function reconcileDeliveries(
   existing: readonly ExistingDelivery[],
   wanted: readonly PlannedDelivery[],
-  active: { live: boolean; reason: string },
+  active: { live: boolean; reason: string; bookingCancelled?: boolean },
   version: number,
 ): DeliveryChange[] {
   const changes: DeliveryChange[] = [];
-  const byKind = new Map(existing.map((d) => [d.kind, d]));
   if (!active.live) {
-    for (const d of existing) if (d.state === 'pending' || d.state === 'sending') changes.push({ action: 'cancel', id: d.id, reason: active.reason });
+    for (const d of existing) {
+      // A class called off still owes its students the notice that says so.
+      const owed = d.kind === 'class_cancelled' && !active.bookingCancelled;
+      if ((d.state === 'pending' || d.state === 'sending') && !owed) changes.push({ action: 'cancel', id: d.id, reason: active.reason });
+    }
     return changes;
   }
+  // Only the timed kinds follow the booking's times; replay links and notices are made by events.
+  existing = existing.filter((d) => TIMED_KINDS.includes(d.kind));
+  const byKind = new Map(existing.map((d) => [d.kind, d]));
   for (const planned of wanted) {
     const d = byKind.get(planned.kind);
     if (!d) changes.push({ action: 'create', planned });

@@ -70,11 +70,13 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
         fresh.push(input);
         continue;
       }
-      const plan = planScheduleUpdate(fieldsOf(row), input);
+      // A class the minimum-headcount policy called off stays off: its students were told so.
+      const effective = row.headcount_state === 'cancelled' ? { ...input, cancelled: true } : input;
+      const plan = planScheduleUpdate(fieldsOf(row), effective);
       if (plan.outcome === 'updated') {
         await trx
           .updateTable('schedules')
-          .set({ ...columnsOf(input), version: plan.version, updated_at: now })
+          .set({ ...columnsOf(effective), version: plan.version, updated_at: now })
           .where('id', '=', row.id)
           .execute();
       }

@@ -18,6 +18,9 @@ export interface MeetingWork {
   meetingId: string | null;
   meetingVersion: number | null;
   attempts: number;
+  minParticipants: number;
+  /** The last headcount check point passed (null: never checked). */
+  headcountStage: 'provision' | 'send' | null;
 }
 
 export function toMeetingWork(row: Selectable<SchedulesTable>): MeetingWork {
@@ -35,6 +38,8 @@ export function toMeetingWork(row: Selectable<SchedulesTable>): MeetingWork {
     meetingId: row.meeting_id,
     meetingVersion: row.meeting_version,
     attempts: row.meeting_attempts,
+    minParticipants: row.min_participants,
+    headcountStage: row.headcount_stage,
   };
 }
 

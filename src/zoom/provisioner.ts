@@ -15,6 +15,9 @@ import { countNoCapacity, loadPool, markHostExhausted, reservedWindows, reserveH
 import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
+import type { DeliveryRules } from '../deliveries/rules.ts';
+import { checkHeadcount, type MinimumPolicy } from '../monitor/headcount.ts';
+import type { MonitorMetrics } from '../monitor/metrics.ts';
 
 export interface ProvisionerDeps {
   db: Db;
@@ -26,6 +29,13 @@ export interface ProvisionerDeps {
   metrics: Pick<Metrics, 'meetingOutcomes' | 'schedulesWithoutCapacity'>;
   /** Distinguishes this worker's leases (default: host:pid:random). */
   owner?: string;
+  /** The minimum-headcount check before a meeting is made (absent: no check). */
+  headcount?: {
+    policy: () => MinimumPolicy;
+    rules: () => DeliveryRules;
+    metrics?: Pick<MonitorMetrics, 'headcount'>;
+    onDeliveriesChanged?: (ids: number[]) => void;
+  };
 }
 
 export interface PassReport {
@@ -228,6 +238,26 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       return create({ ...w, state: 'none', meetingId: null });
     };
 
+    /** The first meeting of a class with a minimum waits for the headcount check; `cancel` may call it off. */
+    const createChecked = async (w: MeetingWork): Promise<void> => {
+      const hc = deps.headcount;
+      if (hc && w.minParticipants > 0 && w.headcountStage === null) {
+        const policy = hc.policy();
+        const result = await checkHeadcount(db, clock, { scheduleId: w.id, stage: 'provision', policy, rules: hc.rules() });
+        if (result) {
+          hc.metrics?.headcount.inc({ stage: 'provision', state: result.state });
+          if (result.touched.length) hc.onDeliveriesChanged?.(result.touched);
+          if (result.state !== 'ok') logger.warn({ schedule: w.externalId, booked: result.booked, policy }, `class below its minimum headcount: ${result.reason ?? ''}`);
+          if (result.state === 'cancelled') {
+            await settle(w, { meeting_state: 'none', meeting_error: result.reason });
+            count('cancelled_below_minimum');
+            return;
+          }
+        }
+      }
+      return create(w);
+    };
+
     // Keep the leases of this batch alive while it is worked on (slow Zoom, retries, a long queue).
     let renewal: TimerHandle | undefined;
     const renew = (): void => {
@@ -250,7 +280,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
             if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w, host);
             else if (w.cancelled) await remove(w, host);
             else if (w.state === 'ready') await move(w, host);
-            else await create(w);
+            else await createChecked(w);
           } catch (error) {
             await fail(w, error).catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not record a meeting failure'));
           }

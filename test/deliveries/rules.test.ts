@@ -35,6 +35,25 @@ describe('due times', () => {
   });
 });
 
+describe('kinds made by events', () => {
+  const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
+  const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2 };
+  const replay = { id: 8, kind: 'replay_url' as const, state: 'pending', dueAt: end, notAfter: end, scheduleVersion: 1 };
+
+  it('are neither re-timed nor cancelled as unwanted by the booking sync', () => {
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1 };
+    expect(reconcileDeliveries([meeting, replay, notice], wanted, { live: true, reason: '' }, 1)).toEqual([]);
+  });
+
+  it('a cancelled class keeps its cancellation notice; a cancelled booking loses it', () => {
+    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'class cancelled', bookingCancelled: false }, 2)).toEqual([{ action: 'cancel', id: 8, reason: 'class cancelled' }]);
+    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'booking cancelled', bookingCancelled: true }, 2)).toEqual([
+      { action: 'cancel', id: 8, reason: 'booking cancelled' },
+      { action: 'cancel', id: 7, reason: 'booking cancelled' },
+    ]);
+  });
+});
+
 describe('the check before sending', () => {
   const base: SendContext = {
     deliveryId: 1,
@@ -61,6 +80,18 @@ describe('the check before sending', () => {
     ['paused channel', { ...base, channel: { ...base.channel, pausedUntil: new Date('2026-12-01T12:00:00Z') } }, { state: 'pending', afterMs: 600_000 }],
     ['no meeting link yet', { ...base, schedule: { ...base.schedule, joinUrl: null } }, { state: 'pending', afterMs: 60_000 }],
     ['no feedback link', { ...base, kind: 'feedback_url' as const }, { state: 'skipped' }],
+  ])('%s', (_name, context, expected) => {
+    const verdict = recheck(context, now);
+    if ('send' in expected) expect(verdict).toEqual(expected);
+    else expect(verdict.send ? null : verdict.completion).toMatchObject(expected);
+  });
+
+  it.each([
+    ['a cancellation notice goes out for a cancelled class', { ...base, kind: 'class_cancelled' as const, schedule: { ...base.schedule, cancelled: true, version: 4 } }, { send: true, link: '' }],
+    ['but not to a student whose own booking was cancelled', { ...base, kind: 'class_cancelled' as const, appointmentCancelled: true }, { state: 'cancelled' }],
+    ['a replay link with a stored recording', { ...base, kind: 'replay_url' as const, replayLink: 'https://s.example/replay/t' }, { send: true, link: 'https://s.example/replay/t' }],
+    ['a replay link without one', { ...base, kind: 'replay_url' as const, replayLink: null }, { state: 'skipped' }],
+    ['a meeting link of a class ended early as empty', { ...base, endedEarly: 'class ended early: nobody came' }, { state: 'cancelled' }],
   ])('%s', (_name, context, expected) => {
     const verdict = recheck(context, now);
     if ('send' in expected) expect(verdict).toEqual(expected);

@@ -17,7 +17,7 @@ export interface EngineWorld {
   metrics: DeliveryMetrics;
   engine(owner?: string): DeliveryEngine;
   /** A class on channel school-a with a meeting link, booked by `students` (user numbers). */
-  klass(id: string, startsAt: string, minutes: number, students: number[], extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null }): Promise<void>;
+  klass(id: string, startsAt: string, minutes: number, students: number[], extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null; minParticipants?: number }): Promise<void>;
   received(): { to: string; text: string; at: string }[];
   /** Moves virtual time (firing timers on the way) and waits until every engine is idle. */
   at(iso: string): Promise<void>;
@@ -72,7 +72,7 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
       await upsertSchedules(
         h.database.db,
         h.clock,
-        [{ externalId: id, title: `Class ${id}`, startsAt: start, endsAt: new Date(start.getTime() + minutes * 60_000), trial: false, minParticipants: 0, feedbackUrl: extra.feedbackUrl === undefined ? `https://forms.example.com/${id}` : extra.feedbackUrl, cancelled: extra.cancelled ?? false }],
+        [{ externalId: id, title: `Class ${id}`, startsAt: start, endsAt: new Date(start.getTime() + minutes * 60_000), trial: false, minParticipants: extra.minParticipants ?? 0, feedbackUrl: extra.feedbackUrl === undefined ? `https://forms.example.com/${id}` : extra.feedbackUrl, cancelled: extra.cancelled ?? false }],
         { rules },
       );
       await h.database.db

@@ -4,6 +4,7 @@ import { virtualClock, type VirtualClock } from '../../src/clock.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { createConfigStore, type ConfigStore } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { startZoomEmulator, type ZoomEmulator, type ZoomEmulatorOptions } from '../../src/sandbox/zoom/index.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';
@@ -95,7 +96,18 @@ export async function openZoomWorld(
     client,
     metrics,
     hostIds,
-    provisioner: (owner) => createProvisioner({ db: database.db, box, clock, config, client, logger: silent, metrics, ...(owner ? { owner } : {}) }),
+    provisioner: (owner) =>
+      createProvisioner({
+        db: database.db,
+        box,
+        clock,
+        config,
+        client,
+        logger: silent,
+        metrics,
+        headcount: { policy: () => config.current().monitor.minimumPolicy, rules: () => deliveryRules(config.current()) },
+        ...(owner ? { owner } : {}),
+      }),
     async schedule(externalId, startsAt, minutes, extra = {}) {
       const start = new Date(startsAt);
       await upsertSchedules(database.db, clock, [

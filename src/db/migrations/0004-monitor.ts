@@ -39,6 +39,9 @@ export async function up(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
     // ok | below_minimum | cancelled: the booked-headcount check before provisioning and sending.
     ['headcount_state', sql`text`, 'null'],
     ['headcount_reason', sql`text`, 'null'],
+    // provision | send: the last check point passed (each is checked once).
+    ['headcount_stage', sql`text`, 'null'],
+    ['headcount_checked_at', instant, 'null'],
   ]);
   await db.schema.createIndex('schedules_monitor').on('schedules').columns(['monitor_state', 'starts_at']).execute();
   await db.schema.createIndex('schedules_meeting_id').on('schedules').columns(['meeting_id']).execute();

@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Clock } from '../clock.ts';
+import { dialectOf, type Db } from '../db/database.ts';
+import { toBool, toDate } from '../db/row.ts';
+import type { HeadcountStage, HeadcountState } from '../db/tables.ts';
+import { chunked, inTransaction } from '../db/transaction.ts';
+import { syncDeliveries } from '../deliveries/outbox.ts';
+import type { DeliveryRules } from '../deliveries/rules.ts';
+
+/**
+ * The seed's "does the class reach its minimum headcount": booked (not cancelled) students against
+ * the schedule's minParticipants, checked before the meeting is provisioned and again before the
+ * meeting link goes out. `notify-only` reports a shortfall; `cancel` calls the class off.
+ */
+export type MinimumPolicy = 'notify-only' | 'cancel';
+
+export type HeadcountVerdict = { ok: true } | { ok: false; reason: string };
+
+export function headcountVerdict(booked: number, minimum: number): HeadcountVerdict {
+  if (minimum <= 0 || booked >= minimum) return { ok: true };
+  return { ok: false, reason: `${booked} booked, below the minimum of ${minimum}` };
+}
+
+export interface HeadcountResult {
+  state: HeadcountState;
+  booked: number;
+  reason: string | null;
+  /** True when this check changed the verdict (log and count only then, not on every pass). */
+  changed: boolean;
+  /** Deliveries created or cancelled (the timing wheel re-arms them). */
+  touched: number[];
+}
+
+/**
+ * Checks one schedule at one stage, inside one transaction: reads the booked count under the row
+ * lock, stores the verdict, and under `cancel` cancels the class (its pending messages are
+ * cancelled by the outbox and each booked student is owed a `class_cancelled` message, due now).
+ * The provisioner then deletes its meeting, as for any cancelled class. Returns null when the
+ * schedule is gone or already cancelled.
+ */
+export async function checkHeadcount(
+  db: Db,
+  clock: Clock,
+  o: { scheduleId: number; stage: HeadcountStage; policy: MinimumPolicy; rules: DeliveryRules },
+): Promise<HeadcountResult | null> {
+  return inTransaction(db, async (trx) => {
+    let q = trx.selectFrom('schedules').select(['id', 'min_participants', 'cancelled', 'headcount_state', 'ends_at', 'version']).where('id', '=', o.scheduleId);
+    if (dialectOf(trx) === 'postgres') q = q.forUpdate();
+    const row = await q.executeTakeFirst();
+    if (!row || toBool(row.cancelled)) return null;
+    const booked = (await bookedCounts(trx, [row.id])).get(row.id) ?? 0;
+    const verdict = headcountVerdict(booked, row.min_participants);
+    const now = clock.now();
+    const state: HeadcountState = verdict.ok ? 'ok' : o.policy === 'cancel' ? 'cancelled' : 'below_minimum';
+    const reason = verdict.ok ? null : `${verdict.reason} (checked before ${o.stage === 'provision' ? 'provisioning the meeting' : 'sending the meeting link'})`;
+    const touched: number[] = [];
+    await trx
+      .updateTable('schedules')
+      .set({
+        headcount_state: state,
+        headcount_reason: reason,
+        headcount_stage: o.stage,
+        headcount_checked_at: now,
+        updated_at: now,
+        ...(state === 'cancelled' ? { cancelled: true, version: row.version + 1 } : {}),
+      })
+      .where('id', '=', row.id)
+      .execute();
+    if (state === 'cancelled') {
+      touched.push(...(await syncDeliveries(trx, clock, o.rules, { scheduleIds: [row.id] })));
+      touched.push(...(await owedCancellationNotices(trx, now, row.id, toDate(row.ends_at), row.version + 1)));
+    }
+    return { state, booked, reason, changed: row.headcount_state !== state, touched };
+  });
+}
+
+/** Booked (not cancelled) appointments per schedule. */
+export async function bookedCounts(db: Db, scheduleIds: readonly number[]): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const chunk of chunked(scheduleIds)) {
+    const rows = await db
+      .selectFrom('appointments')
+      .select(['schedule_id', sql<number>`count(*)`.as('n')])
+      .where('schedule_id', 'in', chunk)
+      .where('cancelled', '=', false)
+      .groupBy('schedule_id')
+      .execute();
+    for (const r of rows) out.set(r.schedule_id, Number(r.n));
+  }
+  return out;
+}
+
+/** One `class_cancelled` message per booked student, due now, useful until the class would have ended. */
+async function owedCancellationNotices(db: Db, now: Date, scheduleId: number, endsAt: Date, version: number): Promise<number[]> {
+  const bookings = await db.selectFrom('appointments').select('id').where('schedule_id', '=', scheduleId).where('cancelled', '=', false).execute();
+  const ids: number[] = [];
+  for (const chunk of chunked(bookings, 300)) {
+    const rows = await db
+      .insertInto('deliveries')
+      .values(
+        chunk.map((b) => ({
+          appointment_id: b.id,
+          kind: 'class_cancelled' as const,
+          due_at: now,
+          not_after: endsAt,
+          available_at: now,
+          state: 'pending' as const,
+          attempts: 0,
+          retry_key: randomUUID(),
+          schedule_version: version,
+          created_at: now,
+          updated_at: now,
+        })),
+      )
+      // Checked once per class: a second cancellation (after a revival) does not notify twice.
+      .onConflict((oc) => oc.columns(['appointment_id', 'kind']).doNothing())
+      .returning('id')
+      .execute();
+    ids.push(...rows.map((r) => r.id));
+  }
+  return ids;
+}

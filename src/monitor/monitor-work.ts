@@ -1,0 +1,134 @@
+import { dialectOf, type Db } from '../db/database.ts';
+import { toDate } from '../db/row.ts';
+import type { LiveStatus, MonitorState } from '../db/tables.ts';
+
+/** A started class due its grace-time check, as claimed by one monitor. */
+export interface GraceWork {
+  id: number;
+  externalId: string;
+  startsAt: Date;
+  endsAt: Date;
+  minimum: number;
+  accountId: number | null;
+  meetingId: string;
+  attendance: number;
+  liveStatus: LiveStatus | null;
+}
+
+/**
+ * Claims classes whose meeting is ready, that started at least `graceMs` ago and have not ended,
+ * with no verdict yet (or a retry due), under a lease so replicas never check one class twice.
+ */
+export async function claimGraceWork(db: Db, o: { owner: string; now: Date; graceMs: number; leaseMs: number; limit: number }): Promise<GraceWork[]> {
+  let pick = db
+    .selectFrom('schedules')
+    .select('id')
+    .where('cancelled', '=', false)
+    .where('meeting_state', '=', 'ready')
+    .where('meeting_id', 'is not', null)
+    .where('starts_at', '<=', new Date(o.now.getTime() - o.graceMs))
+    .where('ends_at', '>', o.now)
+    .where((eb) => eb.or([eb('monitor_state', 'is', null), eb('monitor_state', '=', 'pending')]))
+    .where((eb) => eb.or([eb('monitor_lease_expires_at', 'is', null), eb('monitor_lease_expires_at', '<', o.now)]))
+    .orderBy('starts_at')
+    .limit(o.limit);
+  if (dialectOf(db) === 'postgres') pick = pick.forUpdate().skipLocked();
+  const rows = await db
+    .updateTable('schedules')
+    .set({ monitor_lease_owner: o.owner, monitor_lease_expires_at: new Date(o.now.getTime() + o.leaseMs) })
+    .where('id', 'in', pick)
+    .returning(['id', 'external_id', 'starts_at', 'ends_at', 'min_participants', 'meeting_account_id', 'meeting_id', 'attendance', 'live_status'])
+    .execute();
+  return rows.map((r) => ({
+    id: r.id,
+    externalId: r.external_id,
+    startsAt: toDate(r.starts_at),
+    endsAt: toDate(r.ends_at),
+    minimum: r.min_participants,
+    accountId: r.meeting_account_id,
+    meetingId: r.meeting_id ?? '',
+    attendance: r.attendance,
+    liveStatus: r.live_status,
+  }));
+}
+
+/** Whether any webhook event was stored for these meetings (webhooks work for them). */
+export async function meetingsWithEvents(db: Db, meetingIds: readonly string[]): Promise<Set<string>> {
+  if (meetingIds.length === 0) return new Set();
+  const rows = await db.selectFrom('meeting_events').select('meeting_id').distinct().where('meeting_id', 'in', [...meetingIds]).execute();
+  return new Set(rows.flatMap((r) => (r.meeting_id === null ? [] : [r.meeting_id])));
+}
+
+/** Records the verdict and releases the lease, only while the lease is ours (fencing). */
+export async function settleGraceWork(
+  db: Db,
+  o: { id: number; owner: string; now: Date; state: MonitorState; reason: string; endedEmpty?: boolean; retryAt?: Date },
+): Promise<boolean> {
+  const result = await db
+    .updateTable('schedules')
+    .set({
+      monitor_state: o.state,
+      monitor_reason: o.reason,
+      monitor_checked_at: o.retryAt ?? o.now,
+      monitor_lease_owner: null,
+      monitor_lease_expires_at: o.retryAt ?? null,
+      updated_at: o.now,
+      // An ended class frees its host from now on, and its meeting is gone.
+      ...(o.endedEmpty ? { meeting_state: 'ended_empty' as const, live_status: 'ended' as const, live_ended_at: o.now, host_window_end: o.now } : {}),
+    })
+    .where('id', '=', o.id)
+    .where('monitor_lease_owner', '=', o.owner)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The meeting and feedback links of a class ended as empty are void: cancel what is still waiting. */
+export async function cancelLinksOfEndedClass(db: Db, now: Date, scheduleId: number, reason: string): Promise<number[]> {
+  const rows = await db
+    .updateTable('deliveries')
+    .set({ state: 'cancelled', last_error: `class ended early: ${reason}`, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now })
+    .where('state', 'in', ['pending', 'sending'])
+    .where('kind', 'in', ['meeting_url', 'feedback_url'])
+    .where('appointment_id', 'in', (eb) => eb.selectFrom('appointments').select('id').where('schedule_id', '=', scheduleId))
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+export async function releaseGraceLeases(db: Db, owner: string): Promise<void> {
+  await db.updateTable('schedules').set({ monitor_lease_owner: null, monitor_lease_expires_at: null }).where('monitor_lease_owner', '=', owner).execute();
+}
+
+/** Classes whose meeting link is due within `horizon` and not yet checked before sending. */
+export async function dueForSendCheck(db: Db, o: { now: Date; leadMs: number; horizonMs: number; limit: number }): Promise<number[]> {
+  const rows = await db
+    .selectFrom('schedules')
+    .select('id')
+    .where('cancelled', '=', false)
+    .where('min_participants', '>', 0)
+    .where((eb) => eb.or([eb('headcount_stage', 'is', null), eb('headcount_stage', '<>', 'send')]))
+    .where('starts_at', '<=', new Date(o.now.getTime() + o.leadMs + o.horizonMs))
+    .where('ends_at', '>', o.now)
+    .orderBy('starts_at')
+    .limit(o.limit)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Classes Zoom reported started whose meeting.ended never came, well past their meeting's end:
+ * the reconciliation poll asks Zoom (recordings and reports wait on the end).
+ */
+export async function overrunMeetings(db: Db, o: { now: Date; afterMs: number; limit: number }): Promise<Array<{ id: number; accountId: number | null; meetingId: string }>> {
+  const rows = await db
+    .selectFrom('schedules')
+    .select(['id', 'meeting_account_id', 'meeting_id'])
+    .where('live_status', '=', 'started')
+    .where('meeting_id', 'is not', null)
+    .where('ends_at', '<', new Date(o.now.getTime() - o.afterMs))
+    .where((eb) => eb.or([eb('attendance_checked_at', 'is', null), eb('attendance_checked_at', '<', new Date(o.now.getTime() - o.afterMs))]))
+    .orderBy('ends_at')
+    .limit(o.limit)
+    .execute();
+  return rows.map((r) => ({ id: r.id, accountId: r.meeting_account_id, meetingId: r.meeting_id ?? '' }));
+}
