@@ -4,29 +4,45 @@
  */
 import { type Clock, systemClock } from '../../clock.ts';
 import { createAccountRegistry } from './accounts.ts';
+import { createDownloads } from './downloads.ts';
 import { type FaultHandle, type FaultInfo, type FaultRule, createFaultRegistry } from './faults.ts';
 import { createControl } from './inspection.ts';
 import { type StartResult, createMeetingStore } from './meeting-store.ts';
 import type { Behaviour } from './meetings.ts';
 import { type TokenPolicy, createTokenStore } from './oauth.ts';
 import { createPageTokens } from './pagination.ts';
+import { type Attendance, createAttendance } from './participants.ts';
 import { type RateCounters, createRateLimiter } from './rate-limits.ts';
+import { createRecordingFiles } from './recording-files.ts';
+import { createRecorder } from './recordings.ts';
 import { createFindings } from './rules.ts';
 import { startServer } from './server.ts';
+import { meetingObject, participantObject } from './webhook-payloads.ts';
+import { type DropRule, type ValidationResult, createWebhooks } from './webhooks.ts';
 import type {
+  DownloadFaultRule,
+  DownloadRequest,
   MeetingEvent,
+  MeetingRecord,
   MeetingSnapshot,
   OverlapRecord,
+  ParticipantSnapshot,
+  Person,
   RateLimitOverrides,
   RecordingFile,
   RequestLogEntry,
+  ScriptStep,
   Violation,
+  WebhookDelivery,
+  WebhookSubscription,
   ZoomAccountConfig,
 } from './types.ts';
 
 export type { Fault, FaultHandle, FaultInfo, FaultRule } from './faults.ts';
 export type { StartResult } from './meeting-store.ts';
 export type { TokenPolicy } from './oauth.ts';
+export type { DropRule, ValidationResult } from './webhooks.ts';
+export { signature as webhookSignature } from './webhooks.ts';
 export type * from './types.ts';
 
 export interface ZoomEmulatorOptions {
@@ -55,6 +71,13 @@ export interface ZoomEmulatorOptions {
   basicCloudRecording?: Behaviour['basicCloudRecording'];
   /** Default `allow`; `reject` answers DELETE of an ended meeting with 3007. */
   deleteEndedMeetings?: Behaviour['deleteEnded'];
+  /** Delay before an auto cloud recording appears after its meeting ends (default 0: at once). */
+  recordingDelayMs?: number;
+  /**
+   * Real ms a webhook receiver may still answer after its 3 s window passed on a *virtual* clock (default 1000;
+   * always 0 on the system clock), so advancing virtual time during real HTTP does not fake a timeout.
+   */
+  webhookAnswerGraceMs?: number;
 }
 
 export interface ZoomCounters extends RateCounters {
@@ -94,7 +117,35 @@ export interface ZoomEmulator {
   addRecording(id: number, files?: RecordingFile[]): boolean;
   /** Lifecycle events (the seam for webhooks). Returns an unsubscribe function. */
   onEvent(listener: (event: MeetingEvent) => void): () => void;
-  /** Forgets meetings, tokens, counters, logs and faults; keeps accounts and event listeners. */
+  readonly webhooks: {
+    /** An app's event subscription: POSTs signed events of `accountId` to `url` (Zoom's envelope). */
+    subscribe(sub: WebhookSubscription): () => void;
+    /** Sends endpoint.url_validation and checks the answer (plainToken echoed, encryptedToken = hex HMAC). */
+    validate(accountId: string): Promise<ValidationResult>;
+    /** Every delivery attempt, oldest first. */
+    deliveries(filter?: { accountId?: string; event?: string }): WebhookDelivery[];
+    /** Lose the next matching events (never sent, no retries): a lost webhook. */
+    drop(rule: DropRule): { remove(): void };
+    /** Send an already delivered event again, byte for byte with a fresh timestamp+signature (Zoom's duplicate). */
+    redeliver(deliveryId: string): Promise<number | null>;
+    /** Resolves when no delivery is in flight (retries scheduled on the clock do not count). */
+    settle(): Promise<void>;
+  };
+  /** A person joins (a waiting meeting is started by them: JBH, or by the host when role is 'host'). Returns the participant uuid. Throws when the meeting does not exist (deleted) or its host is busy. */
+  join(meetingId: number, person: Person): string;
+  /** Leaves; when the last person leaves, the meeting ends (meeting.ended). */
+  leave(meetingId: number, participantUuid: string): boolean;
+  /** Scripted attendance on the emulator's clock: minutes after the meeting's scheduled start (may be negative; steps already due run at once). */
+  script(meetingId: number, steps: ScriptStep[]): void;
+  /** People in the meeting now. */
+  participants(meetingId: number): ParticipantSnapshot[];
+  /** The bytes and sha256 (hex) the emulator serves for a recording file. */
+  recordingFile(fileId: string): { bytes: Buffer; sha256: string; contentType: string } | undefined;
+  readonly downloads: {
+    add(rule: DownloadFaultRule): { remove(): void };
+    requests(): DownloadRequest[];
+  };
+  /** Forgets meetings, tokens, counters, logs, faults, participants and deliveries; keeps accounts, listeners and webhook subscriptions. */
   reset(): void;
 }
 
@@ -116,15 +167,36 @@ export async function startZoomEmulator(options: ZoomEmulatorOptions = {}): Prom
   const pageTokens = createPageTokens(clock);
   const log: RequestLogEntry[] = [];
   let url = '';
-  const store = createMeetingStore({
+  const hostOf: Parameters<typeof createMeetingStore>[0]['hostOf'] = (m) => {
+    const account = accounts.get(m.accountId);
+    const host = account?.users.find((u) => u.id === m.hostId);
+    return account && host ? { account, host } : undefined;
+  };
+  const webhooks = createWebhooks(clock, { answerGraceMs: clock.kind === 'virtual' ? (options.webhookAnswerGraceMs ?? 1000) : 0 });
+  // The store asks attendance (created just below) to empty a meeting before it ends.
+  const store = createMeetingStore({ clock, findings, baseUrl: () => url, hostOf, beforeEnd: (m, reason) => people.evict(m, reason) });
+  const people: Attendance = createAttendance({
     clock,
-    findings,
-    baseUrl: () => url,
-    hostOf: (m) => {
-      const account = accounts.get(m.accountId);
-      const host = account?.users.find((u) => u.id === m.hostId);
-      return account && host ? { account, host } : undefined;
-    },
+    store,
+    joined: (m, p, at) => webhooks.publish(m.accountId, 'meeting.participant_joined', participantObject(m, p, at)),
+    left: (m, p, at, reason) => webhooks.publish(m.accountId, 'meeting.participant_left', participantObject(m, p, at, { reason })),
+  });
+  const files = createRecordingFiles(clock);
+  const recorder = createRecorder({ clock, store, webhooks, files, baseUrl: () => url, hostOf, attended: (u) => people.attended(u), delayMs: options.recordingDelayMs ?? 0 });
+  const findFile = (fileId: string): { meeting: MeetingRecord; file: RecordingFile } | undefined => {
+    for (const meeting of store.all()) {
+      const file = meeting.recordingFiles.find((f) => f.id === fileId);
+      if (file) return { meeting, file };
+    }
+    return undefined;
+  };
+  const downloads = createDownloads({ clock, tokens, files, baseUrl: () => url, findFile });
+  store.subscribe((e) => {
+    if (e.type !== 'meeting.started' && e.type !== 'meeting.ended') return;
+    const m = store.all().find((x) => x.id === e.meeting.id);
+    if (!m) return;
+    webhooks.publish(m.accountId, e.type, meetingObject(m));
+    if (e.type === 'meeting.ended') recorder.ended(m);
   });
 
   const counts = { created: 0, updated: 0, deleted: 0, started: 0, ended: 0 };
@@ -157,9 +229,31 @@ export async function startZoomEmulator(options: ZoomEmulatorOptions = {}): Prom
     violations: () => findings.violations(),
     startMeeting: (id, opts) => store.start(id, opts?.by ?? 'participant'),
     endMeeting: (id) => store.end(id),
-    addRecording: (id, files) => store.addRecording(id, files),
+    addRecording: (id, recordingFiles) => recorder.add(id, recordingFiles),
     onEvent: (listener) => store.subscribe(listener),
+    webhooks: {
+      subscribe: (sub) => webhooks.subscribe(sub),
+      validate: (accountId) => webhooks.validate(accountId),
+      deliveries: (filter) => webhooks.deliveries(filter),
+      drop: (rule) => webhooks.drop(rule),
+      redeliver: (id) => webhooks.redeliver(id),
+      settle: () => webhooks.settle(),
+    },
+    join: (id, person) => people.join(id, person),
+    leave: (id, uuid) => people.leave(id, uuid),
+    script: (id, steps) => people.script(id, steps),
+    participants: (id) => people.participants(id),
+    recordingFile: (fileId) => {
+      const found = findFile(fileId);
+      return found && files.content(found.file);
+    },
+    downloads: { add: (rule) => downloads.add(rule), requests: () => downloads.requests() },
     reset() {
+      people.reset();
+      recorder.reset();
+      webhooks.reset();
+      downloads.reset();
+      files.reset();
       store.reset();
       findings.reset();
       limiter.reset();
@@ -189,8 +283,10 @@ export async function startZoomEmulator(options: ZoomEmulatorOptions = {}): Prom
         pageTokens,
         baseUrl: () => url,
         behaviour: { basicCloudRecording: options.basicCloudRecording ?? 'downgrade', deleteEnded: options.deleteEndedMeetings ?? 'allow' },
+        attendance: people,
       },
       control,
+      downloads,
     },
     options.host ?? '127.0.0.1',
     options.port ?? 0,
@@ -203,6 +299,9 @@ export async function startZoomEmulator(options: ZoomEmulatorOptions = {}): Prom
     apiBaseUrl: `${url}/v2`,
     oauthUrl: `${url}/oauth/token`,
     async close() {
+      people.reset();
+      recorder.reset();
+      webhooks.close();
       store.reset(); // clears the Basic 40-minute timers
       await server.close();
     },

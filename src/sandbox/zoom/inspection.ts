@@ -51,6 +51,20 @@ const faultRuleSchema = z.object({
   fault: faultSchema,
 });
 
+const personSchema = z.object({
+  name: z.string().min(1),
+  email: z.string().optional(),
+  userId: z.string().optional(),
+  role: z.enum(['participant', 'host']).optional(),
+});
+
+const subscriptionSchema = z.object({
+  accountId: z.string().min(1),
+  url: z.url(),
+  secretToken: z.string().min(1),
+  events: z.array(z.string()).optional(),
+});
+
 const ok = (body: unknown): Reply => ({ status: 200, body });
 const bad = (message: string): Reply => ({ status: 400, body: { error: message } });
 
@@ -63,9 +77,72 @@ function parse<T>(schema: z.ZodType<T>, rawBody: string): T | Reply {
 
 const isReply = (v: unknown): v is Reply => typeof v === 'object' && v !== null && 'status' in v && typeof v.status === 'number' && 'body' in v;
 
-export function createControl(emulator: Control): (method: string, path: string, query: URLSearchParams, rawBody: string) => Reply {
-  return (method, path, query, rawBody) => {
+/** Attendance and webhook subscriptions, so a demo process can drive meetings and receive signed events. */
+async function liveControl(
+  emulator: Control,
+  unsubscribers: Map<number, () => void>,
+  nextId: () => number,
+  route: string,
+  rawBody: string,
+): Promise<Reply | undefined> {
+  const people = /^(POST|GET) \/meetings\/(\d+)\/(join|leave|participants|script)$/.exec(route);
+  if (people) {
+    const id = Number(people[2]);
+    const action = `${people[1]} ${people[3]}`;
+    const attempt = (fn: () => Reply): Reply => {
+      try {
+        return fn();
+      } catch (err) {
+        return bad(err instanceof Error ? err.message : String(err));
+      }
+    };
+    if (action === 'GET participants') return ok(emulator.participants(id));
+    if (action === 'POST join') {
+      const person = parse(personSchema, rawBody);
+      return isReply(person) ? person : attempt(() => ok({ uuid: emulator.join(id, person) }));
+    }
+    if (action === 'POST leave') {
+      const body = parse(z.object({ uuid: z.string() }), rawBody);
+      return isReply(body) ? body : ok({ left: emulator.leave(id, body.uuid) });
+    }
+    if (action === 'POST script') {
+      const body = parse(z.object({ steps: z.array(z.object({ atMinute: z.number(), join: personSchema.optional(), leave: z.string().optional() })) }), rawBody);
+      return isReply(body) ? body : attempt(() => (emulator.script(id, body.steps), ok({ scripted: body.steps.length })));
+    }
+    return undefined;
+  }
+  const unsubscribe = /^DELETE \/webhooks\/subscriptions\/(\d+)$/.exec(route);
+  if (unsubscribe) {
+    const id = Number(unsubscribe[1]);
+    unsubscribers.get(id)?.();
+    return ok({ removed: unsubscribers.delete(id) });
+  }
+  switch (route) {
+    case 'POST /webhooks/subscriptions': {
+      const sub = parse(subscriptionSchema, rawBody);
+      if (isReply(sub)) return sub;
+      const id = nextId();
+      unsubscribers.set(id, emulator.webhooks.subscribe(sub));
+      return { status: 201, body: { id } };
+    }
+    case 'GET /webhooks/deliveries':
+      return ok(emulator.webhooks.deliveries());
+    case 'POST /webhooks/validate': {
+      const body = parse(z.object({ accountId: z.string().min(1) }), rawBody);
+      return isReply(body) ? body : ok(await emulator.webhooks.validate(body.accountId));
+    }
+    default:
+      return undefined;
+  }
+}
+
+export function createControl(emulator: Control): (method: string, path: string, query: URLSearchParams, rawBody: string) => Promise<Reply> {
+  const unsubscribers = new Map<number, () => void>();
+  let subscriptionIds = 1;
+  return async (method, path, query, rawBody) => {
     const route = `${method} ${path.replace(/^\/_emulator/, '')}`;
+    const live = await liveControl(emulator, unsubscribers, () => subscriptionIds++, route, rawBody);
+    if (live) return live;
     const meetingAction = /^POST \/meetings\/(\d+)\/(start|end|recordings)$/.exec(route);
     if (meetingAction) {
       const id = Number(meetingAction[1]);

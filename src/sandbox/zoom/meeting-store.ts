@@ -58,6 +58,9 @@ export interface NewMeeting {
 
 export type MeetingChanges = Partial<NewMeeting>;
 
+/** Why a live meeting ends: the host (or the API) ended it, Basic's 40-minute cap, or the last person left. */
+export type EndReason = 'host' | 'time-limit' | 'everyone-left';
+
 export type StartResult = { started: true; uuid: string } | { started: false; reason: 'not-found' | 'already-started' | 'host-busy' };
 
 export interface MeetingStore {
@@ -68,7 +71,7 @@ export interface MeetingStore {
   /** Deleted (and still recoverable) meeting by id. */
   findDeleted(id: number): MeetingRecord | undefined;
   start(id: number, by: 'participant' | 'host'): StartResult;
-  end(id: number): boolean;
+  end(id: number, reason?: EndReason): boolean;
   remove(m: MeetingRecord): void;
   recover(m: MeetingRecord): void;
   /** The host's visible scheduled meetings, sorted by start time. */
@@ -87,6 +90,8 @@ export interface MeetingStoreDeps {
   /** Base URL for join/start links. */
   baseUrl: () => string;
   hostOf: (m: MeetingRecord) => { host: UserRecord; account: AccountRecord } | undefined;
+  /** Called while the meeting is still live, just before it ends: everyone in it leaves first. */
+  beforeEnd?: (m: MeetingRecord, reason: EndReason) => void;
 }
 
 export function createMeetingStore(deps: MeetingStoreDeps): MeetingStore {
@@ -152,7 +157,8 @@ export function createMeetingStore(deps: MeetingStoreDeps): MeetingStore {
     findings.check(m, [...meetings.values()].filter((o) => o.hostId === m.hostId && visible(o)), now);
   };
 
-  const endNow = (m: MeetingRecord): void => {
+  const endNow = (m: MeetingRecord, reason: EndReason): void => {
+    deps.beforeEnd?.(m, reason);
     const instance = m.instances.at(-1);
     if (instance && !instance.endedAt) instance.endedAt = clock.now();
     m.state = 'ended';
@@ -233,16 +239,16 @@ export function createMeetingStore(deps: MeetingStoreDeps): MeetingStore {
         const instance = m.instances.at(-1);
         const handle = clock.setTimeout(() => {
           timers.delete(handle);
-          if (m.state === 'started' && m.instances.at(-1) === instance) endNow(m);
+          if (m.state === 'started' && m.instances.at(-1) === instance) endNow(m, 'time-limit');
         }, BASIC_CAP_MS);
         timers.add(handle);
       }
       return { started: true, uuid: m.uuid };
     },
-    end(id) {
+    end(id, reason = 'host') {
       const m = meetings.get(id);
       if (!m || m.state !== 'started') return false;
-      endNow(m);
+      endNow(m, reason);
       return true;
     },
     remove(m) {
@@ -267,8 +273,8 @@ export function createMeetingStore(deps: MeetingStoreDeps): MeetingStore {
       const m = meetings.get(id);
       if (!m) return false;
       m.recordingFiles = files ?? [
-        { id: randomBytes(16).toString('hex'), file_type: 'MP4', file_extension: 'MP4', file_size: 1_048_576, recording_type: 'shared_screen_with_speaker_view', status: 'completed' },
-        { id: randomBytes(16).toString('hex'), file_type: 'M4A', file_extension: 'M4A', file_size: 262_144, recording_type: 'audio_only', status: 'completed' },
+        { id: randomBytes(16).toString('hex'), file_type: 'MP4', file_extension: 'MP4', file_size: 307_200, recording_type: 'shared_screen_with_speaker_view', status: 'completed' },
+        { id: randomBytes(16).toString('hex'), file_type: 'M4A', file_extension: 'M4A', file_size: 102_400, recording_type: 'audio_only', status: 'completed' },
       ];
       return true;
     },

@@ -4,6 +4,7 @@ import type { AccountRegistry } from './accounts.ts';
 import { type Reply, type Route, invalidJson, noContent, validationFailed, zoomError } from './http.ts';
 import { DEFAULT_SETTINGS, type MeetingChanges, type MeetingStore } from './meeting-store.ts';
 import type { PageTokens } from './pagination.ts';
+import type { Attendance } from './participants.ts';
 import type { RateLimiter } from './rate-limits.ts';
 import { parseStartTime } from './time.ts';
 import type { AccountRecord, Category, MeetingRecord, MeetingSettings, UserRecord } from './types.ts';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   pageTokens: PageTokens;
   baseUrl: () => string;
   behaviour: Behaviour;
+  /** Who is in a live meeting now (the metrics route). */
+  attendance: Pick<Attendance, 'present'>;
 }
 
 export interface ApiCall {
@@ -42,10 +45,10 @@ export interface ApiRoute extends Route<ApiCall> {
 }
 
 const userMissing = (userId: string): Reply => zoomError(404, 1001, `User ${userId} not exist or not belong to this account.`);
-const meetingMissing = (id: string): Reply => zoomError(404, 3001, `Meeting ${id} is not found or has expired.`);
+export const meetingMissing = (id: string): Reply => zoomError(404, 3001, `Meeting ${id} is not found or has expired.`);
 const hostingNotAllowed = (): Reply => zoomError(400, 3161, 'Meeting hosting and scheduling capabilities are not allowed for your user account.');
 
-function ownMeeting(call: ApiCall, id: string): MeetingRecord | undefined {
+export function ownMeeting(call: ApiCall, id: string): MeetingRecord | undefined {
   const m = call.deps.store.find(id);
   return m && m.accountId === call.account.accountId ? m : undefined;
 }

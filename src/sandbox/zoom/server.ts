@@ -10,7 +10,9 @@ import type { Clock } from '../../clock.ts';
 import type { AccountRegistry } from './accounts.ts';
 import { type Fault, type FaultRegistry, faultName } from './faults.ts';
 import { type Reply, matchRoute, parseJsonObject, replyCode, zoomError } from './http.ts';
+import type { Downloads } from './downloads.ts';
 import { type ApiDeps, apiRoutes } from './meetings.ts';
+import { metricsRoutes } from './metrics.ts';
 import { type TokenStore, handleTokenRequest } from './oauth.ts';
 import type { RequestLogEntry } from './types.ts';
 
@@ -24,8 +26,12 @@ export interface ServerDeps {
   latencyMs: number;
   createLatencyMs: number;
   /** The /_emulator control and inspection routes. */
-  control: (method: string, path: string, query: URLSearchParams, rawBody: string) => Reply;
+  control: (method: string, path: string, query: URLSearchParams, rawBody: string) => Reply | Promise<Reply>;
+  /** `/rec/...`: recording downloads (own auth, own log, streamed bodies). */
+  downloads: Downloads;
 }
+
+const routes = [...apiRoutes, ...metricsRoutes];
 
 const MAX_LOG = 100_000;
 
@@ -64,7 +70,7 @@ export async function startServer(deps: ServerDeps, host: string, port: number):
         baseUrl,
       );
     }
-    const match = matchRoute(apiRoutes, method, path);
+    const match = matchRoute(routes, method, path);
     if (match === undefined) return zoomError(404, 404, 'Not Found');
     if (match === 'method-not-allowed') return zoomError(405, 405, 'Method Not Allowed');
     const auth = deps.tokens.verify(req.headers.authorization);
@@ -85,9 +91,10 @@ export async function startServer(deps: ServerDeps, host: string, port: number):
     const url = new URL(req.url ?? '/', 'http://emulator.invalid');
     const rawBody = await readBody(req);
     if (url.pathname.startsWith('/_emulator/')) {
-      send(res, deps.control(method, url.pathname, url.searchParams, rawBody));
+      send(res, await deps.control(method, url.pathname, url.searchParams, rawBody));
       return;
     }
+    if (url.pathname.startsWith('/rec/') && deps.downloads.handle(req, res, url)) return;
     const entry: RequestLogEntry = {
       method,
       path: url.pathname,

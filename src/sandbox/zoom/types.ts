@@ -81,7 +81,7 @@ export interface MeetingSettings {
   [key: string]: unknown;
 }
 
-/** `ended` is reported by GET as `finished`; a type-2 meeting can be started again until deleted. */
+/** GET reports `ended` as `waiting` (the API enum is waiting|started): a type-2 meeting can be started again until deleted. */
 export type MeetingState = 'waiting' | 'started' | 'ended';
 
 export interface MeetingInstance {
@@ -196,4 +196,72 @@ export interface MeetingEvent {
   at: string;
   accountId: string;
   meeting: MeetingSnapshot;
+}
+
+/** One attempt to deliver a signed webhook (or a url_validation), as `webhooks.deliveries()` reports it. */
+export interface WebhookDelivery {
+  id: string;
+  event: string;
+  accountId: string;
+  /** 1 for the first try, 2–4 for the retries at +5/+20/+60 min. */
+  attempt: number;
+  /** The subscriber's HTTP status; null while in flight, or when it did not answer within 3 s. */
+  status: number | null;
+  at: string;
+  /** The raw JSON body that was signed. */
+  body: string;
+}
+
+export interface WebhookSubscription {
+  accountId: string;
+  url: string;
+  /** The app's Secret Token: HMAC key of `x-zm-signature` and of url_validation's encryptedToken. */
+  secretToken: string;
+  /** Default: every event. `endpoint.url_validation` is always sent. */
+  events?: string[];
+}
+
+export interface Person {
+  name: string;
+  email?: string;
+  /** The Zoom user id of a signed-in person ('' or absent for guests; the host's id by default for role host). */
+  userId?: string;
+  role?: 'participant' | 'host';
+}
+
+export interface ParticipantSnapshot {
+  uuid: string;
+  name: string;
+  email: string;
+  userId: string;
+  joinedAt: string;
+  role: 'participant' | 'host';
+}
+
+export interface ScriptStep {
+  /** Minutes after the meeting's scheduled start (may be negative). */
+  atMinute: number;
+  join?: Person;
+  /** The name of a person to leave. */
+  leave?: string;
+}
+
+export type DownloadFaultRule = {
+  fileId?: string;
+  /** truncate: send `afterBytes` then destroy the socket; status: answer `status`; html: Zoom's 200 HTML auth page. */
+  kind: 'truncate' | 'status' | 'html';
+  afterBytes?: number;
+  status?: number;
+  /** Default 1; Infinity for all. */
+  times?: number;
+};
+
+export interface DownloadRequest {
+  fileId: string;
+  range: string | null;
+  status: number;
+  at: string;
+  auth: 'bearer' | 'query' | 'none';
+  /** `download`: the download_url (302 or an error page); `file`: the signed file URL it redirects to. */
+  step: 'download' | 'file';
 }

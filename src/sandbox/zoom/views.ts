@@ -12,9 +12,9 @@ export function joinUrl(baseUrl: string, m: MeetingRecord): string {
   return `${baseUrl}/j/${m.id}?pwd=${pwdToken(m)}`;
 }
 
-/** GET reports an ended meeting as `finished`; it is `waiting` again only in Zoom's UI sense of restartable. */
-export function apiStatus(m: MeetingRecord): 'waiting' | 'started' | 'finished' {
-  return m.state === 'ended' ? 'finished' : m.state;
+/** GET's status enum is `waiting | started` (zoom-api.md §6): an ended type-2 meeting is waiting again, as it can be restarted. */
+export function apiStatus(m: MeetingRecord): 'waiting' | 'started' {
+  return m.state === 'started' ? 'started' : 'waiting';
 }
 
 /** Create (201) and GET (200) bodies. The create body includes uuid/host_id/status too, as clients observe. */

@@ -103,7 +103,7 @@ describe('Zoom emulator: create and get meetings', () => {
     });
   });
 
-  it('GET reports waiting, started and finished, and 3001 for unknown or foreign meetings', async () => {
+  it('GET reports waiting, started, and waiting again once ended, and 3001 for unknown or foreign meetings', async () => {
     const token = await setup();
     const m = await createMeeting(h.em, token, 'host-a');
     const status = async (): Promise<unknown> => (await call(h.em, token, 'GET', `/meetings/${m.id}`)).body;
@@ -111,7 +111,7 @@ describe('Zoom emulator: create and get meetings', () => {
     expect(h.em.startMeeting(m.id)).toEqual({ started: true, uuid: m.uuid });
     expect(await status()).toMatchObject({ status: 'started' });
     expect(h.em.endMeeting(m.id)).toBe(true);
-    expect(await status()).toMatchObject({ status: 'finished' });
+    expect(await status()).toMatchObject({ status: 'waiting' });
     expect(await call(h.em, token, 'GET', '/meetings/12345678901')).toMatchObject({
       status: 404,
       body: { code: 3001, message: 'Meeting 12345678901 is not found or has expired.' },
