@@ -9,6 +9,8 @@ export interface Metrics {
   meetingOutcomes: Counter<'outcome'>;
   /** Schedules inside the horizon that no host can take right now. */
   schedulesWithoutCapacity: Gauge;
+  /** Zoom webhook events by event and outcome (intake: duplicate, rejected, invalid; processing: applied, stale, ignored, failed…). */
+  zoomWebhookEvents: Counter<'event' | 'outcome'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -32,6 +34,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     schedulesWithoutCapacity: new Gauge({
       name: 'scheduler_schedules_without_capacity',
       help: 'Schedules inside the provisioning horizon that no eligible host could take at the last run',
+      registers: [registry],
+    }),
+    zoomWebhookEvents: new Counter({
+      name: 'scheduler_zoom_webhook_events_total',
+      help: 'Zoom webhook events by event and outcome',
+      labelNames: ['event', 'outcome'],
       registers: [registry],
     }),
   };

@@ -7,6 +7,7 @@ import type { Db } from '../db/database.ts';
 import type { LineRuntime } from '../line/runtime.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import type { ZoomWebhookRuntime } from '../monitor/events.ts';
 import type { OutboxOptions } from '../schedules/schedules.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { adminAuth } from './auth.ts';
@@ -18,6 +19,7 @@ import { lineWebhookRoutes } from './routes/line-webhook.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { systemRoutes, type Readiness } from './routes/system.ts';
 import { zoomRoutes } from './routes/zoom.ts';
+import { zoomWebhookRoutes } from './routes/zoom-webhook.ts';
 
 /** What the HTTP layer needs; it holds no business logic of its own. */
 export interface HttpDeps {
@@ -34,6 +36,8 @@ export interface HttpDeps {
   readiness(): Promise<Readiness>;
   /** The LINE side (webhooks, imagemap images); without it those routes are not served. */
   line?: LineRuntime | undefined;
+  /** Zoom webhook event processing; without it /webhooks/zoom/{accountId} is not served. */
+  zoomWebhooks?: ZoomWebhookRuntime | undefined;
 }
 
 /** Builds the Fastify app without listening, so tests drive it through `inject`. */
@@ -78,6 +82,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     await app.register(async (scope) => lineWebhookRoutes(scope, deps, line));
     await app.register(async (scope) => imagemapRoutes(scope, line));
   }
+  const zoomWebhooks = deps.zoomWebhooks;
+  if (zoomWebhooks) await app.register(async (scope) => zoomWebhookRoutes(scope, deps, zoomWebhooks));
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
   // Prometheus text format; behind the admin token when one is set (Prometheus can send it).
   app.get('/metrics', { schema: { hide: true }, onRequest: adminAuth(deps.adminToken) }, async (_request, reply) =>

@@ -52,7 +52,8 @@ export interface ZoomCredentials {
 }
 
 const SECRET = 'zoom_accounts.client_secret';
-const WEBHOOK_SECRET = 'zoom_accounts.webhook_secret_token';
+/** The purpose the webhook secret token is encrypted for (the webhook route decrypts it too). */
+export const WEBHOOK_SECRET = 'zoom_accounts.webhook_secret_token';
 
 export async function insertZoomAccount(db: Db, box: SecretBox, clock: Clock, input: NewZoomAccount): Promise<ZoomAccount> {
   const now = clock.now();
