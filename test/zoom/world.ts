@@ -21,6 +21,8 @@ export interface HostSpec {
   plan: 'licensed' | 'basic';
   /** Zoom account id; hosts sharing one share its token and per-second limits. Default: one account per host. */
   accountId?: string;
+  /** The emulator account's plan for a licensed host (default pro; business has the dashboard API). */
+  zoomPlan?: 'pro' | 'business';
 }
 
 export interface ZoomWorld {
@@ -60,7 +62,7 @@ export async function openZoomWorld(
       accountId,
       clientId: `cid-${accountId}`,
       clientSecret: `secret-${accountId}`,
-      plan: members[0]?.plan === 'basic' ? ('basic' as const) : ('pro' as const),
+      plan: members[0]?.plan === 'basic' ? ('basic' as const) : (members[0]?.zoomPlan ?? ('pro' as const)),
       users: members.map((m) => ({ id: `user-${m.label}`, email: `${m.label}@example.com`, type: m.plan === 'basic' ? (1 as const) : (2 as const) })),
     })),
   });

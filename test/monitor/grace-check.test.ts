@@ -1,0 +1,117 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
+import { createMonitor } from '../../src/monitor/monitor.ts';
+import { dialects } from '../support/databases.ts';
+import { openZoomWorld, silent, type HostSpec, type ZoomWorld } from '../zoom/world.ts';
+
+/** The grace-time check against the Zoom emulator through the reconciliation poll alone (no webhooks). */
+describe.each(dialects)('attendance check at start + grace on %s', (dialect) => {
+  let z: ZoomWorld;
+  afterEach(async () => {
+    await z?.close();
+  });
+
+  const open = async (hosts: HostSpec[] = [{ label: 'h1', plan: 'licensed' }], config: Record<string, unknown> = {}, emulator = {}) => {
+    z = await openZoomWorld(dialect, hosts, { config, emulator, start: '2026-12-01T11:00:00Z' });
+    return createMonitor({
+      db: z.database.db,
+      box: z.box,
+      clock: z.clock,
+      config: z.config,
+      client: z.client,
+      logger: silent,
+      metrics: createMonitorMetrics(new Registry()),
+      rules: () => deliveryRules(z.config.current()),
+    });
+  };
+  const meetingNumber = async (id: string) => Number((await z.meetingOf(id)).meetingId);
+  const verdictOf = (id: string) =>
+    z.database.db.selectFrom('schedules').select(['meeting_state', 'monitor_state', 'monitor_reason', 'attendance', 'live_status']).where('external_id', '=', id).executeTakeFirstOrThrow();
+
+  it('ends and deletes a meeting nobody started, so a late join cannot reopen it', async () => {
+    const monitor = await open();
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50, { minParticipants: 2 });
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    await z.clock.set(new Date('2026-12-01T12:09:59Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({});
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty', live_status: 'ended' });
+    expect((await verdictOf('c1')).monitor_reason).toBe('no student present 10 minutes after the start (0 booked): nobody started the meeting; meeting ended and deleted');
+    expect(z.em.meeting(id)?.deleted).toBe(true);
+    expect(() => z.em.join(id, { name: 'late student' })).toThrow();
+    // Checked once; the provisioner does not make a new meeting for it.
+    expect((await monitor.runPass()).graceChecked).toEqual({});
+    expect((await z.provisioner().runPass()).claimed).toBe(0);
+  });
+
+  it('ends a live meeting where only the host is (dashboard), then deletes it', async () => {
+    const monitor = await open([{ label: 'h1', plan: 'licensed', zoomPlan: 'business' }], { monitor: { dashboardParticipants: true } });
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    z.em.join(id, { name: 'Host', userId: 'user-h1', role: 'host' });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(z.em.meeting(id)).toMatchObject({ deleted: true, state: 'ended' });
+  });
+
+  it('turns join-before-host off when Zoom refuses to delete an ended meeting (3007)', async () => {
+    const monitor = await open([{ label: 'h1', plan: 'licensed', zoomPlan: 'business' }], { monitor: { dashboardParticipants: true } }, { deleteEndedMeetings: 'reject' });
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    z.em.join(id, { name: 'Host', userId: 'user-h1', role: 'host' });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    await monitor.runPass();
+    expect(z.em.meeting(id)).toMatchObject({ deleted: false, settings: { join_before_host: false } });
+    expect((await verdictOf('c1')).monitor_reason).toMatch(/refused to delete it \(3007\), so join before host was turned off/);
+  });
+
+  it('counts students by the dashboard: below the minimum is reported, at the minimum left alone', async () => {
+    const monitor = await open([{ label: 'h1', plan: 'licensed', zoomPlan: 'business' }], { monitor: { dashboardParticipants: true } });
+    await z.schedule('below', '2026-12-01T12:00:00Z', 50, { minParticipants: 3 });
+    await z.schedule('at', '2026-12-01T14:00:00Z', 50, { minParticipants: 2 });
+    await z.provisioner().runPass();
+    const below = await meetingNumber('below');
+    z.em.join(below, { name: 'Ann', email: 'ann@example.com' });
+    z.em.join(below, { name: 'Host', userId: 'user-h1', role: 'host' });
+    z.em.join(below, { name: 'Ben', email: 'ben@example.com' });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect(await verdictOf('below')).toMatchObject({ monitor_state: 'below_minimum', meeting_state: 'ready', attendance: 2, live_status: 'started' });
+    expect((await verdictOf('below')).monitor_reason).toBe('2 students present 10 minutes after the start, below the minimum of 3 (0 booked)');
+    expect(z.em.meeting(below)?.deleted).toBe(false);
+
+    z.em.endMeeting(below); // the class is over: the host is free again
+    const at = await meetingNumber('at');
+    z.em.join(at, { name: 'Cat' });
+    z.em.join(at, { name: 'Dan' });
+    await z.clock.set(new Date('2026-12-01T14:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    expect(await verdictOf('at')).toMatchObject({ monitor_state: 'ok', attendance: 2 });
+  });
+
+  it('never ends a live meeting on missing join webhooks alone (no dashboard): reports it', async () => {
+    const monitor = await open();
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    z.em.join(id, { name: 'Ann' });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect(z.em.meeting(id)).toMatchObject({ deleted: false, state: 'started' });
+    expect((await verdictOf('c1')).monitor_reason).toMatch(/live but no student join was received/);
+  });
+
+  it('leaves everything alone when monitoring is off', async () => {
+    const monitor = await open(undefined, { monitor: { enabled: false } });
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
+    await z.provisioner().runPass();
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect(await monitor.runPass()).toEqual({ headcountChecked: 0, graceChecked: {}, reconciled: 0 });
+  });
+});

@@ -1,0 +1,128 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DeliveryEngine } from '../../src/deliveries/loop.ts';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { checkHeadcount } from '../../src/monitor/headcount.ts';
+import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
+import { createMonitor } from '../../src/monitor/monitor.ts';
+import { upsertAppointments } from '../../src/schedules/appointments.ts';
+import { upsertSchedules } from '../../src/schedules/schedules.ts';
+import { zoomClientFor } from '../../src/zoom/wiring.ts';
+import { dialects } from '../support/databases.ts';
+import { openEngineWorld, userId, type EngineWorld } from '../deliveries/world.ts';
+import { openZoomWorld, type ZoomWorld } from '../zoom/world.ts';
+
+describe.each(dialects)('minimum headcount on %s', (dialect) => {
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+
+  const monitorOf = (world: EngineWorld, engine?: DeliveryEngine) =>
+    createMonitor({
+      ...(engine ? { onDeliveriesChanged: (ids: number[]) => engine.notifyChanged(ids) } : {}),
+      db: world.h.database.db,
+      box: world.h.box,
+      clock: world.h.clock,
+      config: world.h.config,
+      client: zoomClientFor({ db: world.h.database.db, clock: world.h.clock, config: world.h.config, metrics: createMetrics() }),
+      logger: world.h.logger,
+      metrics: createMonitorMetrics(new Registry()),
+      rules: () => deliveryRules(world.h.config.current()),
+    });
+  const schedule = (world: EngineWorld, id: string) =>
+    world.h.database.db.selectFrom('schedules').select(['cancelled', 'headcount_state', 'headcount_reason', 'headcount_stage', 'version']).where('external_id', '=', id).executeTakeFirstOrThrow();
+  const deliveries = (world: EngineWorld) =>
+    world.h.database.db.selectFrom('deliveries').select(['kind', 'state', 'last_error']).orderBy('id').execute();
+
+  it('notify-only (the default): reports a class below its minimum and still sends its links', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2], { minParticipants: 3 });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:49:00Z');
+    const report = await monitorOf(w).runPass();
+    expect(report.headcountChecked).toBe(1);
+    expect(await schedule(w, 'c1')).toMatchObject({ cancelled: dialect === 'postgres' ? false : 0, headcount_state: 'below_minimum', headcount_stage: 'send' });
+    expect((await schedule(w, 'c1')).headcount_reason).toBe('2 booked, below the minimum of 3 (checked before sending the meeting link)');
+    expect(w.h.logs.some((l) => l.includes('below its minimum headcount'))).toBe(true);
+    await w.at('2026-12-01T11:50:00Z');
+    expect(w.received().map((r) => r.to).sort()).toEqual([userId(1), userId(2)].sort());
+  });
+
+  it('cancel: calls the class off once, cancels its links and tells each booked student once', async () => {
+    w = await openEngineWorld(dialect, { monitor: { minimumPolicy: 'cancel' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2], { minParticipants: 3 });
+    await w.klass('c2', '2026-12-01T12:00:00Z', 50, [3, 4, 5], { minParticipants: 3 });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:49:00Z');
+    const monitor = monitorOf(w, engine);
+    await monitor.runPass();
+    await monitor.runPass(); // checked once: the second pass changes nothing
+    await w.advance(1000);
+    expect(await schedule(w, 'c1')).toMatchObject({ headcount_state: 'cancelled', version: 2 });
+    expect(await schedule(w, 'c2')).toMatchObject({ headcount_state: 'ok' });
+    const notices = w.received().filter((r) => r.text.includes('停課通知'));
+    expect(notices.map((r) => r.to).sort()).toEqual([userId(1), userId(2)].sort());
+    expect(notices[0]?.text).toContain('Class c1');
+
+    // The platform sends the class again as not cancelled: it stays called off, and nobody is told twice.
+    const rules = deliveryRules(w.h.config.current());
+    await upsertSchedules(w.h.database.db, w.h.clock, [{ externalId: 'c1', title: 'Class c1 (renamed)', startsAt: new Date('2026-12-01T12:00:00Z'), endsAt: new Date('2026-12-01T12:50:00Z'), trial: false, minParticipants: 3, feedbackUrl: null, cancelled: false }], { rules });
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'c1-9', scheduleExternalId: 'c1', student: { channel: 'school-a', lineUserId: userId(9) }, cancelled: false }], { rules });
+    await w.at('2026-12-01T12:45:00Z');
+    const received = w.received();
+    expect(received.filter((r) => r.text.includes('停課通知'))).toHaveLength(2);
+    expect(received.filter((r) => r.text.includes('zoom.example.com/j/c1'))).toHaveLength(0);
+    expect(received.filter((r) => r.text.includes('zoom.example.com/j/c2'))).toHaveLength(3);
+    const c1 = await w.h.database.db
+      .selectFrom('deliveries')
+      .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
+      .innerJoin('schedules', 'schedules.id', 'appointments.schedule_id')
+      .select(['deliveries.kind', 'deliveries.state'])
+      .where('schedules.external_id', '=', 'c1')
+      .execute();
+    expect(c1.filter((d) => d.kind === 'meeting_url').every((d) => d.state === 'cancelled')).toBe(true);
+    expect(c1.filter((d) => d.kind === 'class_cancelled').map((d) => d.state)).toEqual(['sent', 'sent']);
+  });
+
+  it('leaves a class at its minimum alone, and a class with no minimum unchecked', async () => {
+    w = await openEngineWorld(dialect, { monitor: { minimumPolicy: 'cancel' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3], { minParticipants: 3 });
+    await w.klass('c2', '2026-12-01T12:00:00Z', 50, [4]);
+    const result = await checkHeadcount(w.h.database.db, w.h.clock, { scheduleId: 1, stage: 'provision', policy: 'cancel', rules: deliveryRules(w.h.config.current()) });
+    expect(result).toMatchObject({ state: 'ok', booked: 3, touched: [] });
+    await w.at('2026-12-01T11:49:00Z');
+    expect((await monitorOf(w).runPass()).headcountChecked).toBe(1);
+    expect(await schedule(w, 'c2')).toMatchObject({ headcount_state: null });
+    expect((await deliveries(w)).every((d) => d.state === 'pending')).toBe(true);
+  });
+});
+
+describe.each(dialects)('minimum headcount before provisioning on %s', (dialect) => {
+  let z: ZoomWorld;
+  afterEach(async () => {
+    await z?.close();
+  });
+
+  it.each(['notify-only', 'cancel'] as const)('%s', async (policy) => {
+    z = await openZoomWorld(dialect, [{ label: 'h1', plan: 'licensed' }], { config: { monitor: { minimumPolicy: policy } } });
+    await z.schedule('short', '2026-12-01T12:00:00Z', 50, { minParticipants: 2 });
+    await z.schedule('free', '2026-12-01T14:00:00Z', 50);
+    const report = await z.provisioner().runPass();
+    const short = await z.database.db.selectFrom('schedules').select(['cancelled', 'headcount_state', 'headcount_stage']).where('external_id', '=', 'short').executeTakeFirstOrThrow();
+    expect(short.headcount_stage).toBe('provision');
+    if (policy === 'cancel') {
+      expect(report.outcomes).toEqual({ created: 1, cancelled_below_minimum: 1 });
+      expect(short).toMatchObject({ headcount_state: 'cancelled' });
+      expect(Boolean(short.cancelled)).toBe(true);
+      expect(z.em.meetings()).toHaveLength(1); // only the class without a minimum
+      expect((await z.provisioner().runPass()).claimed).toBe(0);
+    } else {
+      expect(report.outcomes).toEqual({ created: 2 });
+      expect(short).toMatchObject({ headcount_state: 'below_minimum' });
+    }
+  });
+});
