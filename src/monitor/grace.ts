@@ -12,6 +12,8 @@ export interface GraceFacts {
   booked: number;
   /** Students present by the webhooks. */
   attendance: number;
+  /** The host or our own accounts present by the webhooks (they explain a live meeting without students). */
+  othersPresent: number;
   /** Whether any webhook event was received for this meeting (webhooks are working for it). */
   webhookSeen: boolean;
   /** What GET /meetings/{id} said just now; null when not asked (reconcile off) or it failed. */
@@ -39,9 +41,10 @@ export function graceVerdict(f: GraceFacts): GraceVerdict {
     return { state: 'skipped', end: false, reason: `attendance unknown ${at}: no webhook event received and the status poll is off or failed`, present: null };
   }
   if (present === 0) {
-    // Live, yet no student join seen and no dashboard to ask: a lost webhook is likelier than a
-    // host alone in a join-before-host class, so it is reported, never ended on that evidence.
-    if (f.polled === 'started' && f.dashboard === null) {
+    // Live, yet no student join seen and no dashboard to ask: unless the webhooks show the host or
+    // our staff in it (which explains the start), a lost join is the likelier story, so it is
+    // reported, never ended on that evidence.
+    if (f.polled === 'started' && f.dashboard === null && !(f.webhookSeen && f.othersPresent > 0)) {
       return { state: 'below_minimum', end: false, reason: `Zoom reports the meeting live but no student join was received ${at} (lost webhook?); not ended`, present: null };
     }
     const reason = `no student present ${at} (${f.booked} booked)`;

@@ -146,11 +146,19 @@ export function createMonitor(deps: MonitorDeps) {
       }
     }
     const fresh = await db.selectFrom('schedules').select('attendance').where('id', '=', w.id).executeTakeFirst();
+    const others = await db
+      .selectFrom('meeting_participants')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('schedule_id', '=', w.id)
+      .where('present', '=', true)
+      .where('role', '<>', 'student')
+      .executeTakeFirst();
     const booked = (await bookedCounts(db, [w.id])).get(w.id) ?? 0;
     const verdict = graceVerdict({
       minimum: w.minimum,
       booked,
       attendance: fresh?.attendance ?? w.attendance,
+      othersPresent: Number(others?.n ?? 0),
       webhookSeen,
       polled,
       dashboard,

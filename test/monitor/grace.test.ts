@@ -18,13 +18,15 @@ describe('the booked headcount', () => {
 });
 
 describe('the grace-time verdict', () => {
-  const base: GraceFacts = { minimum: 3, booked: 5, attendance: 0, webhookSeen: true, polled: null, dashboard: null, graceMinutes: 10, endEmpty: true };
+  const base: GraceFacts = { minimum: 3, booked: 5, attendance: 0, othersPresent: 0, webhookSeen: true, polled: null, dashboard: null, graceMinutes: 10, endEmpty: true };
 
   it.each<[string, Partial<GraceFacts>, { state: string; end: boolean; present: number | null }]>([
     ['nobody started the meeting (poll): ended', { polled: 'waiting', webhookSeen: false }, { state: 'ended_empty', end: true, present: 0 }],
     ['nobody started it, ending off: reported', { polled: 'waiting', endEmpty: false }, { state: 'not_started', end: false, present: 0 }],
     ['webhooks say nobody is there and no poll: ended', { polled: null }, { state: 'ended_empty', end: true, present: 0 }],
     ['live per Zoom but no join seen, no dashboard: never ended on that', { polled: 'started' }, { state: 'below_minimum', end: false, present: null }],
+    ['live with only the host seen by the webhooks: ended', { polled: 'started', othersPresent: 1 }, { state: 'ended_empty', end: true, present: 0 }],
+    ['live with only the host, but webhooks not seen for it: reported', { polled: 'started', othersPresent: 1, webhookSeen: false }, { state: 'below_minimum', end: false, present: null }],
     ['live, dashboard shows only the host: ended', { polled: 'started', dashboard: 0 }, { state: 'ended_empty', end: true, present: 0 }],
     ['a lost join corrected by the dashboard', { polled: 'started', attendance: 0, dashboard: 3 }, { state: 'ok', end: false, present: 3 }],
     ['below the minimum: reported', { polled: 'started', attendance: 2 }, { state: 'below_minimum', end: false, present: 2 }],

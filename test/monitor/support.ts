@@ -16,6 +16,7 @@ import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';
 import { insertZoomAccount } from '../../src/zoom/accounts.ts';
 import { createProvisioner } from '../../src/zoom/provisioner.ts';
+import type { ZoomClient } from '../../src/zoom/client.ts';
 import { zoomClientFor } from '../../src/zoom/wiring.ts';
 import { openTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { capturingLogger } from '../support/logs.ts';
@@ -57,6 +58,8 @@ export interface MonitorHarness {
   base: string;
   /** What `onRecording` was called with. */
   recordings: RecordingCall[];
+  /** The Zoom client the service uses (for the monitor). */
+  client: ZoomClient;
   /** A class starting `startsAt` with a meeting made by the real provisioner on the emulator. */
   schedule(externalId: string, startsAt?: string, minutes?: number): Promise<{ scheduleId: number; meetingId: number; hostId: string }>;
   /** Waits until the emulator delivered everything and every stored event was applied. */
@@ -70,6 +73,8 @@ export interface MonitorHarnessOptions {
   subscribe?: boolean;
   /** Without it, recordings are "off". */
   onRecording?: boolean;
+  /** The school account's plan (business has the dashboard API). Default pro. */
+  schoolPlan?: 'pro' | 'business';
 }
 
 const silent = pino({ level: 'silent' });
@@ -84,7 +89,7 @@ export async function openMonitorHarness(dialect: Dialect, options: MonitorHarne
     clock,
     createLatencyMs: 0,
     accounts: [
-      { accountId: SCHOOL, clientId: 'cid-school', clientSecret: 'cs-school', plan: 'pro', users: [HOSTS.t1, HOSTS.t2].map((u) => ({ ...u, type: 2 as const })) },
+      { accountId: SCHOOL, clientId: 'cid-school', clientSecret: 'cs-school', plan: options.schoolPlan ?? 'pro', users: [HOSTS.t1, HOSTS.t2].map((u) => ({ ...u, type: 2 as const })) },
       { accountId: OTHER, clientId: 'cid-other', clientSecret: 'cs-other', plan: 'pro', users: [{ ...HOSTS.o1, type: 2 as const }] },
       { accountId: SILENT, clientId: 'cid-silent', clientSecret: 'cs-silent', plan: 'pro', users: [{ ...HOSTS.s1, type: 2 as const }] },
     ],
@@ -163,6 +168,7 @@ export async function openMonitorHarness(dialect: Dialect, options: MonitorHarne
     app,
     base,
     recordings,
+    client,
     async schedule(externalId, startsAt = '2026-12-01T01:00:00Z', minutes = 50) {
       const start = new Date(startsAt);
       await upsertSchedules(database.db, clock, [

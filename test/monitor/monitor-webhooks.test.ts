@@ -1,0 +1,86 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
+import { createMonitor } from '../../src/monitor/monitor.ts';
+import { dialects } from '../support/databases.ts';
+import { HOSTS, liveOf, openMonitorHarness, type MonitorHarness, type MonitorHarnessOptions } from './support.ts';
+
+/** Webhooks and the monitor together: Zoom's signed events over HTTP, then the grace-time check. */
+describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
+  let h: MonitorHarness;
+  afterEach(async () => {
+    await h?.close();
+  });
+
+  const open = async (options: MonitorHarnessOptions = {}) => {
+    h = await openMonitorHarness(dialect, options);
+    return createMonitor({
+      db: h.database.db,
+      box: h.box,
+      clock: h.clock,
+      config: h.config,
+      client: h.client,
+      logger: h.logger,
+      metrics: createMonitorMetrics(new Registry()),
+      rules: () => deliveryRules(h.config.current()),
+    });
+  };
+  const stateOf = (id: number) => h.database.db.selectFrom('schedules').select(['meeting_state', 'monitor_state', 'monitor_reason']).where('id', '=', id).executeTakeFirstOrThrow();
+  // Timer by timer, letting each webhook land before time moves on (Zoom waits 3 s for an answer).
+  const at = async (iso: string) => {
+    const target = new Date(iso).getTime();
+    await h.settle();
+    for (let next = h.clock.nextTimerAt()?.getTime(); next !== undefined && next <= target; next = h.clock.nextTimerAt()?.getTime()) {
+      await h.clock.set(new Date(Math.max(next, h.clock.now().getTime())));
+      await h.settle();
+    }
+    await h.clock.set(new Date(target));
+    await h.settle();
+  };
+
+  it('ends early and deletes a class where only the host showed up', async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.script(c.meetingId, [
+      { atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } },
+      { atMinute: 2, join: { name: 'Ann', email: 'ann@example.com' } },
+      { atMinute: 5, leave: 'Ann' },
+    ]);
+    await at('2026-12-01T01:10:00Z');
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0, peak: 1 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    await h.settle();
+    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
+    expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start (0 booked); meeting ended and deleted');
+    expect(h.em.meeting(c.meetingId)?.deleted).toBe(true);
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'ended', attendance: 0 });
+  });
+
+  it('a lost participant_joined is corrected by the dashboard poll, and the class is not ended', async () => {
+    const monitor = await open({ schoolPlan: 'business', config: { monitor: { dashboardParticipants: true } } });
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.webhooks.drop({ event: 'meeting.participant_joined', times: 1 });
+    h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' });
+    h.em.join(c.meetingId, { name: 'Ben', email: 'ben@example.com' });
+    await at('2026-12-01T01:10:00Z');
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 1 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ attendance: 2, peak: 2 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+    // The webhooks go on from the corrected state: one leaves, one is left.
+    h.em.leave(c.meetingId, h.em.participants(c.meetingId).find((p) => p.name === 'Ann')?.uuid ?? '');
+    await h.settle();
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ attendance: 1 });
+  });
+
+  it('without the dashboard, a live meeting whose only join was lost is reported, never ended', async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.webhooks.drop({ event: 'meeting.participant_joined', times: 1 });
+    h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' });
+    await at('2026-12-01T01:10:00Z');
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+  });
+});
