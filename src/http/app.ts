@@ -20,6 +20,8 @@ import { scheduleRoutes } from './routes/schedules.ts';
 import { systemRoutes, type Readiness } from './routes/system.ts';
 import { zoomRoutes } from './routes/zoom.ts';
 import { zoomWebhookRoutes } from './routes/zoom-webhook.ts';
+import { replayRoutes } from './routes/replay.ts';
+import type { RecordingStore } from '../recordings/store.ts';
 
 /** What the HTTP layer needs; it holds no business logic of its own. */
 export interface HttpDeps {
@@ -38,6 +40,8 @@ export interface HttpDeps {
   line?: LineRuntime | undefined;
   /** Zoom webhook event processing; without it /webhooks/zoom/{accountId} is not served. */
   zoomWebhooks?: ZoomWebhookRuntime | undefined;
+  /** Stored recordings; without them /replay/{token} is not served. */
+  recordings?: { store: RecordingStore } | undefined;
 }
 
 /** Builds the Fastify app without listening, so tests drive it through `inject`. */
@@ -84,6 +88,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   }
   const zoomWebhooks = deps.zoomWebhooks;
   if (zoomWebhooks) await app.register(async (scope) => zoomWebhookRoutes(scope, deps, zoomWebhooks));
+  const recordings = deps.recordings;
+  if (recordings) await app.register(async (scope) => replayRoutes(scope, deps, recordings.store));
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
   // Prometheus text format; behind the admin token when one is set (Prometheus can send it).
   app.get('/metrics', { schema: { hide: true }, onRequest: adminAuth(deps.adminToken) }, async (_request, reply) =>

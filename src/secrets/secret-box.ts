@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Encryption at rest for client secrets, channel secrets and access tokens: AES-256-GCM with a
@@ -8,6 +8,10 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 export interface SecretBox {
   encrypt(plain: string, purpose: string): string;
   decrypt(sealed: string, purpose: string): string;
+  /** HMAC-SHA256 (base64url) of `message` under a key derived per purpose, for signed links. */
+  sign(message: string, purpose: string): string;
+  /** Constant-time check of a `sign` result. */
+  verify(message: string, signature: string, purpose: string): boolean;
 }
 
 const VERSION = 'v1';
@@ -27,7 +31,24 @@ export function parseSecretKey(base64: string): Buffer {
 
 export function createSecretBox(key: Buffer): SecretBox {
   if (key.length !== 32) throw new SecretKeyError('secret key must be 32 bytes');
+  // A separate key per purpose (HKDF), so a signature never doubles as anything else made from the key.
+  const macKeys = new Map<string, Buffer>();
+  const macKey = (purpose: string): Buffer => {
+    let k = macKeys.get(purpose);
+    if (!k) {
+      k = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), `scheduler-sign:${purpose}`, 32));
+      macKeys.set(purpose, k);
+    }
+    return k;
+  };
+  const mac = (message: string, purpose: string): Buffer => createHmac('sha256', macKey(purpose)).update(message, 'utf8').digest();
   return {
+    sign: (message, purpose) => mac(message, purpose).toString('base64url'),
+    verify(message, signature, purpose) {
+      const given = Buffer.from(signature, 'base64url');
+      const expected = mac(message, purpose);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    },
     encrypt(plain, purpose) {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);

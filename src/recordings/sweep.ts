@@ -1,0 +1,57 @@
+import type { Db } from '../db/database.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { readZoomCredentials } from '../zoom/accounts.ts';
+import type { ZoomClient } from '../zoom/client.ts';
+import { ZoomError } from '../zoom/errors.ts';
+import { ingestRecordingMeeting, type IngestDeps } from './ingest.ts';
+import type { RecordingMetrics } from './metrics.ts';
+import { sweepCandidates } from './rows.ts';
+
+export interface SweepDeps extends IngestDeps {
+  client: ZoomClient;
+  logger: Logger;
+  metrics?: RecordingMetrics | undefined;
+}
+
+export interface SweepReport {
+  checked: number;
+  found: number;
+  none: number;
+  errors: number;
+}
+
+const SWEEP_LIMIT = 500;
+
+/**
+ * Asks Zoom for the recordings of recently ended classes that have none on record: a lost or
+ * undeliverable recording.completed must not lose the recording. "No recording yet" (404 code 3301)
+ * is asked again at the next sweep, until the class leaves the lookback window.
+ */
+export async function sweepRecordings(db: Db, deps: SweepDeps): Promise<SweepReport> {
+  const cfg = deps.config.current().recordings;
+  const now = deps.clock.now();
+  const candidates = await sweepCandidates(db, { now, since: new Date(now.getTime() - cfg.sweepLookback.ms), limit: SWEEP_LIMIT });
+  const report: SweepReport = { checked: candidates.length, found: 0, none: 0, errors: 0 };
+  for (const c of candidates) {
+    let outcome: keyof Omit<SweepReport, 'checked'>;
+    try {
+      const creds = await readZoomCredentials(db, deps.box, c.zoomAccountId);
+      const raw = await deps.client.getRecordings(creds, c.meetingUuid || c.meetingId);
+      const result = await ingestRecordingMeeting(db, deps, { accountId: creds.accountId, object: raw, downloadToken: null });
+      outcome = result.startsWith('recordings:') ? 'found' : 'none';
+      if (outcome === 'found') deps.logger.info({ schedule: c.scheduleId, meeting: c.meetingId, result }, 'recording sweep found a recording (its webhook was missed)');
+    } catch (error) {
+      if (error instanceof ZoomError && error.status === 404) {
+        // 3301: none (yet); 1001/3001: the meeting is gone. Either way nothing to fetch now.
+        outcome = 'none';
+      } else {
+        outcome = 'errors';
+        deps.logger.warn({ schedule: c.scheduleId, meeting: c.meetingId, err: coerceError(error) }, 'recording sweep could not ask Zoom');
+      }
+    }
+    report[outcome]++;
+    deps.metrics?.sweeps.inc({ outcome: outcome === 'errors' ? 'error' : outcome });
+  }
+  return report;
+}

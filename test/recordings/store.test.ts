@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { filesystemStore, type RecordingStore } from '../../src/recordings/store.ts';
+
+async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) yield Buffer.from(p);
+}
+async function* failing(part: string): AsyncGenerator<Uint8Array> {
+  yield Buffer.from(part);
+  throw new Error('connection reset');
+}
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  const out: Buffer[] = [];
+  for await (const c of stream) out.push(c as Buffer);
+  return Buffer.concat(out).toString('utf8');
+}
+
+describe('filesystemStore', () => {
+  let dir: string;
+  let store: RecordingStore;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'store-'));
+    store = filesystemStore(dir);
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('keeps a partial through a failed write, resumes it, and commits atomically', async () => {
+    await expect(store.append('m/f.mp4', 0, failing('hello '))).rejects.toThrow('connection reset');
+    expect(await store.partialSize('m/f.mp4')).toBe(6);
+    expect(await store.size('m/f.mp4')).toBeNull(); // never a half file at the final key
+    await store.append('m/f.mp4', 6, chunks('wor', 'ld'));
+    const hash = createHash('sha256');
+    for await (const c of store.readPartial('m/f.mp4')) hash.update(c as Buffer);
+    expect(hash.digest('hex')).toBe(createHash('sha256').update('hello world').digest('hex'));
+    await store.commit('m/f.mp4');
+    expect(await store.size('m/f.mp4')).toBe(11);
+    expect(await store.partialSize('m/f.mp4')).toBe(0);
+    expect(await text(store.read('m/f.mp4', { start: 6, end: 10 }))).toBe('world');
+    expect(await readdir(join(dir, 'm'))).toEqual(['f.mp4']);
+  });
+
+  it('drops bytes beyond the offset, starts over at 0, and refuses a gap', async () => {
+    await store.append('k', 0, chunks('abcdef'));
+    await store.append('k', 3, chunks('XY'));
+    expect(await store.partialSize('k')).toBe(5);
+    await store.append('k', 0, chunks('new'));
+    expect(await store.partialSize('k')).toBe(3);
+    await expect(store.append('k', 10, chunks('z'))).rejects.toThrow(/cannot resume at byte 10/);
+    await store.discardPartial('k');
+    expect(await store.partialSize('k')).toBe(0);
+  });
+
+  it('refuses keys that leave the directory, and deletes', async () => {
+    expect(() => store.read('../x')).toThrow(/invalid storage key/);
+    await expect(store.size('/etc/passwd')).rejects.toThrow(/invalid storage key/);
+    await store.append('a/b', 0, chunks('1'));
+    await store.commit('a/b');
+    await store.delete('a/b');
+    expect(await store.size('a/b')).toBeNull();
+  });
+});
