@@ -22,6 +22,13 @@ import { resyncPendingDeliveries } from './deliveries/outbox.ts';
 import { deliveryRules, engineSettings } from './deliveries/settings.ts';
 import { claimSqliteProcessLock } from './db/process-lock.ts';
 import { zoomClientFor } from './zoom/wiring.ts';
+import { oweReplayLinks } from './deliveries/owed.ts';
+import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from './monitor/events.ts';
+import { createMonitorMetrics } from './monitor/metrics.ts';
+import { createMonitor, type Monitor } from './monitor/monitor.ts';
+import { createRecordingMetrics } from './recordings/metrics.ts';
+import { replayUrlFor } from './recordings/replay.ts';
+import { createRecordings, type Recordings } from './recordings/runtime.ts';
 
 /** A start-up problem the operator must fix (exit status 2). */
 export class StartupError extends Error {
@@ -48,6 +55,9 @@ export interface App {
   provisioner: Provisioner;
   line: LineRuntime;
   engine: DeliveryEngine;
+  zoomWebhooks: ZoomWebhookRuntime;
+  monitor: Monitor;
+  recordings: Recordings;
   /** Listen on http.host:http.port and start the workers; resolves to the bound address. */
   listen(): Promise<string>;
   /** Stop taking work, finish or release what is in flight, close the database. Idempotent. */
@@ -93,7 +103,50 @@ export async function createApp(options: AppOptions): Promise<App> {
 
     const metrics = createMetrics({ defaultMetrics: true });
     const zoomClient = zoomClientFor({ db: database.db, clock, config, metrics });
-    const provisioner = createProvisioner({ db: database.db, box, clock, config, client: zoomClient, logger: logger.child({ part: 'provisioner' }), metrics });
+    const monitorMetrics = createMonitorMetrics(metrics.registry);
+    // Deliveries made outside an upsert (headcount cancellations, replay links) wake the engine, built below.
+    const deliveriesChanged = (ids: number[]): void => engine.notifyChanged(ids);
+    const provisioner = createProvisioner({
+      db: database.db,
+      box,
+      clock,
+      config,
+      client: zoomClient,
+      logger: logger.child({ part: 'provisioner' }),
+      metrics,
+      headcount: { policy: () => config.current().monitor.minimumPolicy, rules: () => deliveryRules(config.current()), metrics: monitorMetrics, onDeliveriesChanged: deliveriesChanged },
+    });
+    const recordingsLogger = logger.child({ part: 'recordings' });
+    const recordings = createRecordings({
+      db: database.db,
+      box,
+      clock,
+      config,
+      client: zoomClient,
+      logger: recordingsLogger,
+      metrics: createRecordingMetrics(metrics.registry),
+      onStored: async (stored) => {
+        const replay = config.current().notifications.replayUrl;
+        if (!replay.enabled || stored.scheduleId === null) return;
+        const ids = await oweReplayLinks(database.db, clock.now(), { scheduleId: stored.scheduleId, lateWindowMs: replay.lateWindow.ms });
+        if (ids.length) {
+          recordingsLogger.info({ schedule: stored.scheduleId, students: ids.length }, 'replay links owed');
+          deliveriesChanged(ids);
+        }
+      },
+    });
+    const zoomWebhooks = createZoomWebhookRuntime({ db: database.db, clock, config, logger: logger.child({ part: 'zoom-webhooks' }), metrics, onRecording: recordings.onRecording });
+    const monitor = createMonitor({
+      db: database.db,
+      box,
+      clock,
+      config,
+      client: zoomClient,
+      logger: logger.child({ part: 'monitor' }),
+      metrics: monitorMetrics,
+      rules: () => deliveryRules(config.current()),
+      onDeliveriesChanged: deliveriesChanged,
+    });
 
     const line = await startLine({ db: database.db, box, clock, config, logger: logger.child({ part: 'line' }) });
     // Released after the HTTP server (no new webhooks) and before the database (LIFO).
@@ -108,6 +161,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger: engineLogger,
       metrics: createDeliveryMetrics(metrics.registry),
       sender: lineDeliverySender({ db: database.db, config, send: line.send, imagemap: line.imagemap }),
+      replayLink: (recordingId) => replayUrlFor(config.current(), box, recordingId, clock.now()),
     });
     const engine = createDeliveryEngine({ db: database.db, clock, settings, logger: engineLogger, sendPath });
 
@@ -129,6 +183,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       metrics,
       adminToken,
       line,
+      zoomWebhooks,
+      recordings,
       outbox: () => ({ rules: deliveryRules(config.current()), onDeliveriesChanged: (ids) => engine.notifyChanged(ids) }),
       readiness: async () => {
         const checks: Record<string, string> = {};
@@ -144,8 +200,12 @@ export async function createApp(options: AppOptions): Promise<App> {
         return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
       },
     });
+    // After the HTTP server (LIFO): no event is stored that nothing would apply until the next start.
+    releasers.push(() => zoomWebhooks.stop());
     releasers.push(() => http.close());
     // Released before the HTTP server and the database (LIFO): stop claiming, finish, hand back leases.
+    releasers.push(() => recordings.stop());
+    releasers.push(() => monitor.stop());
     releasers.push(() => provisioner.stop());
     releasers.push(() => engine.stop());
 
@@ -180,12 +240,18 @@ export async function createApp(options: AppOptions): Promise<App> {
       provisioner,
       line,
       engine,
+      zoomWebhooks,
+      monitor,
+      recordings,
       async listen() {
         const { host, port } = config.current().http;
         const address = await http.listen({ host, port });
         if (options.workers ?? true) {
           provisioner.start();
           line.start();
+          zoomWebhooks.start();
+          monitor.start();
+          recordings.start();
           // The first round is the catch-up after downtime; it must not hold up listening.
           engine.start().catch((error: unknown) => engineLogger.error({ err: coerceError(error) }, 'delivery engine failed to start'));
         }

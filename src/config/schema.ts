@@ -351,6 +351,7 @@ export const RESTART_KEYS: readonly string[] = [
   'http.bodyLimitBytes',
   'http.trustProxy',
   'reload.watch',
+  'recordings.dir',
 ];
 
 export function requiresRestart(key: string): boolean {

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate } from '../db/row.ts';
 import type { HeadcountStage, HeadcountState } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
+import { oweToBookedStudents } from '../deliveries/owed.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
 
@@ -69,7 +69,8 @@ export async function checkHeadcount(
       .execute();
     if (state === 'cancelled') {
       touched.push(...(await syncDeliveries(trx, clock, o.rules, { scheduleIds: [row.id] })));
-      touched.push(...(await owedCancellationNotices(trx, now, row.id, toDate(row.ends_at), row.version + 1)));
+      // Each booked student is told, once, until the class would have ended.
+      touched.push(...(await oweToBookedStudents(trx, now, { scheduleId: row.id, kind: 'class_cancelled', notAfter: toDate(row.ends_at), version: row.version + 1 })));
     }
     return { state, booked, reason, changed: row.headcount_state !== state, touched };
   });
@@ -89,35 +90,4 @@ export async function bookedCounts(db: Db, scheduleIds: readonly number[]): Prom
     for (const r of rows) out.set(r.schedule_id, Number(r.n));
   }
   return out;
-}
-
-/** One `class_cancelled` message per booked student, due now, useful until the class would have ended. */
-async function owedCancellationNotices(db: Db, now: Date, scheduleId: number, endsAt: Date, version: number): Promise<number[]> {
-  const bookings = await db.selectFrom('appointments').select('id').where('schedule_id', '=', scheduleId).where('cancelled', '=', false).execute();
-  const ids: number[] = [];
-  for (const chunk of chunked(bookings, 300)) {
-    const rows = await db
-      .insertInto('deliveries')
-      .values(
-        chunk.map((b) => ({
-          appointment_id: b.id,
-          kind: 'class_cancelled' as const,
-          due_at: now,
-          not_after: endsAt,
-          available_at: now,
-          state: 'pending' as const,
-          attempts: 0,
-          retry_key: randomUUID(),
-          schedule_version: version,
-          created_at: now,
-          updated_at: now,
-        })),
-      )
-      // Checked once per class: a second cancellation (after a revival) does not notify twice.
-      .onConflict((oc) => oc.columns(['appointment_id', 'kind']).doNothing())
-      .returning('id')
-      .execute();
-    ids.push(...rows.map((r) => r.id));
-  }
-  return ids;
 }
