@@ -1,4 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/app.ts';
@@ -71,5 +74,87 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
     const metrics = await app.http.inject({ method: 'GET', url: '/metrics' });
     expect(metrics.body).toContain('scheduler_deliveries_total{state="sent"} 1');
     expect(metrics.body).toContain('scheduler_zoom_request_duration_seconds_count{operation="create_meeting",outcome="201"} 1');
+  });
+
+  it('watches the class through signed webhooks, saves its recording and sends the replay link once', async () => {
+    const clock = virtualClock('2026-12-01T11:00:00Z');
+    zoom = await startZoomEmulator({ clock, createLatencyMs: 0, accounts: [{ accountId: 'acc', clientId: 'cid', clientSecret: 'csec', plan: 'pro', users: [{ id: 'host1', email: 'host1@example.com' }] }] });
+    line = await startLineEmulator({ clock, channels: [{ users: [{ userId: student, displayName: 'Aki' }] }] });
+    const channel = line.channels()[0];
+    if (!channel) throw new Error('no channel');
+    database = dialect === 'postgres' ? await openTestDatabase('postgres') : undefined;
+    const dir = await mkdtemp(join(tmpdir(), 'scheduler-recordings-'));
+    const config = createConfigStore(
+      parseConfig(
+        {
+          database: { url: database ? urlOf(database, '') : 'sqlite::memory:' },
+          http: { port: 0 },
+          zoom: { apiBaseUrl: zoom.apiBaseUrl, oauthUrl: zoom.oauthUrl, meeting: { autoRecording: 'cloud' } },
+          line: { apiBaseUrl: line.url },
+          notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, replayUrl: { enabled: true } },
+          recordings: { dir },
+        },
+        'test',
+      ),
+      { env: {} },
+      clock,
+    );
+    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
+    const base = await app.listen();
+    app.zoomWebhooks.start();
+    const api = (method: 'POST' | 'PUT', url: string, payload: object) => app!.http.inject({ method, url, payload });
+    expect((await api('POST', '/api/zoom-accounts', { label: 'h1', plan: 'licensed', accountId: 'acc', clientId: 'cid', clientSecret: 'csec', hostUserId: 'host1', webhookSecretToken: 'whsec' })).statusCode).toBe(201);
+    expect((await api('POST', '/api/line-channels', { label: 'OA', slug: 'main', channelId: channel.channelId, channelSecret: channel.channelSecret, channelAccessToken: channel.accessToken })).statusCode).toBe(201);
+    expect((await api('PUT', '/api/schedules/math-1', { title: '數學', startsAt: '2026-12-01T20:00:00+08:00', endsAt: '2026-12-01T20:50:00+08:00' })).statusCode).toBe(201);
+    expect((await api('PUT', '/api/appointments/b-1', { scheduleExternalId: 'math-1', student: { channel: 'main', lineUserId: student } })).statusCode).toBe(201);
+    zoom.webhooks.subscribe({ accountId: 'acc', url: `${base}/webhooks/zoom/acc`, secretToken: 'whsec' });
+    expect(await zoom.webhooks.validate('acc')).toMatchObject({ ok: true });
+    await app.provisioner.runPass();
+    const id = zoom.meetings()[0]?.id ?? 0;
+    const settle = async () => {
+      for (let i = 0; i < 3; i++) {
+        await zoom!.webhooks.settle();
+        await app!.zoomWebhooks.idle();
+      }
+    };
+
+    // Aki comes at 19:58 and stays to the end: the class is watched, not ended.
+    await clock.set(new Date('2026-12-01T11:58:00Z'));
+    const aki = zoom.join(id, { name: 'Aki', email: 'aki@example.com' });
+    await settle();
+    await clock.set(new Date('2026-12-01T12:10:00Z'));
+    await settle();
+    expect((await app.monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    const watched = await app.database.db.selectFrom('schedules').select(['attendance', 'live_status', 'monitor_state']).executeTakeFirstOrThrow();
+    expect(watched).toEqual({ attendance: 1, live_status: 'started', monitor_state: 'ok' });
+
+    // The last one out ends the meeting; Zoom records it and says so (recording.completed).
+    await clock.set(new Date('2026-12-01T12:50:00Z'));
+    zoom.leave(id, aki);
+    await settle();
+    expect((await app.recordings.runOnce()).outcomes).toEqual({ stored: 2 });
+    const files = await app.database.db.selectFrom('recordings').select(['file_id', 'file_type', 'state', 'checksum_sha256']).orderBy('id').execute();
+    expect(files.map((f) => [f.file_type, f.state])).toEqual([
+      ['MP4', 'stored'],
+      ['M4A', 'stored'],
+    ]);
+    for (const f of files) expect(f.checksum_sha256).toBe(zoom.recordingFile(f.file_id)?.sha256);
+
+    await app.engine.runOnce();
+    const replay = line.received(student).filter((r) => JSON.stringify(r.messages).includes('/replay/'));
+    expect(replay).toHaveLength(1);
+    const link = /http:\/\/localhost:3000(\/replay\/[^"\\\s]+)/.exec(JSON.stringify(replay[0]?.messages))?.[1] ?? '';
+    const video = await app.http.inject({ method: 'GET', url: link });
+    expect(video.statusCode).toBe(200);
+    expect(createHash('sha256').update(video.rawPayload).digest('hex')).toBe(zoom.recordingFile(files[0]?.file_id ?? '')?.sha256);
+
+    // Zoom sends the webhook again: nothing is downloaded or sent twice.
+    const delivered = zoom.webhooks.deliveries({ event: 'recording.completed' })[0];
+    expect(await zoom.webhooks.redeliver(delivered?.id ?? '')).toBe(200);
+    await settle();
+    expect((await app.recordings.runOnce()).claimed).toBe(0);
+    await app.engine.runOnce();
+    expect(line.received(student).filter((r) => JSON.stringify(r.messages).includes('/replay/'))).toHaveLength(1);
+    await rm(dir, { recursive: true, force: true });
   });
 });

@@ -70,7 +70,11 @@ export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: C
 
   const onMiss = async (): Promise<void> => {
     const now = clock.now().getTime();
-    if (now - lastMissRefresh < MISS_REFRESH_MS) return;
+    if (now - lastMissRefresh < MISS_REFRESH_MS) {
+      // A concurrent miss is answered by the reload already under way, not by the stale map.
+      await inFlight;
+      return;
+    }
     lastMissRefresh = now;
     await refresh();
   };
