@@ -207,6 +207,8 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; limit
     .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_id', 'schedules.meeting_uuid'])
     .where('schedules.meeting_id', 'is not', null)
     .where('schedules.cancelled', '=', false)
+    // Ended early as empty: deleted at Zoom, and a recording of an empty room is not worth keeping.
+    .where('schedules.meeting_state', '<>', 'ended_empty')
     .where('zoom_accounts.plan', '=', 'licensed')
     .where((eb) =>
       eb.or([

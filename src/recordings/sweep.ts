@@ -31,6 +31,8 @@ const SWEEP_LIMIT = 500;
 export async function sweepRecordings(db: Db, deps: SweepDeps): Promise<SweepReport> {
   const cfg = deps.config.current().recordings;
   const now = deps.clock.now();
+  // Only meetings made to record to the cloud are owed a recording; asking for the others wastes calls.
+  if (deps.config.current().zoom.meeting.autoRecording !== 'cloud') return { checked: 0, found: 0, none: 0, errors: 0 };
   const candidates = await sweepCandidates(db, { now, since: new Date(now.getTime() - cfg.sweepLookback.ms), limit: SWEEP_LIMIT });
   const report: SweepReport = { checked: candidates.length, found: 0, none: 0, errors: 0 };
   for (const c of candidates) {

@@ -9,6 +9,14 @@ describe.each(dialects)('recording sweep and loop (%s)', (dialect) => {
   });
   afterEach(() => w.close());
 
+  it('asks nothing about meetings not made to record to the cloud', async () => {
+    await w.close();
+    w = await openRecordingWorld(dialect, {}, 'none');
+    await w.clock.set(new Date('2026-12-01T02:10:00Z'));
+    expect(await w.recordings().sweep()).toEqual({ checked: 0, found: 0, none: 0, errors: 0 });
+    expect(w.em.requests().filter((r) => r.path.endsWith('/recordings'))).toEqual([]);
+  });
+
   it('finds a recording whose webhook was lost, once the class has ended', async () => {
     const rec = w.recordings();
     expect(await rec.sweep()).toEqual({ checked: 0, found: 0, none: 0, errors: 0 }); // the class has not ended

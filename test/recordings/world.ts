@@ -32,10 +32,10 @@ export const file = (id: string, fileType: string, size: number): RecordingFile 
   status: 'completed',
 });
 
-export async function openRecordingWorld(dialect: Dialect, config: Record<string, unknown> = {}): Promise<RecordingWorld> {
+export async function openRecordingWorld(dialect: Dialect, config: Record<string, unknown> = {}, autoRecording: 'cloud' | 'none' = 'cloud'): Promise<RecordingWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'recordings-'));
   const world = await openZoomWorld(dialect, [{ label: 'pro', plan: 'licensed' }], {
-    config: { recordings: { dir, retry: { attempts: 3, baseDelay: '1m', maxDelay: '10m' }, ...config } },
+    config: { zoom: { meeting: { autoRecording } }, recordings: { dir, retry: { attempts: 3, baseDelay: '1m', maxDelay: '10m' }, ...config } },
   });
   await world.schedule('c1', '2026-12-01T01:00:00Z', 60);
   await world.provisioner().runPass();
