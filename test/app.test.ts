@@ -155,6 +155,12 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
     expect((await app.recordings.runOnce()).claimed).toBe(0);
     await app.engine.runOnce();
     expect(line.received(student).filter((r) => JSON.stringify(r.messages).includes('/replay/'))).toHaveLength(1);
+
+    // What an operator sees of it.
+    const detail = (await app.http.inject({ method: 'GET', url: '/api/schedules/math-1' })).json();
+    expect(detail.monitoring).toMatchObject({ liveStatus: 'ended', attendance: 0, attendancePeak: 1, verdict: 'ok', reason: '1 student present 10 minutes after the start', endedAt: '2026-12-01T12:50:00.000Z' });
+    expect(detail.recordings.map((r: { fileType: string; state: string }) => `${r.fileType}:${r.state}`)).toEqual(['MP4:stored', 'M4A:stored']);
+    expect(detail.appointments[0].deliveries.map((d: { kind: string; state: string }) => `${d.kind}:${d.state}`)).toContain('replay_url:sent');
     await rm(dir, { recursive: true, force: true });
   });
 });

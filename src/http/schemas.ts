@@ -122,6 +122,16 @@ const meetingView = z.object({
   version: z.number().nullable(),
   error: z.string().nullable(),
 });
+const monitoringView = z.object({
+  liveStatus: z.string().nullable().describe('waiting | started | ended, as Zoom last reported it'),
+  startedAt: z.string().nullable(),
+  endedAt: z.string().nullable(),
+  attendance: z.number().describe('students in the meeting now (host and our own accounts excluded)'),
+  attendancePeak: z.number(),
+  verdict: z.string().nullable().describe('attendance check at start + monitor.graceMinutes: ok | below_minimum | ended_empty | not_started | skipped | pending'),
+  reason: z.string().nullable(),
+  headcount: z.object({ state: z.string().nullable().describe('ok | below_minimum | cancelled'), reason: z.string().nullable(), checkedBefore: z.string().nullable() }),
+});
 export const scheduleView = z.object({
   id: z.number(),
   externalId: z.string(),
@@ -134,6 +144,7 @@ export const scheduleView = z.object({
   cancelled: z.boolean(),
   version: z.number(),
   meeting: meetingView,
+  monitoring: monitoringView,
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -150,7 +161,17 @@ const deliveryView = z.object({
   latenessMs: z.number().nullable(),
   lastError: z.string().nullable(),
 });
+const recordingView = z.object({
+  fileType: z.string(),
+  state: z.string(),
+  size: z.number().nullable(),
+  sha256: z.string().nullable(),
+  storedAt: z.string().nullable(),
+  attempts: z.number(),
+  lastError: z.string().nullable(),
+});
 export const scheduleDetail = scheduleView.extend({
+  recordings: z.array(recordingView),
   appointments: z.array(
     z.object({
       externalId: z.string(),

@@ -1,7 +1,7 @@
 import { sql, type Selectable } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
-import { toBool, toDate } from '../db/row.ts';
+import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import type { MeetingState, SchedulesTable } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
@@ -27,10 +27,25 @@ export interface Meeting {
   error: string | null;
 }
 
+/** What was seen of the class while it ran (webhooks, polls) and the verdicts on it. */
+export interface Monitoring {
+  liveStatus: string | null;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  /** Students in the meeting now, and the most at once. */
+  attendance: number;
+  attendancePeak: number;
+  /** The grace-time verdict and why. */
+  verdict: string | null;
+  reason: string | null;
+  headcount: { state: string | null; reason: string | null; checkedBefore: string | null };
+}
+
 export interface Schedule extends ScheduleFields {
   id: number;
   externalId: string;
   meeting: Meeting;
+  monitoring: Monitoring;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -150,6 +165,16 @@ export function toSchedule(row: Selectable<SchedulesTable>): Schedule {
       passcode: row.passcode,
       version: row.meeting_version,
       error: row.meeting_error,
+    },
+    monitoring: {
+      liveStatus: row.live_status,
+      startedAt: toOptionalDate(row.live_started_at),
+      endedAt: toOptionalDate(row.live_ended_at),
+      attendance: row.attendance,
+      attendancePeak: row.attendance_peak,
+      verdict: row.monitor_state,
+      reason: row.monitor_reason,
+      headcount: { state: row.headcount_state, reason: row.headcount_reason, checkedBefore: row.headcount_stage === null ? null : row.headcount_stage === 'send' ? 'sending' : 'provisioning' },
     },
     createdAt: toDate(row.created_at),
     updatedAt: toDate(row.updated_at),

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { invalid } from '../../errors.ts';
 import { listAppointmentsOfSchedule } from '../../schedules/appointments.ts';
 import type { ScheduleInput } from '../../schedules/schedule-rules.ts';
+import { recordingsOfSchedule } from '../../recordings/rows.ts';
 import { bookingCounts, getScheduleByExternalId, listSchedules, upsertSchedules, type Schedule } from '../../schedules/schedules.ts';
 import type { HttpDeps } from '../app.ts';
 import { errorBody, externalId, scheduleBody, scheduleBulk, scheduleDetail, scheduleListQuery, scheduleSummary, scheduleView, upsertResults } from '../schemas.ts';
@@ -89,8 +90,10 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     async (request) => {
       const schedule = await getScheduleByExternalId(db, request.params.externalId);
       const appointments = await listAppointmentsOfSchedule(db, schedule.id);
+      const recordings = await recordingsOfSchedule(db, schedule.id);
       return {
         ...scheduleJson(schedule),
+        recordings: recordings.map((r) => ({ fileType: r.fileType, state: r.state, size: r.fileSize, sha256: r.checksumSha256, storedAt: isoOrNull(r.storedAt), attempts: r.attempts, lastError: r.lastError })),
         appointments: appointments.map((a) => ({
           externalId: a.externalId,
           cancelled: a.cancelled,
@@ -103,7 +106,8 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 }
 
 function scheduleJson(s: Schedule): z.output<typeof scheduleView> {
-  return { ...s, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt), createdAt: iso(s.createdAt), updatedAt: iso(s.updatedAt) };
+  const monitoring = { ...s.monitoring, startedAt: isoOrNull(s.monitoring.startedAt), endedAt: isoOrNull(s.monitoring.endedAt) };
+  return { ...s, monitoring, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt), createdAt: iso(s.createdAt), updatedAt: iso(s.updatedAt) };
 }
 
 function makeCursor(s: Schedule): string {
