@@ -15,7 +15,7 @@ import { ZoomError } from '../zoom/errors.ts';
 import { participantKey } from '../zoom/webhook.ts';
 import type { ZoomCredentials } from '../zoom/tokens.ts';
 import { participantRole } from './attendance.ts';
-import { applyLiveSnapshot, applyLiveStatus, poolHosts } from './events.ts';
+import { applyLiveSnapshot, applyLiveStatus, poolHosts } from './live.ts';
 import { deleteStep, graceVerdict } from './grace.ts';
 import { bookedCounts, checkHeadcount } from './headcount.ts';
 import type { MonitorMetrics } from './metrics.ts';

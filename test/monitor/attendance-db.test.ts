@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.ts';
 import { toBool } from '../../src/db/row.ts';
 import { inTransaction } from '../../src/db/transaction.ts';
-import { applyLiveSnapshot, applyLiveStatus, applyMeetingEvent, recountAttendance, upsertParticipant } from '../../src/monitor/events.ts';
+import { applyMeetingEvent } from '../../src/monitor/events.ts';
+import { applyLiveSnapshot, applyLiveStatus, recountAttendance, upsertParticipant } from '../../src/monitor/live.ts';
 import { parseZoomEnvelope, type ZoomWebhookEvent } from '../../src/zoom/webhook.ts';
 import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
 
