@@ -10,7 +10,7 @@ import { startLine } from '../src/line/runtime.ts';
 import { createLogger } from '../src/logger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
-import type { LoadInput, PhaseResult } from './line-load-worker.ts';
+import type { LoadInput, PhaseResult } from './webhook-load-worker.ts';
 import { valueOf } from './args.ts';
 import { openBenchDatabase } from './database.ts';
 
@@ -45,6 +45,7 @@ export async function run(args: string[]): Promise<void> {
     const port = (app.server.address() as AddressInfo).port;
 
     const input: LoadInput = {
+      kind: 'line',
       url: `http://127.0.0.1:${port}/webhooks/line`,
       host: 'bench.line.bench.test',
       secret,
@@ -56,7 +57,7 @@ export async function run(args: string[]): Promise<void> {
       eventsPerRequest: option('--events-per-request', 1),
       users: 5000,
     };
-    const worker = new Worker(new URL('./line-load-worker.ts', import.meta.url), { workerData: input });
+    const worker = new Worker(new URL('./webhook-load-worker.ts', import.meta.url), { workerData: input });
     const results = await new Promise<PhaseResult[]>((resolve, reject) => {
       worker.once('message', (m: PhaseResult[]) => resolve(m));
       worker.once('error', reject);

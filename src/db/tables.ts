@@ -143,6 +143,8 @@ export interface SchedulesTable {
   headcount_reason: string | null;
   headcount_stage: ColumnType<HeadcountStage | null, HeadcountStage | null | undefined, HeadcountStage | null>;
   headcount_checked_at: NullableInstant;
+  /** When the recording sweep last asked Zoom about this class. */
+  recording_swept_at: NullableInstant;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -206,6 +208,9 @@ export interface MeetingEventsTable {
   error: string | null;
   /** What processing made of it (0004-monitor). */
   outcome: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Failed applications so far, and when to try again (0004-monitor). */
+  attempts: ColumnType<number, number | undefined, number>;
+  retry_at: NullableInstant;
 }
 
 /** Who was seen in a meeting instance; `present` is the latest state by event time (0004-monitor). */

@@ -42,11 +42,16 @@ export async function up(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
     // provision | send: the last check point passed (each is checked once).
     ['headcount_stage', sql`text`, 'null'],
     ['headcount_checked_at', instant, 'null'],
+    // When the recording sweep last asked Zoom about this class (oldest asked first).
+    ['recording_swept_at', instant, 'null'],
   ]);
   await db.schema.createIndex('schedules_monitor').on('schedules').columns(['monitor_state', 'starts_at']).execute();
   await db.schema.createIndex('schedules_meeting_id').on('schedules').columns(['meeting_id']).execute();
 
   await db.schema.alterTable('meeting_events').addColumn('outcome', 'text').execute();
+  // Failed applications are retried (a dropped connection must not lose an attendance event).
+  await db.schema.alterTable('meeting_events').addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema.alterTable('meeting_events').addColumn('retry_at', instant).execute();
   await db.schema.createIndex('meeting_events_unprocessed').on('meeting_events').columns(['processed_at', 'id']).execute();
 
   const participants = db.schema

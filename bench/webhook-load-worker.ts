@@ -1,19 +1,26 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { signLineBody } from '../src/sandbox/line/index.ts';
+import { webhookSignature } from '../src/sandbox/zoom/index.ts';
 
 /**
- * Load generator for the webhook intake benchmark, in its own thread so it does not share the
- * service's event loop. Bodies are built and signed before the clock starts. Two phases: open loop
- * at a fixed rate (latency measured from the scheduled send time, so queueing is not hidden), then
- * closed loop at a fixed concurrency (the most the endpoint takes).
+ * Load generator for the webhook intake benchmarks (LINE and Zoom), in its own thread so it does
+ * not share the service's event loop. Bodies are built and signed before the clock starts. Two
+ * phases: open loop at a fixed rate (latency measured from the scheduled send time, so queueing is
+ * not hidden), then closed loop at a fixed concurrency (the most the endpoint takes).
  */
 export interface LoadInput {
+  kind: 'line' | 'zoom';
   url: string;
-  host: string;
+  /** LINE: the Host header that names the channel. */
+  host?: string;
   secret: string;
-  destination: string;
+  /** LINE: the bot user id. */
+  destination?: string;
+  /** Zoom: the account id and the meeting ids the participants join. */
+  accountId?: string;
+  meetingIds?: string[];
   rate: number;
   seconds: number;
   concurrency: number;
@@ -32,12 +39,17 @@ export interface PhaseResult {
   latenciesMs: number[];
 }
 
+interface Prepared {
+  body: string;
+  headers: Record<string, string>;
+}
+
 const input = workerData as LoadInput;
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });
 let seq = 0;
 let clockMs = 1_700_000_000_000;
 
-function body(): string {
+function lineBody(): Prepared {
   const events = Array.from({ length: input.eventsPerRequest }, () => {
     const n = seq++;
     const user = `U${(n % input.users).toString(16).padStart(32, '0')}`;
@@ -52,24 +64,50 @@ function body(): string {
       ...(n % 2 === 0 ? { replyToken: randomBytes(16).toString('hex') } : {}),
     };
   });
-  return JSON.stringify({ destination: input.destination, events });
+  const body = JSON.stringify({ destination: input.destination, events });
+  return { body, headers: { host: input.host ?? '', 'x-line-signature': signLineBody(input.secret, body) } };
 }
 
-function prepare(count: number): { body: string; signature: string }[] {
-  return Array.from({ length: count }, () => {
-    const b = body();
-    return { body: b, signature: signLineBody(input.secret, b) };
+/** A student joining one of the peak's meetings (Zoom sends one event per request). */
+function zoomBody(): Prepared {
+  const n = seq++;
+  const ids = input.meetingIds ?? ['1'];
+  const meetingId = ids[n % ids.length] ?? '1';
+  const joinedAt = new Date(Date.now() + n);
+  const body = JSON.stringify({
+    event: 'meeting.participant_joined',
+    event_ts: joinedAt.getTime(),
+    payload: {
+      account_id: input.accountId,
+      object: {
+        id: meetingId,
+        uuid: `uuid-${meetingId}`,
+        host_id: 'bench-host',
+        topic: 'bench',
+        type: 2,
+        start_time: joinedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        duration: 50,
+        timezone: 'Asia/Taipei',
+        participant: { user_id: String(16_000_000 + n), user_name: `student ${n}`, id: '', participant_uuid: randomUUID(), email: `s${n % input.users}@example.com`, join_time: joinedAt.toISOString().replace(/\.\d{3}Z$/, 'Z') },
+      },
+    },
   });
+  const ts = Math.floor(Date.now() / 1000);
+  return { body, headers: { 'x-zm-request-timestamp': String(ts), 'x-zm-signature': webhookSignature(input.secret, ts, body) } };
 }
 
-function send(item: { body: string; signature: string }): Promise<number> {
+function prepare(count: number): Prepared[] {
+  return Array.from({ length: count }, () => (input.kind === 'zoom' ? zoomBody() : lineBody()));
+}
+
+function send(item: Prepared): Promise<number> {
   return new Promise((resolve) => {
     const req = request(
       input.url,
       {
         method: 'POST',
         agent,
-        headers: { host: input.host, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(item.body), 'x-line-signature': item.signature },
+        headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(item.body)), ...item.headers },
       },
       (res) => {
         res.resume();
