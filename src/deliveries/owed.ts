@@ -45,7 +45,41 @@ export async function oweToBookedStudents(
 
 /** The replay link of a class whose recording was just stored, when replay links are on. */
 export async function oweReplayLinks(db: Db, now: Date, o: { scheduleId: number; lateWindowMs: number }): Promise<number[]> {
-  const schedule = await db.selectFrom('schedules').select(['version', 'cancelled']).where('id', '=', o.scheduleId).executeTakeFirst();
-  if (!schedule || Boolean(schedule.cancelled)) return [];
+  const schedule = await db.selectFrom('schedules').select(['version', 'cancelled', 'meeting_state']).where('id', '=', o.scheduleId).executeTakeFirst();
+  // A class ended early as empty has nothing worth replaying.
+  if (!schedule || Boolean(schedule.cancelled) || schedule.meeting_state === 'ended_empty') return [];
   return oweToBookedStudents(db, now, { scheduleId: o.scheduleId, kind: 'replay_url', notAfter: new Date(now.getTime() + o.lateWindowMs), version: schedule.version });
+}
+
+/**
+ * Classes whose playable recording was stored within `lateWindowMs` but whose booked students are
+ * not all owed a replay link yet: the catch-up for a crash (or a failed write) between storing the
+ * file and owing the links. A class still downloading its MP4 waits for it.
+ */
+export async function classesMissingReplayLinks(db: Db, now: Date, lateWindowMs: number, limit = 200): Promise<number[]> {
+  const rows = await db
+    .selectFrom('recordings')
+    .innerJoin('schedules', 'schedules.id', 'recordings.schedule_id')
+    .select('schedules.id')
+    .distinct()
+    .where('recordings.state', '=', 'stored')
+    .where('recordings.file_type', 'in', ['MP4', 'M4A'])
+    .where('recordings.stored_at', '>=', new Date(now.getTime() - lateWindowMs))
+    .where('schedules.cancelled', '=', false)
+    .where('schedules.meeting_state', '<>', 'ended_empty')
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('recordings as mp4').select('mp4.id').whereRef('mp4.schedule_id', '=', 'schedules.id').where('mp4.file_type', '=', 'MP4').where('mp4.state', 'in', ['pending', 'downloading']))),
+    )
+    .where(({ exists, not, selectFrom }) =>
+      exists(
+        selectFrom('appointments')
+          .select('appointments.id')
+          .whereRef('appointments.schedule_id', '=', 'schedules.id')
+          .where('appointments.cancelled', '=', false)
+          .where(not(exists(selectFrom('deliveries').select('deliveries.id').whereRef('deliveries.appointment_id', '=', 'appointments.id').where('deliveries.kind', '=', 'replay_url')))),
+      ),
+    )
+    .limit(limit)
+    .execute();
+  return rows.map((r) => r.id);
 }

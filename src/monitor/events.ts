@@ -6,8 +6,9 @@ import { inTransaction } from '../db/transaction.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { fullJitterDelay, type BackoffPolicy } from '../retry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { eventKey, parseZoomEnvelope, type ZoomWebhookEvent } from '../zoom/webhook.ts';
+import { eventKey, parseZoomEnvelope, type ParsedZoomWebhook, type ZoomWebhookEvent } from '../zoom/webhook.ts';
 import { WEBHOOK_SECRET } from '../zoom/accounts.ts';
 import { eventLabel, joinAfterEnd, later, liveStatusOf, outcomeLabel, participantRole } from './attendance.ts';
 import { endInstance, lockScheduleByMeeting, poolHosts, recountAttendance, setLiveState, upsertParticipant } from './live.ts';
@@ -17,7 +18,12 @@ import { endInstance, lockScheduleByMeeting, poolHosts, recountAttendance, setLi
  * the schedule's live state and attendance. Each stored event is processed once (its processed_at
  * is claimed in the transaction that applies it; the schedule row is locked, so two replicas never
  * interleave on one class). Woken by each intake, by a sweep every `monitor.eventSweep` (events a
- * crash or another replica left behind) and once at start.
+ * crash or another replica left behind, and retries that came due) and once at start.
+ *
+ * Failures: a stored payload that does not parse will never parse, so that event fails at once. Any
+ * other error (a dropped connection, a lock timeout, a serialization failure) may pass: the event
+ * stays unprocessed and is tried again after a backoff (attempts, retry_at), and is only given up
+ * after MAX_ATTEMPTS, because a lost participant_joined would make a class look empty.
  */
 
 /** REC's hook: saves the recording files; returns the outcome to store. Must be idempotent (at least once). */
@@ -30,6 +36,8 @@ export interface ZoomWebhookDeps {
   logger: Logger;
   metrics?: Metrics | undefined;
   onRecording?: OnRecording | undefined;
+  /** Backoff jitter (tests pass a fixed one). */
+  random?: (() => number) | undefined;
 }
 
 export interface ZoomWebhookRuntime {
@@ -80,18 +88,44 @@ interface StoredEvent {
   id: number;
   accountId: string;
   event: string;
+  /** As stored (JSON text on SQLite): parsed per event, so one bad row cannot stall the batch. */
   payload: unknown;
+  attempts: number;
 }
 
-/** Events not processed yet, oldest event first. */
-export async function pendingMeetingEvents(db: Db, limit: number): Promise<StoredEvent[]> {
-  const rows = await db.selectFrom('meeting_events').select(['id', 'account_id', 'event', 'payload']).where('processed_at', 'is', null).orderBy('event_at').orderBy('id').limit(limit).execute();
-  return rows.map((r) => ({ id: r.id, accountId: r.account_id, event: r.event, payload: fromJson(r.payload) }));
+/** Events not processed yet and not waiting out a retry backoff, oldest event first. */
+export async function pendingMeetingEvents(db: Db, now: Date, limit: number): Promise<StoredEvent[]> {
+  const rows = await db
+    .selectFrom('meeting_events')
+    .select(['id', 'account_id', 'event', 'payload', 'attempts'])
+    .where('processed_at', 'is', null)
+    .where((eb) => eb.or([eb('retry_at', 'is', null), eb('retry_at', '<=', now)]))
+    .orderBy('event_at')
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ id: r.id, accountId: r.account_id, event: r.event, payload: r.payload, attempts: r.attempts }));
 }
 
 /** Marks an unprocessed event done; false when it was done already (another replica). */
 export async function finishMeetingEvent(db: Db, now: Date, id: number, outcome: string, error: string | null = null): Promise<boolean> {
   const rows = await db.updateTable('meeting_events').set({ processed_at: now, outcome, error }).where('id', '=', id).where('processed_at', 'is', null).returning('id').execute();
+  return rows.length > 0;
+}
+
+/**
+ * Records a failed try of an unprocessed event: tried again from `retryAt`. Guarded by the attempts
+ * read, so when two replicas fail the same try only one counts it. False when it was not recorded.
+ */
+export async function deferMeetingEvent(db: Db, id: number, seenAttempts: number, retryAt: Date, error: string): Promise<boolean> {
+  const rows = await db
+    .updateTable('meeting_events')
+    .set({ attempts: seenAttempts + 1, retry_at: retryAt, error })
+    .where('id', '=', id)
+    .where('processed_at', 'is', null)
+    .where('attempts', '=', seenAttempts)
+    .returning('id')
+    .execute();
   return rows.length > 0;
 }
 
@@ -158,6 +192,10 @@ function zoomTime(value: string | null): Date | null {
 
 const BATCH = 200;
 const GATHER_MS = 20;
+/** Between tries of an event whose application failed for a reason that may pass. */
+const RETRY: BackoffPolicy = { baseDelayMs: 5_000, maxDelayMs: 5 * 60_000 };
+/** Tries before giving up: with the backoff above (and the sweep), well over half an hour of outage. */
+export const MAX_ATTEMPTS = 20;
 
 export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRuntime {
   const { db, clock, config, logger } = deps;
@@ -169,42 +207,75 @@ export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRunt
 
   const count = (event: string, outcome: string): void => deps.metrics?.zoomWebhookEvents.inc({ event: eventLabel(event), outcome: outcomeLabel(outcome) });
 
-  /** One event: claimed, applied and marked in one transaction; recordings go to REC first (idempotent there). */
-  const processOne = async (stored: StoredEvent, hosts: ReadonlySet<string>): Promise<void> => {
-    const parsed = parseZoomEnvelope(stored.payload);
-    let outcome: string | undefined;
-    let error: string | null = null;
-    try {
-      if (!parsed.ok) {
-        outcome = 'failed';
-        error = `stored payload: ${parsed.problem}`;
-      } else if (parsed.event.event === 'recording.completed') {
-        const e = parsed.event;
-        outcome = deps.onRecording ? await deps.onRecording(stored.accountId, e.object, e.downloadToken) : 'ignored: recordings off';
-      } else {
-        const event = parsed.event;
-        const done = await inTransaction(db, async (trx) => {
-          const now = clock.now();
-          // Claim first: on PostgreSQL a second replica waits on this row, then finds it done.
-          if (!(await finishMeetingEvent(trx, now, stored.id, 'processing'))) return undefined;
-          const result = await applyMeetingEvent(trx, now, event, hosts);
-          await trx.updateTable('meeting_events').set({ outcome: result }).where('id', '=', stored.id).execute();
-          return result;
-        });
-        if (done === undefined) return;
-        count(stored.event, done);
-        return;
-      }
-    } catch (cause) {
-      outcome = 'failed';
-      error = coerceError(cause).message;
-      logger.error({ eventId: stored.id, event: stored.event, err: coerceError(cause) }, 'Zoom webhook event could not be applied; set aside');
-    }
+  /** Marks an event done (unless another replica did) and counts it. */
+  const settle = async (stored: StoredEvent, outcome: string, error: string | null): Promise<void> => {
     if (await finishMeetingEvent(db, clock.now(), stored.id, outcome, error)) count(stored.event, outcome);
   };
 
+  /** A failed try that may succeed later: back off, or give up after MAX_ATTEMPTS. */
+  const failedTry = async (stored: StoredEvent, err: Error): Promise<void> => {
+    const attempt = stored.attempts + 1;
+    const log = { eventId: stored.id, event: stored.event, attempt, err };
+    if (attempt >= MAX_ATTEMPTS) {
+      logger.error(log, 'Zoom webhook event could not be applied; gave up');
+      const error = `gave up after ${attempt} attempts: ${err.message}`;
+      const rows = await db
+        .updateTable('meeting_events')
+        .set({ processed_at: clock.now(), outcome: 'failed', error, attempts: attempt, retry_at: null })
+        .where('id', '=', stored.id)
+        .where('processed_at', 'is', null)
+        .returning('id')
+        .execute();
+      if (rows.length > 0) count(stored.event, 'failed');
+      return;
+    }
+    const retryAt = new Date(clock.now().getTime() + fullJitterDelay(RETRY, attempt, deps.random));
+    if (await deferMeetingEvent(db, stored.id, stored.attempts, retryAt, err.message)) {
+      logger.warn({ ...log, retryAt }, 'Zoom webhook event could not be applied; will retry');
+    }
+  };
+
+  /** One event: claimed, applied and marked in one transaction (recordings: see below). */
+  const processOne = async (stored: StoredEvent, hosts: ReadonlySet<string>): Promise<void> => {
+    let parsed: ParsedZoomWebhook;
+    try {
+      parsed = parseZoomEnvelope(fromJson(stored.payload));
+    } catch (cause) {
+      parsed = { ok: false, problem: `not JSON (${coerceError(cause).message})` };
+    }
+    if (!parsed.ok) {
+      // The stored bytes will not change: trying again would fail the same way.
+      logger.error({ eventId: stored.id, event: stored.event, problem: parsed.problem }, 'Zoom webhook event payload is invalid; set aside');
+      await settle(stored, 'failed', `stored payload: ${parsed.problem}`);
+      return;
+    }
+    const event = parsed.event;
+    try {
+      if (event.event === 'recording.completed') {
+        // At least once, outside any claim: REC writes through its own handle (on SQLite, inside our
+        // transaction it would wait on itself). Safe because onRecording is idempotent by file id, so
+        // a second call (another replica, or a retry after the finish below failed) only refreshes.
+        const outcome = deps.onRecording ? await deps.onRecording(stored.accountId, event.object, event.downloadToken) : 'ignored: recordings off';
+        await settle(stored, outcome, null);
+        return;
+      }
+      const done = await inTransaction(db, async (trx) => {
+        const now = clock.now();
+        // Claim first: on PostgreSQL a second replica waits on this row, then finds it done.
+        if (!(await finishMeetingEvent(trx, now, stored.id, 'processing'))) return undefined;
+        const result = await applyMeetingEvent(trx, now, event, hosts);
+        await trx.updateTable('meeting_events').set({ outcome: result }).where('id', '=', stored.id).execute();
+        return result;
+      });
+      if (done !== undefined) count(stored.event, done);
+    } catch (cause) {
+      // Rolled back, claim included: the event is still unprocessed.
+      await failedTry(stored, coerceError(cause));
+    }
+  };
+
   const processBatch = async (): Promise<boolean> => {
-    const events = await pendingMeetingEvents(db, BATCH);
+    const events = await pendingMeetingEvents(db, clock.now(), BATCH);
     if (events.length === 0) return false;
     // Read outside the per-event transactions (on SQLite a read on `db` inside one would wait for itself).
     const hosts = await poolHosts(db);

@@ -10,12 +10,15 @@ import type { MonitorState } from '../db/tables.ts';
 export interface GraceFacts {
   minimum: number;
   booked: number;
-  /** Students present by the webhooks. */
+  /** Students present now, and the most at once, by the webhooks. */
   attendance: number;
+  peak: number;
   /** The host or our own accounts present by the webhooks (they explain a live meeting without students). */
   othersPresent: number;
-  /** Whether any webhook event was received for this meeting (webhooks are working for it). */
+  /** Whether any webhook event was received for this meeting (webhooks work for it). */
   webhookSeen: boolean;
+  /** The live status the webhooks set (meeting.started / meeting.ended). */
+  webhookLive: 'waiting' | 'started' | 'ended' | null;
   /** What GET /meetings/{id} said just now; null when not asked (reconcile off) or it failed. */
   polled: 'waiting' | 'started' | 'missing' | null;
   /** Students present by the dashboard API; null when not asked. */
@@ -33,28 +36,38 @@ export interface GraceVerdict {
   present: number | null;
 }
 
+/**
+ * Ending a class is the one destructive act here, so it needs every source to agree that no
+ * student is there and never was, plus positive evidence of why the meeting looks the way it does.
+ * Any student seen anywhere wins: sources are only ever combined upwards.
+ */
 export function graceVerdict(f: GraceFacts): GraceVerdict {
   const at = `${f.graceMinutes} minutes after the start`;
   if (f.polled === 'missing') return { state: 'skipped', end: false, reason: `the meeting no longer exists at Zoom (${at})`, present: null };
-  const present = f.dashboard ?? (f.polled === 'waiting' ? 0 : f.webhookSeen || f.polled === 'started' ? f.attendance : null);
-  if (present === null) {
-    return { state: 'skipped', end: false, reason: `attendance unknown ${at}: no webhook event received and the status poll is off or failed`, present: null };
+  const present = Math.max(f.attendance, f.dashboard ?? 0);
+  if (present > 0) {
+    const counted = `${present} student${present === 1 ? '' : 's'} present ${at}`;
+    if (f.minimum > 0 && present < f.minimum) return { state: 'below_minimum', end: false, reason: `${counted}, below the minimum of ${f.minimum} (${f.booked} booked)`, present };
+    return { state: 'ok', end: false, reason: counted, present };
   }
-  if (present === 0) {
-    // Live, yet no student join seen and no dashboard to ask: unless the webhooks show the host or
-    // our staff in it (which explains the start), a lost join is the likelier story, so it is
-    // reported, never ended on that evidence.
-    if (f.polled === 'started' && f.dashboard === null && !(f.webhookSeen && f.othersPresent > 0)) {
-      return { state: 'below_minimum', end: false, reason: `Zoom reports the meeting live but no student join was received ${at} (lost webhook?); not ended`, present: null };
-    }
-    const reason = `no student present ${at} (${f.booked} booked)`;
-    if (f.polled === 'waiting') return { state: f.endEmpty ? 'ended_empty' : 'not_started', end: f.endEmpty, reason: `${reason}: nobody started the meeting`, present: 0 };
-    return { state: f.endEmpty ? 'ended_empty' : 'below_minimum', end: f.endEmpty, reason, present: 0 };
+  if (f.peak > 0) {
+    // Students came and went: they may come back (a dropped connection); never lock them out.
+    return { state: 'below_minimum', end: false, reason: `no student present ${at}, though ${f.peak} attended earlier; not ended`, present: 0 };
   }
-  if (f.minimum > 0 && present < f.minimum) {
-    return { state: 'below_minimum', end: false, reason: `${present} student${present === 1 ? '' : 's'} present ${at}, below the minimum of ${f.minimum} (${f.booked} booked)`, present };
+  const empty = `no student present ${at} (${f.booked} booked)`;
+  // Why the meeting looks empty, when that is certain: nobody has it open (a join-before-host
+  // meeting starts with its first participant), the dashboard counts no student, or the webhooks
+  // show the host or our staff in it (which explains the start).
+  let evidence: string | null = null;
+  if (f.polled === 'waiting') evidence = f.webhookLive === 'started' || f.webhookLive === 'ended' ? 'the meeting is not running' : 'nobody started the meeting';
+  else if (f.dashboard === 0) evidence = 'the dashboard lists no student';
+  else if (f.webhookSeen && f.othersPresent > 0 && (f.polled === 'started' || f.webhookLive === 'started')) evidence = 'only the host or our staff joined';
+  if (evidence === null) {
+    if (f.polled === null && !f.webhookSeen) return { state: 'skipped', end: false, reason: `attendance unknown ${at}: no webhook event received and the status poll is off or failed`, present: null };
+    return { state: 'below_minimum', end: false, reason: `no student join was received ${at}, but a lost webhook cannot be ruled out; not ended`, present: null };
   }
-  return { state: 'ok', end: false, reason: `${present} student${present === 1 ? '' : 's'} present ${at}`, present };
+  if (!f.endEmpty) return { state: f.polled === 'waiting' ? 'not_started' : 'below_minimum', end: false, reason: `${empty}: ${evidence}`, present: 0 };
+  return { state: 'ended_empty', end: true, reason: `${empty}: ${evidence}`, present: 0 };
 }
 
 /** What to do with Zoom's answers while ending an empty meeting (codes from zoom-api.md §6). */

@@ -69,7 +69,7 @@ export async function settleGraceWork(
     .set({
       monitor_state: o.state,
       monitor_reason: o.reason,
-      monitor_checked_at: o.retryAt ?? o.now,
+      monitor_checked_at: o.now,
       monitor_lease_owner: null,
       monitor_lease_expires_at: o.retryAt ?? null,
       updated_at: o.now,
@@ -95,11 +95,33 @@ export async function cancelLinksOfEndedClass(db: Db, now: Date, scheduleId: num
   return rows.map((r) => r.id);
 }
 
+/** Extends this replica's lease on one class's check; false when it is no longer ours. */
+export async function renewGraceLease(db: Db, o: { id: number; owner: string; until: Date }): Promise<boolean> {
+  const result = await db.updateTable('schedules').set({ monitor_lease_expires_at: o.until }).where('id', '=', o.id).where('monitor_lease_owner', '=', o.owner).executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The host or our staff present in the class's meeting by the webhooks. */
+export async function presentOthers(db: Db, scheduleId: number): Promise<number> {
+  const row = await db
+    .selectFrom('meeting_participants')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('schedule_id', '=', scheduleId)
+    .where('present', '=', true)
+    .where('role', '<>', 'student')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export async function releaseGraceLeases(db: Db, owner: string): Promise<void> {
   await db.updateTable('schedules').set({ monitor_lease_owner: null, monitor_lease_expires_at: null }).where('monitor_lease_owner', '=', owner).execute();
 }
 
-/** Classes whose meeting link is due within `horizon` and not yet checked before sending. */
+/**
+ * Classes whose meeting link is due within `horizon` and not yet checked before sending. Never a
+ * class already under way: calling off a running class (first deploy, a monitor outage) would
+ * delete its meeting with students in it.
+ */
 export async function dueForSendCheck(db: Db, o: { now: Date; leadMs: number; horizonMs: number; limit: number }): Promise<number[]> {
   const rows = await db
     .selectFrom('schedules')
@@ -108,7 +130,7 @@ export async function dueForSendCheck(db: Db, o: { now: Date; leadMs: number; ho
     .where('min_participants', '>', 0)
     .where((eb) => eb.or([eb('headcount_stage', 'is', null), eb('headcount_stage', '<>', 'send')]))
     .where('starts_at', '<=', new Date(o.now.getTime() + o.leadMs + o.horizonMs))
-    .where('ends_at', '>', o.now)
+    .where('starts_at', '>', o.now)
     .orderBy('starts_at')
     .limit(o.limit)
     .execute();

@@ -91,7 +91,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
       if (plan.outcome === 'updated') {
         await trx
           .updateTable('schedules')
-          .set({ ...columnsOf(effective), version: plan.version, updated_at: now })
+          .set({ ...columnsOf(effective), ...(plan.version !== row.version ? afterMove(row) : {}), version: plan.version, updated_at: now })
           .where('id', '=', row.id)
           .execute();
       }
@@ -125,6 +125,33 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
     for (const row of await query.execute()) out.set(row.external_id, row);
   }
   return out;
+}
+
+/**
+ * A moved (or revived) class is a new occasion: it is checked again at its new time, and a class
+ * ended early as empty (its meeting deleted at Zoom) gets a new meeting rather than staying ended.
+ */
+function afterMove(row: Selectable<SchedulesTable>) {
+  const fresh = { monitor_state: null, monitor_reason: null, monitor_checked_at: null, headcount_stage: null };
+  if (row.meeting_state !== 'ended_empty') return fresh;
+  return {
+    ...fresh,
+    meeting_state: 'none' as const,
+    meeting_id: null,
+    meeting_uuid: null,
+    join_url: null,
+    start_url: null,
+    passcode: null,
+    meeting_version: null,
+    meeting_account_id: null,
+    host_window_start: null,
+    host_window_end: null,
+    live_status: null,
+    live_started_at: null,
+    live_ended_at: null,
+    attendance: 0,
+    attendance_peak: 0,
+  };
 }
 
 function columnsOf(input: ScheduleInput) {

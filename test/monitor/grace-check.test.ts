@@ -48,6 +48,21 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     expect((await z.provisioner().runPass()).claimed).toBe(0);
   });
 
+  it('a class ended as empty and then moved by the platform gets a new meeting and a new check', async () => {
+    const monitor = await open();
+    await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
+    await z.provisioner().runPass();
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    await z.schedule('c1', '2026-12-02T12:00:00Z', 50); // the platform reschedules it for tomorrow
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'none', monitor_state: null, live_status: null });
+    await z.clock.set(new Date('2026-12-01T13:00:00Z'));
+    expect((await z.provisioner().runPass()).outcomes).toEqual({ created: 1 });
+    expect(z.em.meetings().filter((m) => !m.deleted)).toHaveLength(1);
+    await z.clock.set(new Date('2026-12-02T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+  });
+
   it('ends a live meeting where only the host is (dashboard), then deletes it', async () => {
     const monitor = await open([{ label: 'h1', plan: 'licensed', zoomPlan: 'business' }], { monitor: { dashboardParticipants: true } });
     await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
@@ -104,7 +119,7 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     await z.clock.set(new Date('2026-12-01T12:10:00Z'));
     expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
     expect(z.em.meeting(id)).toMatchObject({ deleted: false, state: 'started' });
-    expect((await verdictOf('c1')).monitor_reason).toMatch(/live but no student join was received/);
+    expect((await verdictOf('c1')).monitor_reason).toMatch(/no student join was received 10 minutes after the start, but a lost webhook cannot be ruled out; not ended/);
   });
 
   it('leaves everything alone when monitoring is off', async () => {
@@ -112,6 +127,6 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
     await z.provisioner().runPass();
     await z.clock.set(new Date('2026-12-01T12:10:00Z'));
-    expect(await monitor.runPass()).toEqual({ headcountChecked: 0, graceChecked: {}, reconciled: 0 });
+    expect(await monitor.runPass()).toEqual({ headcountChecked: 0, graceChecked: {}, reconciled: 0, replayLinksOwed: 0 });
   });
 });

@@ -18,24 +18,45 @@ describe('the booked headcount', () => {
 });
 
 describe('the grace-time verdict', () => {
-  const base: GraceFacts = { minimum: 3, booked: 5, attendance: 0, othersPresent: 0, webhookSeen: true, polled: null, dashboard: null, graceMinutes: 10, endEmpty: true };
+  const base: GraceFacts = { minimum: 3, booked: 5, attendance: 0, peak: 0, othersPresent: 0, webhookSeen: true, webhookLive: null, polled: null, dashboard: null, graceMinutes: 10, endEmpty: true };
 
   it.each<[string, Partial<GraceFacts>, { state: string; end: boolean; present: number | null }]>([
     ['nobody started the meeting (poll): ended', { polled: 'waiting', webhookSeen: false }, { state: 'ended_empty', end: true, present: 0 }],
     ['nobody started it, ending off: reported', { polled: 'waiting', endEmpty: false }, { state: 'not_started', end: false, present: 0 }],
-    ['webhooks say nobody is there and no poll: ended', { polled: null }, { state: 'ended_empty', end: true, present: 0 }],
-    ['live per Zoom but no join seen, no dashboard: never ended on that', { polled: 'started' }, { state: 'below_minimum', end: false, present: null }],
+    ['started and stopped with no student (poll + webhooks): ended', { polled: 'waiting', webhookLive: 'ended' }, { state: 'ended_empty', end: true, present: 0 }],
     ['live with only the host seen by the webhooks: ended', { polled: 'started', othersPresent: 1 }, { state: 'ended_empty', end: true, present: 0 }],
-    ['live with only the host, but webhooks not seen for it: reported', { polled: 'started', othersPresent: 1, webhookSeen: false }, { state: 'below_minimum', end: false, present: null }],
+    ['the same with the poll off: ended on the webhooks alone', { polled: null, webhookLive: 'started', othersPresent: 1 }, { state: 'ended_empty', end: true, present: 0 }],
     ['live, dashboard shows only the host: ended', { polled: 'started', dashboard: 0 }, { state: 'ended_empty', end: true, present: 0 }],
+    ['live per Zoom, no join seen, no dashboard: never ended on that', { polled: 'started' }, { state: 'below_minimum', end: false, present: null }],
+    ['live per the webhooks, poll failed, no join seen: never ended', { polled: null, webhookLive: 'started' }, { state: 'below_minimum', end: false, present: null }],
+    ['no events and no poll: unknown', { webhookSeen: false, polled: null }, { state: 'skipped', end: false, present: null }],
+    ['webhooks seen but nothing says why it is empty: not ended', { polled: null }, { state: 'below_minimum', end: false, present: null }],
+    ['live with only the host, but no webhook seen for it: reported', { polled: 'started', othersPresent: 1, webhookSeen: false }, { state: 'below_minimum', end: false, present: null }],
+    ['a poll saying waiting never beats students seen by the webhooks', { polled: 'waiting', attendance: 2 }, { state: 'below_minimum', end: false, present: 2 }],
+    ['a dashboard saying 0 never beats students seen by the webhooks', { polled: 'started', dashboard: 0, attendance: 3 }, { state: 'ok', end: false, present: 3 }],
+    ['students came and left before the check: not ended (they may rejoin)', { polled: 'waiting', peak: 2 }, { state: 'below_minimum', end: false, present: 0 }],
     ['a lost join corrected by the dashboard', { polled: 'started', attendance: 0, dashboard: 3 }, { state: 'ok', end: false, present: 3 }],
     ['below the minimum: reported', { polled: 'started', attendance: 2 }, { state: 'below_minimum', end: false, present: 2 }],
     ['at the minimum: left alone', { polled: 'started', attendance: 3 }, { state: 'ok', end: false, present: 3 }],
     ['no minimum, one student: ok', { minimum: 0, attendance: 1 }, { state: 'ok', end: false, present: 1 }],
-    ['no evidence at all: skipped', { webhookSeen: false, polled: null }, { state: 'skipped', end: false, present: null }],
     ['meeting gone at Zoom: skipped', { polled: 'missing' }, { state: 'skipped', end: false, present: null }],
   ])('%s', (_name, facts, expected) => {
     expect(graceVerdict({ ...base, ...facts })).toMatchObject(expected);
+  });
+
+  it('ends only when every source agrees no student is or was there', () => {
+    // Exhaustive over the evidence: an end never happens with a student seen anywhere.
+    for (const attendance of [0, 1])
+      {for (const peak of [0, 1])
+        {for (const dashboard of [null, 0, 1])
+          {for (const polled of [null, 'waiting', 'started', 'missing'] as const)
+            {for (const webhookLive of [null, 'started', 'ended'] as const)
+              {for (const othersPresent of [0, 1])
+                {for (const webhookSeen of [false, true]) {
+                  const v = graceVerdict({ ...base, attendance, peak, dashboard, polled, webhookLive, othersPresent, webhookSeen });
+                  if (v.end) expect({ attendance, peak, dashboard: dashboard ?? 0 }).toEqual({ attendance: 0, peak: 0, dashboard: 0 });
+                  if (v.end && polled !== 'waiting' && dashboard !== 0) expect(webhookSeen && othersPresent > 0).toBe(true);
+                }}}}}}}
   });
 
   it('says why in words an operator can act on', () => {

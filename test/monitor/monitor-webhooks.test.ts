@@ -42,6 +42,20 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
   it('ends early and deletes a class where only the host showed up', async () => {
     const monitor = await open();
     const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.script(c.meetingId, [{ atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } }]);
+    await at('2026-12-01T01:10:00Z');
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0, peak: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    await h.settle();
+    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
+    expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start (0 booked): only the host or our staff joined; meeting ended and deleted');
+    expect(h.em.meeting(c.meetingId)?.deleted).toBe(true);
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'ended', attendance: 0 });
+  });
+
+  it('never ends a class whose students left before the check: they may come back', async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
     h.em.script(c.meetingId, [
       { atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } },
       { atMinute: 2, join: { name: 'Ann', email: 'ann@example.com' } },
@@ -49,12 +63,9 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
     ]);
     await at('2026-12-01T01:10:00Z');
     expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0, peak: 1 });
-    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
-    await h.settle();
-    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
-    expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start (0 booked); meeting ended and deleted');
-    expect(h.em.meeting(c.meetingId)?.deleted).toBe(true);
-    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'ended', attendance: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start, though 1 attended earlier; not ended');
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
   });
 
   it('a lost participant_joined is corrected by the dashboard poll, and the class is not ended', async () => {
@@ -72,6 +83,18 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
     h.em.leave(c.meetingId, h.em.participants(c.meetingId).find((p) => p.name === 'Ann')?.uuid ?? '');
     await h.settle();
     expect(await liveOf(h, c.scheduleId)).toMatchObject({ attendance: 1 });
+  });
+
+  it('with the status poll off, a meeting.started but a lost join is reported, never ended', async () => {
+    const monitor = await open({ config: { monitor: { reconcile: false } } });
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.webhooks.drop({ event: 'meeting.participant_joined', times: 1 });
+    h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' });
+    await at('2026-12-01T01:10:00Z');
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+    expect(h.em.requests().filter((r) => r.method !== 'POST' && r.path.startsWith('/v2/meetings/'))).toEqual([]);
   });
 
   it('without the dashboard, a live meeting whose only join was lost is reported, never ended', async () => {

@@ -1,0 +1,184 @@
+import { z } from 'zod';
+import type { Clock } from '../clock.ts';
+import type { ConfigStore } from '../config/store.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { quotaDay } from '../zoom/allocation.ts';
+import { readZoomCredentials } from '../zoom/accounts.ts';
+import type { ZoomClient } from '../zoom/client.ts';
+import { ZoomError } from '../zoom/errors.ts';
+import type { ZoomCredentials } from '../zoom/tokens.ts';
+import { spendHostWrite } from '../zoom/usage.ts';
+import { participantKey } from '../zoom/webhook.ts';
+import { participantRole } from './attendance.ts';
+import { deleteStep, graceVerdict } from './grace.ts';
+import { bookedCounts } from './headcount.ts';
+import { applyLiveSnapshot, applyLiveStatus, poolHosts } from './live.ts';
+import { cancelLinksOfEndedClass, presentOthers, renewGraceLease, settleGraceWork, type GraceWork } from './monitor-work.ts';
+
+export interface GraceCheckDeps {
+  db: Db;
+  box: SecretBox;
+  clock: Clock;
+  config: ConfigStore;
+  client: ZoomClient;
+  logger: Logger;
+  owner: string;
+  onDeliveriesChanged?: ((ids: number[]) => void) | undefined;
+}
+
+/** What one check concluded: the stored state, or `retry`/`lost` (lease gone: another replica decides). */
+export type GraceOutcome = string;
+
+/** How often, and how far apart, a DELETE refused as "in progress" is tried again. */
+const DELETE_TRIES = 3;
+const DELETE_PAUSE_MS = 2000;
+export const RETRY_LATER_MS = 60_000;
+const LEASE_MS = 5 * 60_000;
+
+/** One item of the dashboard's live participants (Business plans); the rest is ignored. */
+const text = z.union([z.string(), z.number()]).transform((v) => (v === '' ? null : String(v))).nullish().transform((v) => v ?? null);
+const dashboardItem = z.object({
+  id: text,
+  user_id: text,
+  participant_uuid: text,
+  participant_user_id: text,
+  user_name: text,
+  email: text,
+  status: text,
+  leave_time: text,
+});
+
+/**
+ * The check of one class at start + grace. Evidence is gathered first and the verdict taken on it
+ * before anything is written, so a poll cannot erase what the webhooks saw; afterwards the poll and
+ * the dashboard may only correct the stored state upwards (more students, a start). Ending is the
+ * one destructive step: it happens only while this replica still holds the class's lease.
+ */
+export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhookSeen: boolean): Promise<GraceOutcome> {
+  const { db, clock, config, client, logger, owner } = deps;
+  const cfg = config.current();
+  let creds: ZoomCredentials | null = null;
+  let credsProblem: string | null = null;
+  if (w.accountId === null) credsProblem = 'the meeting has no host account on record';
+  else {
+    try {
+      creds = await readZoomCredentials(db, deps.box, w.accountId);
+    } catch (error) {
+      credsProblem = `the host account's credentials could not be read: ${(error as Error).message}`;
+    }
+  }
+
+  let polled: 'waiting' | 'started' | 'missing' | null = null;
+  let meetingUuid = w.meetingId;
+  let hostId: string | null = null;
+  let dashboard: { count: number; participants: Parameters<typeof applyLiveSnapshot>[2]['participants'] } | null = null;
+  if (creds && cfg.monitor.reconcile) {
+    try {
+      const meeting = await client.getMeeting(creds, w.meetingId);
+      polled = meeting.status === 'started' ? 'started' : 'waiting';
+      meetingUuid = meeting.uuid ?? w.meetingId;
+      hostId = meeting.host_id ?? null;
+      if (polled === 'started' && cfg.monitor.dashboardParticipants) dashboard = await dashboardStudents(deps, creds, w.meetingId, hostId);
+    } catch (error) {
+      if (error instanceof ZoomError && (error.status === 404 || error.code === 3001)) polled = 'missing';
+      else logger.warn({ schedule: w.externalId, err: error }, 'meeting status poll failed; judging by webhooks alone');
+    }
+  }
+
+  const now = clock.now();
+  const facts = await db.selectFrom('schedules').select(['attendance', 'attendance_peak', 'live_status']).where('id', '=', w.id).executeTakeFirst();
+  const booked = (await bookedCounts(db, [w.id])).get(w.id) ?? 0;
+  const verdict = graceVerdict({
+    minimum: w.minimum,
+    booked,
+    attendance: facts?.attendance ?? 0,
+    peak: facts?.attendance_peak ?? 0,
+    othersPresent: await presentOthers(db, w.id),
+    webhookSeen,
+    webhookLive: facts?.live_status ?? null,
+    polled,
+    dashboard: dashboard?.count ?? null,
+    graceMinutes: cfg.monitor.graceMinutes,
+    endEmpty: cfg.monitor.endEmpty,
+  });
+
+  // Corrections, upwards only: a start Zoom reports, students only the dashboard saw.
+  if (polled === 'started' || (polled === 'waiting' && verdict.end)) await applyLiveStatus(db, now, w.id, polled);
+  if (dashboard && dashboard.count > (facts?.attendance ?? 0)) {
+    await applyLiveSnapshot(db, now, { scheduleId: w.id, meetingId: w.meetingId, meetingUuid, hostId, participants: dashboard.participants });
+  }
+
+  let reason = verdict.reason;
+  let ended = false;
+  if (verdict.end && !creds) {
+    reason = `${reason}; not ended: ${credsProblem ?? 'no credentials'}`;
+  } else if (verdict.end && creds) {
+    // Still ours? A stalled check must not end a class another replica has judged since.
+    if (!(await renewGraceLease(db, { id: w.id, owner, until: new Date(clock.now().getTime() + LEASE_MS) }))) return 'lost';
+    const note = await endEmpty(deps, creds, w, polled);
+    if (note === null) {
+      const retryAt = new Date(clock.now().getTime() + RETRY_LATER_MS);
+      await settleGraceWork(db, { id: w.id, owner, now: clock.now(), state: 'pending', reason: `${reason}; Zoom still reports it in progress, trying again`, retryAt });
+      return 'retry';
+    }
+    reason = `${reason}; ${note}`;
+    ended = true;
+    const cancelled = await cancelLinksOfEndedClass(db, clock.now(), w.id, reason);
+    if (cancelled.length) deps.onDeliveriesChanged?.(cancelled);
+  }
+  const state = ended ? 'ended_empty' : verdict.state === 'ended_empty' ? 'below_minimum' : verdict.state;
+  if (!(await settleGraceWork(db, { id: w.id, owner, now: clock.now(), state, reason, endedEmpty: ended }))) return 'lost';
+  const log = { schedule: w.externalId, booked, present: verdict.present, minimum: w.minimum };
+  if (ended) logger.warn(log, `class ended early: ${reason}`);
+  else if (state !== 'ok') logger.warn(log, `attendance check: ${reason}`);
+  return state;
+}
+
+/** The students the dashboard lists as in the meeting now, keyed as the webhooks key them. */
+async function dashboardStudents(deps: GraceCheckDeps, creds: ZoomCredentials, meetingId: string, hostId: string | null) {
+  const hosts = await poolHosts(deps.db);
+  const participants = (await deps.client.liveParticipants(creds, meetingId)).flatMap((raw) => {
+    const p = dashboardItem.safeParse(raw);
+    // The live list keeps people who left (with a leave_time) and those still in the waiting room.
+    if (!p.success || p.data.status === 'in_waiting_room' || p.data.leave_time !== null) return [];
+    const key = participantKey(p.data);
+    if (!key) return [];
+    const userIds = [p.data.id, p.data.participant_user_id].filter((v): v is string => v !== null);
+    return [{ key, name: p.data.user_name, email: p.data.email, role: participantRole({ userIds, email: p.data.email }, hostId, hosts) }];
+  });
+  return { count: new Set(participants.filter((p) => p.role === 'student').map((p) => p.key)).size, participants };
+}
+
+/** Ends a meeting nobody attends, then deletes it; returns a note, or null to try again later. */
+async function endEmpty(deps: GraceCheckDeps, creds: ZoomCredentials, w: GraceWork, polled: string | null): Promise<string | null> {
+  const { client, clock } = deps;
+  if (polled !== 'waiting') {
+    try {
+      await client.endMeeting(creds, w.meetingId);
+    } catch (error) {
+      if (!(error instanceof ZoomError && (error.status === 404 || error.code === 3001))) throw error;
+    }
+  }
+  for (let attempt = 1; attempt <= DELETE_TRIES; attempt++) {
+    let step;
+    try {
+      await client.deleteMeeting(creds, w.meetingId);
+      step = deleteStep({ ok: true });
+    } catch (error) {
+      if (!(error instanceof ZoomError)) throw error;
+      step = deleteStep({ status: error.status, code: error.code });
+      if (step === 'fail') throw error;
+    }
+    if (step === 'done') return 'meeting ended and deleted';
+    if (step === 'lock-out') {
+      // A PATCH is a meeting update: it counts against the host's 100 a day like any other.
+      if (w.accountId !== null) await spendHostWrite(deps.db, w.accountId, quotaDay(clock.now(), deps.config.current().zoom.quota.timezone), Number.MAX_SAFE_INTEGER);
+      await client.updateMeeting(creds, w.meetingId, { settings: { join_before_host: false } });
+      return 'meeting ended; Zoom refused to delete it (3007), so join before host was turned off';
+    }
+    if (attempt < DELETE_TRIES) await clock.sleep(DELETE_PAUSE_MS);
+  }
+  return null;
+}

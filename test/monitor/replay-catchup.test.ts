@@ -1,0 +1,56 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
+import { createMonitor } from '../../src/monitor/monitor.ts';
+import { zoomClientFor } from '../../src/zoom/wiring.ts';
+import { dialects } from '../support/databases.ts';
+import { openEngineWorld, type EngineWorld } from '../deliveries/world.ts';
+
+/** A crash between storing a recording and owing its replay links: the monitor's catch-up owes them. */
+describe.each(dialects)('replay links catch-up on %s', (dialect) => {
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+
+  const storedRecording = async (scheduleId: number, fileType: string, state: 'stored' | 'pending', at: Date) => {
+    await w.h.database.db
+      .insertInto('recordings')
+      .values({ schedule_id: scheduleId, meeting_id: '1', meeting_uuid: 'u1', file_id: `f-${fileType}-${state}`, file_type: fileType, state, attempts: 0, stored_at: state === 'stored' ? at : null, created_at: at, updated_at: at })
+      .execute();
+  };
+  const replayRows = () => w.h.database.db.selectFrom('deliveries').select(['appointment_id', 'state']).where('kind', '=', 'replay_url').execute();
+
+  it('owes each booked student one replay link, once, and waits for an MP4 still downloading', async () => {
+    w = await openEngineWorld(dialect, { notifications: { replayUrl: { enabled: true } } });
+    await w.klass('c1', '2026-12-01T09:00:00Z', 50, [1, 2, 3]);
+    await w.klass('c2', '2026-12-01T09:00:00Z', 50, [4]);
+    await w.h.database.db.updateTable('appointments').set({ cancelled: true }).where('external_id', '=', 'c1-3').execute();
+    const monitor = createMonitor({
+      db: w.h.database.db,
+      box: w.h.box,
+      clock: w.h.clock,
+      config: w.h.config,
+      client: zoomClientFor({ db: w.h.database.db, clock: w.h.clock, config: w.h.config, metrics: createMetrics() }),
+      logger: w.h.logger,
+      metrics: createMonitorMetrics(new Registry()),
+      rules: () => deliveryRules(w.h.config.current()),
+    });
+    const now = w.h.clock.now();
+    await storedRecording(1, 'MP4', 'stored', now);
+    await storedRecording(2, 'M4A', 'stored', now);
+    await storedRecording(2, 'MP4', 'pending', now);
+    expect((await monitor.runPass()).replayLinksOwed).toBe(2);
+    expect((await replayRows()).map((r) => r.appointment_id).sort()).toEqual([1, 2]);
+    expect((await monitor.runPass()).replayLinksOwed).toBe(0);
+
+    // Out of the late window: nothing is owed any more.
+    await w.h.database.db.updateTable('recordings').set({ state: 'stored', stored_at: now }).where('file_id', '=', 'f-MP4-pending').execute();
+    expect((await monitor.runPass()).replayLinksOwed).toBe(1);
+    await w.h.database.db.deleteFrom('deliveries').where('kind', '=', 'replay_url').execute();
+    await w.h.clock.set(new Date(now.getTime() + 25 * 3_600_000));
+    expect((await monitor.runPass()).replayLinksOwed).toBe(0);
+  });
+});
