@@ -70,13 +70,13 @@ export async function classesMissingReplayLinks(db: Db, now: Date, lateWindowMs:
     .where(({ not, exists, selectFrom }) =>
       not(exists(selectFrom('recordings as mp4').select('mp4.id').whereRef('mp4.schedule_id', '=', 'schedules.id').where('mp4.file_type', '=', 'MP4').where('mp4.state', 'in', ['pending', 'downloading']))),
     )
-    .where(({ exists, not, selectFrom }) =>
+    .where(({ exists, selectFrom }) =>
       exists(
         selectFrom('appointments')
           .select('appointments.id')
           .whereRef('appointments.schedule_id', '=', 'schedules.id')
           .where('appointments.cancelled', '=', false)
-          .where(not(exists(selectFrom('deliveries').select('deliveries.id').whereRef('deliveries.appointment_id', '=', 'appointments.id').where('deliveries.kind', '=', 'replay_url')))),
+          .where((eb) => eb('appointments.id', 'not in', eb.selectFrom('deliveries').select('deliveries.appointment_id').where('deliveries.kind', '=', 'replay_url'))),
       ),
     )
     .limit(limit)

@@ -7,6 +7,8 @@ import type { RecordingStore } from './store.ts';
 
 /** Bytes read ahead of the disk writes (see eager.ts). */
 const PREFETCH_BYTES = 8 * 1024 * 1024;
+/** Enough of an HTML refusal page to quote Zoom's words. */
+const HTML_CAP_BYTES = 4096;
 
 /** One way to authorise a download; tried in order until one is not refused. */
 export interface DownloadAuth {
@@ -18,8 +20,8 @@ export interface DownloadAuth {
 
 export interface DownloadRequest {
   url: string;
-  /** The object's key in the store (its partial is resumed when there is one). */
-  key: string;
+  /** This claim's partial in the store (resumed from its current size). */
+  partial: string;
   fileType: string;
   /** Zoom's file_size; null when Zoom gives none (CC, TIMELINE): Content-Length decides then. */
   expectedSize: number | null;
@@ -35,8 +37,8 @@ export type DownloadResult =
 
 /**
  * One download attempt: GET with the first auth Zoom accepts (redirects followed), resuming the
- * partial with `Range` when there is one, hashing as the bytes are written, and committing only a
- * file whose size is verified. A failure leaves a consistent partial for the next attempt.
+ * partial with `Range` when there is one, hashing as the bytes are written, and verifying the size.
+ * It never commits: the worker does, after its fenced settle. A failure leaves a consistent partial.
  */
 export async function downloadToStore(store: RecordingStore, clock: Clock, timeoutMs: number, req: DownloadRequest): Promise<DownloadResult> {
   const controller = new AbortController();
@@ -47,7 +49,7 @@ export async function downloadToStore(store: RecordingStore, clock: Clock, timeo
     return await attempt(store, req, controller.signal);
   } catch (error) {
     const reason = controller.signal.aborted ? coerceError(controller.signal.reason).message : coerceError(error).message;
-    return { ok: false, reason, bytesStored: await store.partialSize(req.key).catch(() => 0) };
+    return { ok: false, reason, bytesStored: await store.partialSize(req.partial).catch(() => 0) };
   } finally {
     clock.clearTimeout(timer);
     req.signal?.removeEventListener('abort', onOuterAbort);
@@ -55,17 +57,16 @@ export async function downloadToStore(store: RecordingStore, clock: Clock, timeo
 }
 
 async function attempt(store: RecordingStore, req: DownloadRequest, signal: AbortSignal): Promise<DownloadResult> {
-  let offset = await store.partialSize(req.key);
+  let offset = await store.partialSize(req.partial);
   if (req.expectedSize !== null && offset > req.expectedSize) {
-    await store.discardPartial(req.key);
+    await store.discardPartial(req.partial);
     offset = 0;
   }
   let hash = createHash('sha256');
   // The digest must cover the whole file, so a resumed download first re-reads what it has.
-  if (offset > 0) offset = await hashPartial(store, req.key, hash, offset);
+  if (offset > 0) offset = await hashPartial(store, req.partial, hash, offset);
   const resumedFrom = offset;
   if (req.expectedSize !== null && offset === req.expectedSize && offset > 0) {
-    await store.commit(req.key);
     return { ok: true, size: offset, sha256: hash.digest('hex'), contentType: contentTypeFor(req.fileType), resumedFrom };
   }
   if (req.auths.length === 0) return { ok: false, reason: 'no way to authorise the download: no Zoom credentials and no valid download_token', bytesStored: offset };
@@ -107,7 +108,7 @@ async function attempt(store: RecordingStore, req: DownloadRequest, signal: Abor
     if (total === null && length && /^\d+$/.test(length)) total = Number(length);
   } else {
     await response.body?.cancel();
-    if (response.status === 416) await store.discardPartial(req.key);
+    if (response.status === 416) await store.discardPartial(req.partial);
     return { ok: false, reason: `download answered HTTP ${response.status}`, bytesStored: response.status === 416 ? 0 : offset };
   }
 
@@ -118,6 +119,8 @@ async function attempt(store: RecordingStore, req: DownloadRequest, signal: Abor
   const body = eager(source, PREFETCH_BYTES);
   const tap = async function* (): AsyncGenerator<Uint8Array> {
     for await (const chunk of body.chunks) {
+      // Aborted (lease lost, deadline, stopping): not one more byte, even from the read-ahead buffer.
+      if (signal.aborted) throw coerceError(signal.reason);
       h.update(chunk);
       received += chunk.length;
       req.onBytes?.(chunk.length);
@@ -125,19 +128,18 @@ async function attempt(store: RecordingStore, req: DownloadRequest, signal: Abor
     }
   };
   try {
-    await store.append(req.key, offset, tap());
+    await store.append(req.partial, offset, tap());
   } catch (error) {
     body.stop();
-    const stored = await store.partialSize(req.key);
+    const stored = await store.partialSize(req.partial);
     return { ok: false, reason: `download interrupted after ${offset + received} of ${total ?? '?'} bytes: ${coerceError(signal.aborted ? signal.reason : error).message}`, bytesStored: stored };
   }
   const size = offset + received;
   if (total !== null && size !== total) {
     // Short: keep the partial and resume. Long: the bytes are not what Zoom announced; start over.
-    if (size > total) await store.discardPartial(req.key);
+    if (size > total) await store.discardPartial(req.partial);
     return { ok: false, reason: `got ${size} bytes where ${total} were announced`, bytesStored: size > total ? 0 : size };
   }
-  await store.commit(req.key);
   return { ok: true, size, sha256: h.digest('hex'), contentType: servedType(response.headers.get('content-type'), req.fileType), resumedFrom };
 }
 
@@ -145,7 +147,7 @@ async function attempt(store: RecordingStore, req: DownloadRequest, signal: Abor
 async function refusal(r: Response): Promise<string | null> {
   const type = (r.headers.get('content-type') ?? '').toLowerCase();
   if (type.startsWith('text/html')) {
-    const text = (await r.text().catch(() => '')).slice(0, 4096);
+    const text = await headOf(r, HTML_CAP_BYTES);
     // Zoom's page says why ("Only the host can download this recording…"): keep its words.
     const words = text.replace(/<(head|script|style)[\s\S]*?<\/\1>/gi, ' ').replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
     return `an HTML page (status ${r.status}) instead of the file${words ? `: "${words}"` : ''}`;
@@ -157,9 +159,30 @@ async function refusal(r: Response): Promise<string | null> {
   return null;
 }
 
-async function hashPartial(store: RecordingStore, key: string, hash: Hash, size: number): Promise<number> {
+/** The first `cap` bytes of the body as text; the rest is never read (an HTML page may be endless). */
+async function headOf(r: Response, cap: number): Promise<string> {
+  const reader = r.body?.getReader();
+  if (!reader) return '';
+  const parts: Uint8Array[] = [];
   let read = 0;
-  for await (const chunk of store.readPartial(key)) {
+  try {
+    while (read < cap) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      read += value.length;
+    }
+  } catch {
+    // A page cut short still says what it said so far.
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(parts).subarray(0, cap).toString('utf8');
+}
+
+async function hashPartial(store: RecordingStore, partial: string, hash: Hash, size: number): Promise<number> {
+  let read = 0;
+  for await (const chunk of store.readPartial(partial)) {
     const bytes = chunk as Buffer;
     hash.update(bytes);
     read += bytes.length;

@@ -1,4 +1,4 @@
-import type { Insertable, Selectable, Updateable } from 'kysely';
+import { sql, type Insertable, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { dbNow } from '../db/db-clock.ts';
@@ -23,6 +23,7 @@ export interface RecordingRow {
   downloadToken: string | null;
   downloadTokenExpiresAt: Date | null;
   bytesStored: number;
+  /** Stored: the object's key. Before: the partial holding the first bytesStored bytes (a claim's own). */
   storageKey: string | null;
   checksumSha256: string | null;
   contentType: string | null;
@@ -140,12 +141,34 @@ export async function claimRecordings(db: Db, clock: Clock, o: { token: string; 
   return rows.map(toRecordingRow).sort((a, b) => a.id - b.id);
 }
 
-export async function renewRecordingLease(db: Db, clock: Clock, token: string, leaseMs: number): Promise<boolean> {
+/** How far a claim's own partial has got: the bytes a successor may copy from it. */
+export interface Progress {
+  partial: string;
+  bytes: number;
+}
+
+/** Extends the lease while the claim is still ours (fencing), and records the partial's progress. */
+export async function renewRecordingLease(db: Db, clock: Clock, token: string, leaseMs: number, progress?: Progress): Promise<boolean> {
   const result = await db
     .updateTable('recordings')
-    .set({ lease_expires_at: dbNow(db, clock, leaseMs) })
+    .set({ lease_expires_at: dbNow(db, clock, leaseMs), ...(progress ? { storage_key: progress.partial, bytes_stored: progress.bytes } : {}) })
     .where('lease_owner', '=', token)
     .where('state', '=', 'downloading')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+/**
+ * The commit of a settled `stored` row failed (the rename): back to pending, with the reason, while
+ * nothing else has touched the row. Not fenced by a lease (settling released it); by its checksum.
+ */
+export async function unsettleStored(db: Db, id: number, checksum: string, fields: Updateable<RecordingsTable>): Promise<boolean> {
+  const result = await db
+    .updateTable('recordings')
+    .set({ ...fields, state: 'pending', checksum_sha256: null, content_type: null, stored_at: null })
+    .where('id', '=', id)
+    .where('state', '=', 'stored')
+    .where('checksum_sha256', '=', checksum)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
@@ -162,14 +185,16 @@ export async function settleRecording(db: Db, id: number, token: string, fields:
   return Number(result.numUpdatedRows) > 0;
 }
 
-/** Shutdown: this worker's unfinished claims go back at once; the interrupted attempt does not count. */
-export async function releaseRecordingClaims(db: Db, clock: Clock, ownerPrefix: string): Promise<number> {
-  const result = await db
+/**
+ * Shutdown: this worker's unfinished claims (every token of `owner`, or one exact `token`) go back
+ * at once; the interrupted attempt does not count.
+ */
+export async function releaseRecordingClaims(db: Db, clock: Clock, claims: { owner: string } | { token: string }): Promise<number> {
+  const update = db
     .updateTable('recordings')
     .set((eb) => ({ state: 'pending', lease_owner: null, lease_expires_at: null, attempts: eb('attempts', '-', 1), available_at: clock.now() }))
-    .where('lease_owner', 'like', `${ownerPrefix}#%`)
-    .where('state', '=', 'downloading')
-    .executeTakeFirst();
+    .where('state', '=', 'downloading');
+  const result = await ('token' in claims ? update.where('lease_owner', '=', claims.token) : update.where('lease_owner', 'like', `${claims.owner}#%`)).executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
 
@@ -199,8 +224,10 @@ export interface SweepCandidate {
  * Classes on licensed hosts (Basic hosts cannot record to the cloud) whose meeting ended within the
  * lookback and that have no recording rows yet: their recording.completed may have been lost.
  * The end is live_ended_at when known, else the scheduled end (while not seen running).
+ * Classes never asked come first, then the longest unasked; none asked since `askedBefore`, so a
+ * backlog of classes without a recording cannot starve newer ones.
  */
-export async function sweepCandidates(db: Db, o: { now: Date; since: Date; limit: number }): Promise<SweepCandidate[]> {
+export async function sweepCandidates(db: Db, o: { now: Date; since: Date; askedBefore: Date; limit: number }): Promise<SweepCandidate[]> {
   const rows = await db
     .selectFrom('schedules')
     .innerJoin('zoom_accounts', 'zoom_accounts.id', 'schedules.meeting_account_id')
@@ -222,8 +249,17 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; limit
       ]),
     )
     .where(({ not, exists, selectFrom }) => not(exists(selectFrom('recordings').select('recordings.id').whereRef('recordings.schedule_id', '=', 'schedules.id'))))
+    .where((eb) => eb.or([eb('schedules.recording_swept_at', 'is', null), eb('schedules.recording_swept_at', '<=', o.askedBefore)]))
+    // NULLS FIRST spelled out: PostgreSQL sorts nulls last by default, SQLite first.
+    .orderBy(sql`case when schedules.recording_swept_at is null then 0 else 1 end`)
+    .orderBy('schedules.recording_swept_at')
     .orderBy('schedules.ends_at')
     .limit(o.limit)
     .execute();
   return rows.map((r) => ({ scheduleId: r.id, zoomAccountId: r.meeting_account_id ?? 0, meetingId: r.meeting_id ?? '', meetingUuid: r.meeting_uuid }));
+}
+
+/** The sweep asked Zoom about this class (whatever the answer): not again before the next interval. */
+export async function markSwept(db: Db, scheduleId: number, at: Date): Promise<void> {
+  await db.updateTable('schedules').set({ recording_swept_at: at }).where('id', '=', scheduleId).execute();
 }

@@ -46,7 +46,7 @@ export interface Recordings {
   /** Claims up to recordings.concurrency due files and downloads them (tests; the loop does this itself). */
   runOnce(): Promise<RunReport>;
   sweep(): Promise<SweepReport>;
-  /** Starts the download loop and the sweep (every recordings.sweepInterval); no-op when recordings.enabled is false. */
+  /** Starts the download loop and the sweep (every recordings.sweepInterval); both idle while recordings.enabled is false (live). */
   start(): void;
   /** Stops claiming, aborts downloads in flight (partials stay for resuming), hands back their leases. */
   stop(): Promise<void>;
@@ -62,6 +62,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
   const workerDeps = { db, box: deps.box, clock, config, client: deps.client, store, logger, owner, metrics: deps.metrics, onStored: deps.onStored, random: deps.random };
   const stopping = new AbortController();
   let running = false;
+  let unsubscribe: (() => void) | undefined;
   let active = 0;
   const inFlight = new Set<Promise<unknown>>();
 
@@ -71,7 +72,16 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
     return p;
   };
 
-  const claim = (limit: number) => claimRecordings(db, clock, { token: claimToken(owner), leaseMs: config.current().recordings.lease.ms, limit });
+  /** Claims due rows; a claim that lands after stop() began is handed straight back, never worked on. */
+  const claim = async (limit: number) => {
+    const token = claimToken(owner);
+    const rows = await claimRecordings(db, clock, { token, leaseMs: config.current().recordings.lease.ms, limit });
+    if (rows.length && stopping.signal.aborted) {
+      await releaseRecordingClaims(db, clock, { token });
+      return [];
+    }
+    return rows;
+  };
   const work = async (row: Awaited<ReturnType<typeof claim>>[number]): Promise<Outcome> => {
     try {
       return await downloadClaimed(workerDeps, row, stopping.signal);
@@ -85,12 +95,20 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
   let wake: TimerHandle | undefined;
   let pumping = false;
   let again = false;
-  const pump = async (): Promise<void> => {
+  const sleep = (ms: number): void => {
+    if (wake) clock.clearTimeout(wake);
+    if (running) wake = clock.setTimeout(pump, ms);
+  };
+  // Tracked, so stop() waits for a claim in flight.
+  const pump = (): void => void track(pumpLoop());
+  const pumpLoop = async (): Promise<void> => {
     if (!running || stopping.signal.aborted) return;
     if (pumping) {
       again = true;
       return;
     }
+    // Disabled: claim nothing; a config change (or the idle poll) wakes the loop again.
+    if (!config.current().recordings.enabled) return sleep(IDLE_POLL_MS);
     pumping = true;
     try {
       // A wake-up during an await (an ingest, a finished download) goes round again, never lost.
@@ -101,7 +119,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
           active++;
           void track(work(row)).finally(() => {
             active--;
-            void pump();
+            pump();
           });
         }
         if (again && running) continue;
@@ -109,16 +127,13 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
           const next = await nextRecordingDue(db);
           if (again && running) continue;
           // At least a second: a due row another replica is claiming right now must not make this spin.
-          const wait = next ? Math.min(Math.max(next.getTime() - clock.now().getTime(), 1000), IDLE_POLL_MS) : IDLE_POLL_MS;
-          if (wake) clock.clearTimeout(wake);
-          wake = clock.setTimeout(() => void pump(), wait);
+          sleep(next ? Math.min(Math.max(next.getTime() - clock.now().getTime(), 1000), IDLE_POLL_MS) : IDLE_POLL_MS);
         }
         break;
       }
     } catch (error) {
       logger.error({ err: coerceError(error) }, 'recording download loop failed; retrying');
-      if (wake) clock.clearTimeout(wake);
-      if (running) wake = clock.setTimeout(() => void pump(), IDLE_POLL_MS);
+      sleep(IDLE_POLL_MS);
     } finally {
       pumping = false;
     }
@@ -130,10 +145,11 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
   const sweepTick = (): void => {
     if (!running) return;
     void track(
+      // sweepRecordings itself does nothing while recordings.enabled is false; the tick keeps going.
       sweep()
         .then((r) => {
           if (r.found || r.errors) logger.info({ ...r }, 'recording sweep');
-          void pump();
+          pump();
         })
         .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'recording sweep failed'))
         .finally(() => {
@@ -145,7 +161,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
   const ingest = async (input: IngestInput): Promise<string> => {
     if (!config.current().recordings.enabled) return 'ignored: recordings are off (recordings.enabled: false)';
     const outcome = await ingestRecordingMeeting(db, { clock, box: deps.box, config }, input);
-    if (outcome.startsWith('recordings:')) void pump();
+    if (outcome.startsWith('recordings:')) pump();
     return outcome;
   };
 
@@ -161,18 +177,23 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
     },
     sweep,
     start() {
-      if (running || !config.current().recordings.enabled) return;
+      if (running || stopping.signal.aborted) return;
       running = true;
-      void pump();
+      // recordings.enabled is live: turning it on must not wait for the idle poll.
+      unsubscribe = config.onChange((next, previous) => {
+        if (next.recordings.enabled && !previous.recordings.enabled) pump();
+      });
+      pump();
       sweepTick();
     },
     async stop() {
       running = false;
       stopping.abort();
+      unsubscribe?.();
       if (wake) clock.clearTimeout(wake);
       if (sweepTimer) clock.clearTimeout(sweepTimer);
       while (inFlight.size) await Promise.allSettled([...inFlight]);
-      await releaseRecordingClaims(db, clock, owner);
+      await releaseRecordingClaims(db, clock, { owner });
     },
   };
 }

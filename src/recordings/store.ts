@@ -1,31 +1,45 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
-import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 
 /**
- * Where recording files are kept. A download writes a partial object (resumable from its current
- * size) and commits it only after verification, so the final key never holds a half-written file.
- * Small on purpose: an S3-compatible store maps partials to multipart uploads and commit to completing one.
+ * Where recording files are kept. Each claim writes a partial of its own (named by partialName), so
+ * a worker that lost its lease can never write into the bytes its successor uses; the successor
+ * resumes from a copy. A partial becomes the object only by commit, after the fenced settle, so the
+ * final key never holds a half-written file. Small on purpose: an S3-compatible store maps partials
+ * to multipart uploads (copy = UploadPartCopy) and commit to completing one.
  */
 export interface RecordingStore {
-  /** Bytes of the partial object (0 when there is none). */
-  partialSize(key: string): Promise<number>;
+  /** Bytes of the partial (0 when there is none). */
+  partialSize(partial: string): Promise<number>;
   /** The partial's bytes from the start (to re-hash before resuming). */
-  readPartial(key: string): Readable;
+  readPartial(partial: string): Readable;
   /**
    * Writes `source` into the partial from `offset` (anything beyond is dropped first; 0 starts over).
    * What was written stays even when the source fails midway, so a later attempt can resume.
    */
-  append(key: string, offset: number, source: AsyncIterable<Uint8Array>): Promise<void>;
-  discardPartial(key: string): Promise<void>;
-  /** Makes the partial the object at `key`, atomically. */
-  commit(key: string): Promise<void>;
+  append(partial: string, offset: number, source: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Starts `to` with the first `bytes` of `from`; returns the bytes copied (fewer when `from` is shorter or gone). */
+  copyPartial(from: string, to: string, bytes: number): Promise<number>;
+  discardPartial(partial: string): Promise<void>;
+  /** Every partial of `key`, whichever claim wrote it. */
+  partialsOf(key: string): Promise<string[]>;
+  /** Makes the partial the object at `key`, atomically, only if it holds exactly `size` bytes. */
+  commit(partial: string, key: string, size: number): Promise<void>;
   /** Size of the committed object, or null when there is none. */
   size(key: string): Promise<number | null>;
   /** The committed object's bytes in [start, end] (inclusive), or all of them. */
   read(key: string, range?: { start: number; end: number }): Readable;
   delete(key: string): Promise<void>;
+}
+
+const SUFFIX = /^[0-9a-f]{16}$/;
+
+/** The partial one claim (its fencing token) writes for `key`. */
+export function partialName(key: string, claimToken: string): string {
+  return `${key}.${createHash('sha256').update(claimToken).digest('hex').slice(0, 16)}`;
 }
 
 /** The filesystem store: objects under `dir`, partials under `dir/.partial` (same filesystem, so rename is atomic). */
@@ -40,7 +54,7 @@ export function filesystemStore(dir: string): RecordingStore {
   };
   const partialRoot = join(root, '.partial');
   const finalPath = (key: string): string => pathOf(root, key);
-  const partialPath = (key: string): string => pathOf(partialRoot, key);
+  const partialPath = (partial: string): string => pathOf(partialRoot, partial);
   const sizeOf = async (path: string): Promise<number | null> => {
     try {
       return (await stat(path)).size;
@@ -50,28 +64,54 @@ export function filesystemStore(dir: string): RecordingStore {
     }
   };
 
+  /** See RecordingStore.append. */
+  const append = async (partial: string, offset: number, source: AsyncIterable<Uint8Array>): Promise<void> => {
+    const path = partialPath(partial);
+    await mkdir(dirname(path), { recursive: true });
+    const current = await sizeOf(path);
+    if ((current ?? 0) < offset) throw new Error(`the partial ${partial} has ${current ?? 0} bytes: cannot resume at byte ${offset}`);
+    if (current !== null && current > offset) await truncate(path, offset);
+    // Each chunk is written before the next is read, so what the source gave is on disk when it fails.
+    const handle = await open(path, offset === 0 ? 'w' : 'a');
+    try {
+      for await (const chunk of source) await handle.write(chunk);
+    } finally {
+      await handle.close();
+    }
+  };
+
   return {
-    partialSize: async (key) => (await sizeOf(partialPath(key))) ?? 0,
-    readPartial: (key) => createReadStream(partialPath(key)),
-    async append(key, offset, source) {
-      const path = partialPath(key);
-      await mkdir(dirname(path), { recursive: true });
-      const current = await sizeOf(path);
-      if ((current ?? 0) < offset) throw new Error(`the partial of ${key} has ${current ?? 0} bytes: cannot resume at byte ${offset}`);
-      if (current !== null && current > offset) await truncate(path, offset);
-      // Each chunk is written before the next is read, so what the source gave is on disk when it fails.
-      const handle = await open(path, offset === 0 ? 'w' : 'a');
-      try {
-        for await (const chunk of source) await handle.write(chunk);
-      } finally {
-        await handle.close();
-      }
+    partialSize: async (partial) => (await sizeOf(partialPath(partial))) ?? 0,
+    readPartial: (partial) => createReadStream(partialPath(partial)),
+    append,
+    async copyPartial(from, to, bytes) {
+      if (bytes <= 0 || (await sizeOf(partialPath(from))) === null) return 0;
+      let copied = 0;
+      const chunks = async function* (): AsyncGenerator<Uint8Array> {
+        for await (const chunk of createReadStream(partialPath(from), { end: bytes - 1 })) {
+          copied += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+      };
+      await append(to, 0, chunks());
+      return copied;
     },
-    discardPartial: async (key) => rm(partialPath(key), { force: true }),
-    async commit(key) {
+    discardPartial: async (partial) => rm(partialPath(partial), { force: true }),
+    async partialsOf(key) {
+      const path = partialPath(key);
+      const prefix = `${basename(path)}.`;
+      const names = await readdir(dirname(path)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return [];
+        throw error;
+      });
+      return names.filter((n) => n.startsWith(prefix) && SUFFIX.test(n.slice(prefix.length))).map((n) => `${key}.${n.slice(prefix.length)}`);
+    },
+    async commit(partial, key, size) {
+      const actual = await sizeOf(partialPath(partial));
+      if (actual !== size) throw new Error(`the partial ${partial} has ${actual ?? 'no'} bytes where ${size} were verified`);
       const target = finalPath(key);
       await mkdir(dirname(target), { recursive: true });
-      await rename(partialPath(key), target);
+      await rename(partialPath(partial), target);
     },
     size: async (key) => sizeOf(finalPath(key)),
     read: (key, range) => createReadStream(finalPath(key), range ? { start: range.start, end: range.end } : {}),

@@ -6,12 +6,14 @@ import type { ZoomClient } from '../zoom/client.ts';
 import { ZoomError } from '../zoom/errors.ts';
 import { ingestRecordingMeeting, type IngestDeps } from './ingest.ts';
 import type { RecordingMetrics } from './metrics.ts';
-import { sweepCandidates } from './rows.ts';
+import { markSwept, sweepCandidates } from './rows.ts';
 
 export interface SweepDeps extends IngestDeps {
   client: ZoomClient;
   logger: Logger;
   metrics?: RecordingMetrics | undefined;
+  /** Classes asked about per sweep (default 500). */
+  limit?: number | undefined;
 }
 
 export interface SweepReport {
@@ -26,14 +28,21 @@ const SWEEP_LIMIT = 500;
 /**
  * Asks Zoom for the recordings of recently ended classes that have none on record: a lost or
  * undeliverable recording.completed must not lose the recording. "No recording yet" (404 code 3301)
- * is asked again at the next sweep, until the class leaves the lookback window.
+ * is asked again a sweepInterval later, until the class leaves the lookback window. Does nothing
+ * while recordings.enabled is false (read at each sweep: the key is live).
  */
 export async function sweepRecordings(db: Db, deps: SweepDeps): Promise<SweepReport> {
   const cfg = deps.config.current().recordings;
   const now = deps.clock.now();
+  if (!cfg.enabled) return { checked: 0, found: 0, none: 0, errors: 0 };
   // Only meetings made to record to the cloud are owed a recording; asking for the others wastes calls.
   if (deps.config.current().zoom.meeting.autoRecording !== 'cloud') return { checked: 0, found: 0, none: 0, errors: 0 };
-  const candidates = await sweepCandidates(db, { now, since: new Date(now.getTime() - cfg.sweepLookback.ms), limit: SWEEP_LIMIT });
+  const candidates = await sweepCandidates(db, {
+    now,
+    since: new Date(now.getTime() - cfg.sweepLookback.ms),
+    askedBefore: new Date(now.getTime() - cfg.sweepInterval.ms),
+    limit: deps.limit ?? SWEEP_LIMIT,
+  });
   const report: SweepReport = { checked: candidates.length, found: 0, none: 0, errors: 0 };
   for (const c of candidates) {
     let outcome: keyof Omit<SweepReport, 'checked'>;
@@ -52,6 +61,7 @@ export async function sweepRecordings(db: Db, deps: SweepDeps): Promise<SweepRep
         deps.logger.warn({ schedule: c.scheduleId, meeting: c.meetingId, err: coerceError(error) }, 'recording sweep could not ask Zoom');
       }
     }
+    await markSwept(db, c.scheduleId, deps.clock.now());
     report[outcome]++;
     deps.metrics?.sweeps.inc({ outcome: outcome === 'errors' ? 'error' : outcome });
   }

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { sweepRecordings } from '../../src/recordings/sweep.ts';
 import { dialects } from '../support/databases.ts';
+import { silent } from '../zoom/world.ts';
 import { file, openRecordingWorld, type RecordingWorld } from './world.ts';
 
 describe.each(dialects)('recording sweep and loop (%s)', (dialect) => {
@@ -27,6 +29,8 @@ describe.each(dialects)('recording sweep and loop (%s)', (dialect) => {
     w.em.addRecording(w.meetingNumber, [file('swept-mp4', 'MP4', 20_000), file('swept-m4a', 'M4A', 5_000)]);
     lost.remove();
     expect(w.em.webhooks.deliveries({ event: 'recording.completed' })).toEqual([]);
+    expect(await rec.sweep()).toMatchObject({ checked: 0 }); // asked a moment ago: not before sweepInterval
+    await w.clock.advance(30 * 60_000);
     expect(await rec.sweep()).toEqual({ checked: 1, found: 1, none: 0, errors: 0 });
     expect((await w.rows()).map((r) => [r.fileId, r.state, r.downloadToken])).toEqual([
       ['swept-mp4', 'pending', null],
@@ -64,5 +68,71 @@ describe.each(dialects)('recording sweep and loop (%s)', (dialect) => {
     expect(row?.downloadToken).not.toBeNull();
     expect(row?.downloadTokenExpiresAt?.getTime()).toBe(w.clock.now().getTime() + 24 * 3_600_000);
     expect(await rec.runOnce()).toEqual({ claimed: 1, outcomes: { stored: 1 } });
+  });
+
+  it('asks about each class at most once per sweepInterval, so a backlog cannot starve newer classes', async () => {
+    await w.schedule('c2', '2026-12-01T03:00:00Z', 60);
+    await w.schedule('c3', '2026-12-01T05:00:00Z', 60);
+    await w.provisioner().runPass();
+    await w.clock.set(new Date('2026-12-01T06:10:00Z'));
+    // Two per sweep, as if 500 classes without a recording were ahead of the newest one.
+    const sweep = () => sweepRecordings(w.database.db, { clock: w.clock, box: w.box, config: w.config, client: w.client, logger: silent, limit: 2 });
+    const asked = async () => {
+      const rows = await w.database.db.selectFrom('schedules').select(['external_id', 'recording_swept_at']).orderBy('external_id').execute();
+      return rows.map((r) => [r.external_id, r.recording_swept_at === null ? null : new Date(r.recording_swept_at).toISOString()]);
+    };
+    expect(await sweep()).toEqual({ checked: 2, found: 0, none: 2, errors: 0 });
+    expect(await sweep()).toEqual({ checked: 1, found: 0, none: 1, errors: 0 }); // c3, not c1 and c2 again
+    expect(await asked()).toEqual([
+      ['c1', '2026-12-01T06:10:00.000Z'],
+      ['c2', '2026-12-01T06:10:00.000Z'],
+      ['c3', '2026-12-01T06:10:00.000Z'],
+    ]);
+    expect(await sweep()).toMatchObject({ checked: 0 });
+    await w.clock.advance(30 * 60_000 - 1);
+    expect(await sweep()).toMatchObject({ checked: 0 });
+    await w.clock.advance(1);
+    expect(await sweep()).toMatchObject({ checked: 2 });
+    expect(await sweep()).toMatchObject({ checked: 1 });
+  });
+
+  it('recordings.enabled is live: off at start, on later, and the loop downloads at once', async () => {
+    const live = w.liveConfig({ enabled: false });
+    const rec = w.recordings({ config: live.config });
+    rec.start();
+    const event = await w.record([file('later', 'MP4', 30_000)]);
+    expect(await rec.ingest(event)).toMatch(/^ignored: recordings are off/);
+    await w.recordings().ingest(event); // another replica, with recordings on, records the file
+    expect(live.set({ enabled: true })).toMatchObject({ status: 'applied', changed: ['recordings.enabled'] });
+    // No clock advance: turning the key on wakes the loop. Real HTTP: wait in real time.
+    await vi.waitFor(() => expect(w.stored).toHaveLength(1), { timeout: 5000, interval: 20 });
+    await rec.stop();
+    expect((await w.rows())[0]).toMatchObject({ state: 'stored' });
+  });
+
+  it('recordings.enabled is live: turned off, the loop claims nothing and the sweep asks Zoom nothing', async () => {
+    const live = w.liveConfig({ enabled: true });
+    const rec = w.recordings({ config: live.config });
+    rec.start();
+    expect(live.set({ enabled: false })).toMatchObject({ status: 'applied', changed: ['recordings.enabled'] });
+    await w.clock.set(new Date('2026-12-01T02:40:00Z')); // the class ended at 02:00; sweeps ran at 02:00 and 02:30
+    expect(await rec.sweep()).toEqual({ checked: 0, found: 0, none: 0, errors: 0 }); // the sweep itself checks the key
+    await w.recordings().ingest(await w.record([file('off', 'MP4', 10_000)])); // another replica
+    await w.clock.advance(3 * 60_000); // the loop's idle polls
+    await rec.stop();
+    expect(w.em.requests().filter((r) => r.path.endsWith('/recordings'))).toEqual([]);
+    expect(w.em.downloads.requests()).toEqual([]);
+    expect((await w.rows())[0]).toMatchObject({ state: 'pending', attempts: 0 });
+  });
+
+  it('starts no download for a claim that lands while stop() runs', async () => {
+    const rec = w.recordings();
+    await rec.ingest(await w.record([file('late', 'MP4', 10_000)])); // not started: nothing claims it yet
+    rec.start(); // the loop's claim is in flight now
+    await rec.stop();
+    await rec.stop(); // waits for anything the first one let through
+    expect(w.em.downloads.requests()).toEqual([]);
+    expect((await w.rows())[0]).toMatchObject({ state: 'pending', attempts: 0, leaseToken: null });
+    expect(await w.recordings().runOnce()).toEqual({ claimed: 1, outcomes: { stored: 1 } });
   });
 });

@@ -1,8 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.ts';
+import { createConfigStore, type ConfigStore, type ReloadOutcome } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
 import { createRecordingMetrics } from '../../src/recordings/metrics.ts';
 import { createRecordings, type Recordings, type RecordingsDeps } from '../../src/recordings/runtime.ts';
@@ -21,6 +24,8 @@ export interface RecordingWorld extends ZoomWorld {
   record(files?: RecordingFile[]): Promise<{ accountId: string; object: unknown; downloadToken: string | null }>;
   rows(): Promise<RecordingRow[]>;
   stored: { id: number; scheduleId: number; fileType: string }[];
+  /** A config store read from a file (so reloads are real), with these recordings settings; set() rewrites and reloads it. */
+  liveConfig(recordings: Record<string, unknown>): { config: ConfigStore; set(recordings: Record<string, unknown>): ReloadOutcome };
 }
 
 export const file = (id: string, fileType: string, size: number): RecordingFile => ({
@@ -87,6 +92,25 @@ export async function openRecordingWorld(dialect: Dialect, config: Record<string
       return { accountId: envelope.payload.account_id, object: envelope.payload.object, downloadToken: envelope.download_token ?? null };
     },
     rows: () => recordingsOfSchedule(world.database.db, schedule.id),
+    liveConfig(recordings) {
+      const path = join(dir, 'scheduler.yaml');
+      const write = (r: Record<string, unknown>): void => {
+        const raw = {
+          zoom: { apiBaseUrl: world.em.apiBaseUrl, oauthUrl: world.em.oauthUrl, retry: { baseDelay: '0ms' }, meeting: { autoRecording } },
+          recordings: { dir, retry: { attempts: 3, baseDelay: '1m', maxDelay: '10m' }, ...config, ...r },
+        };
+        writeFileSync(path, JSON.stringify(raw)); // JSON is YAML
+      };
+      write(recordings);
+      const store = createConfigStore(loadConfig({ file: path, env: {} }), { file: path, env: {} }, world.clock);
+      return {
+        config: store,
+        set: (r) => {
+          write(r);
+          return store.reload('api');
+        },
+      };
+    },
     async close() {
       await new Promise<void>((resolve) => sink.close(() => resolve()));
       await world.close();
