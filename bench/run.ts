@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ ru
   zoom: { description: 'provision 1,000 meetings over a week onto 25 hosts against the emulator (1 s creates, rate limits)', load: () => import('./zoom.ts') },
   import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
   'line-webhook': { description: 'signed LINE follow/unfollow webhooks at the endpoint: events/s and ack latency', load: () => import('./line-webhook.ts') },
+  'zoom-webhook': { description: 'signed Zoom participant_joined webhooks for the 20:00 peak: ack latency against Zoom\'s 3 s, then applying them', load: () => import('./zoom-webhook.ts') },
   'line-push': { description: 'pushes (or multicasts) through our send path to the emulator at LINE rate limits', load: () => import('./line-push.ts') },
 };
 
