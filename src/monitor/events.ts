@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
-import type { Db } from '../db/database.ts';
+import { dialectOf, type Db } from '../db/database.ts';
+import { createLimiter } from '../concurrency.ts';
 import { fromJson, toDate } from '../db/row.ts';
 import { inTransaction } from '../db/transaction.ts';
 import { coerceError } from '../errors.ts';
@@ -88,6 +89,7 @@ interface StoredEvent {
   id: number;
   accountId: string;
   event: string;
+  meetingId: string | null;
   /** As stored (JSON text on SQLite): parsed per event, so one bad row cannot stall the batch. */
   payload: unknown;
   attempts: number;
@@ -97,14 +99,14 @@ interface StoredEvent {
 export async function pendingMeetingEvents(db: Db, now: Date, limit: number): Promise<StoredEvent[]> {
   const rows = await db
     .selectFrom('meeting_events')
-    .select(['id', 'account_id', 'event', 'payload', 'attempts'])
+    .select(['id', 'account_id', 'event', 'meeting_id', 'payload', 'attempts'])
     .where('processed_at', 'is', null)
     .where((eb) => eb.or([eb('retry_at', 'is', null), eb('retry_at', '<=', now)]))
     .orderBy('event_at')
     .orderBy('id')
     .limit(limit)
     .execute();
-  return rows.map((r) => ({ id: r.id, accountId: r.account_id, event: r.event, payload: r.payload, attempts: r.attempts }));
+  return rows.map((r) => ({ id: r.id, accountId: r.account_id, event: r.event, meetingId: r.meeting_id, payload: r.payload, attempts: r.attempts }));
 }
 
 /** Marks an unprocessed event done; false when it was done already (another replica). */
@@ -192,6 +194,8 @@ function zoomTime(value: string | null): Date | null {
 
 const BATCH = 200;
 const GATHER_MS = 20;
+/** Meetings applied at once on PostgreSQL (leaves room in the pool for the intake). */
+const PG_LANES = 6;
 /** Between tries of an event whose application failed for a reason that may pass. */
 const RETRY: BackoffPolicy = { baseDelayMs: 5_000, maxDelayMs: 5 * 60_000 };
 /** Tries before giving up: with the backoff above (and the sweep), well over half an hour of outage. */
@@ -279,7 +283,21 @@ export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRunt
     if (events.length === 0) return false;
     // Read outside the per-event transactions (on SQLite a read on `db` inside one would wait for itself).
     const hosts = await poolHosts(db);
-    for (const event of events) await processOne(event, hosts);
+    // One meeting's events in order; different meetings side by side on PostgreSQL (each holds its
+    // schedule's row lock). SQLite has one connection, so there it stays one at a time.
+    const byMeeting = new Map<string, StoredEvent[]>();
+    for (const e of events) {
+      const key = e.meetingId ?? `event:${e.id}`;
+      byMeeting.set(key, [...(byMeeting.get(key) ?? []), e]);
+    }
+    const lanes = createLimiter(() => (dialectOf(db) === 'postgres' ? PG_LANES : 1));
+    await Promise.all(
+      [...byMeeting.values()].map((group) =>
+        lanes.run(async () => {
+          for (const event of group) await processOne(event, hosts);
+        }),
+      ),
+    );
     return events.length === BATCH;
   };
 
