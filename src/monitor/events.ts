@@ -57,8 +57,25 @@ export interface ZoomWebhookRuntime {
 export async function webhookSecretTokens(db: Db, box: SecretBox, accountId: string): Promise<string[] | null> {
   const rows = await db.selectFrom('zoom_accounts').select('webhook_secret_token').where('account_id', '=', accountId).execute();
   if (rows.length === 0) return null;
-  const tokens = rows.flatMap((r) => (r.webhook_secret_token === null ? [] : [box.decrypt(r.webhook_secret_token, WEBHOOK_SECRET)]));
+  const tokens = rows.flatMap((r) => (r.webhook_secret_token === null ? [] : [decryptToken(box, r.webhook_secret_token)]));
   return [...new Set(tokens)];
+}
+
+/**
+ * Decryptions remembered per ciphertext: the rows are read on every request (a rotated or removed
+ * token takes effect at once), but at peak rates decrypting each one every time is measurable.
+ */
+const decrypted = new WeakMap<SecretBox, Map<string, string>>();
+function decryptToken(box: SecretBox, sealed: string): string {
+  let memo = decrypted.get(box);
+  if (!memo) decrypted.set(box, (memo = new Map()));
+  let plain = memo.get(sealed);
+  if (plain === undefined) {
+    plain = box.decrypt(sealed, WEBHOOK_SECRET);
+    if (memo.size > 1000) memo.clear();
+    memo.set(sealed, plain);
+  }
+  return plain;
 }
 
 /** Stores a verified event unless one with its key is stored already (a Zoom retry). True when new. */
