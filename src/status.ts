@@ -11,6 +11,8 @@ export interface Status {
   schedules: { upcoming: number; cancelled: number; meetings: Record<string, number> };
   appointments: { booked: number; cancelled: number };
   deliveries: Record<string, number>;
+  /** Classes that started in the last 24 h by attendance verdict; webhook events waiting or set aside; recordings by state. */
+  monitoring: { last24h: Record<string, number>; webhookEvents: { pending: number; failed: number }; recordings: Record<string, number> };
 }
 
 export async function collectStatus(db: Db, now: Date): Promise<Status> {
@@ -37,6 +39,17 @@ export async function collectStatus(db: Db, now: Date): Promise<Status> {
     live: rows.filter((r) => !toBool(r.cancelled)).reduce((s, r) => s + Number(r.n), 0),
     cancelled: rows.filter((r) => toBool(r.cancelled)).reduce((s, r) => s + Number(r.n), 0),
   });
+  const verdicts = await db
+    .selectFrom('schedules')
+    .select([sql<string>`coalesce(monitor_state, 'unchecked')`.as('key'), count])
+    .where('starts_at', '>=', new Date(now.getTime() - 86_400_000))
+    .where('starts_at', '<', now)
+    .where('cancelled', '=', false)
+    .groupBy('monitor_state')
+    .execute();
+  const pendingEvents = await db.selectFrom('meeting_events').select(count).where('processed_at', 'is', null).executeTakeFirst();
+  const failedEvents = await db.selectFrom('meeting_events').select(count).where('outcome', '=', 'failed').executeTakeFirst();
+  const recordings = await db.selectFrom('recordings').select(['state as key', count]).groupBy('state').execute();
   const scheduleSplit = split(upcomingCounts);
   const appointmentSplit = split(appointments);
   return {
@@ -47,5 +60,10 @@ export async function collectStatus(db: Db, now: Date): Promise<Status> {
     schedules: { upcoming: scheduleSplit.live, cancelled: scheduleSplit.cancelled, meetings: byKey(meetings) },
     appointments: { booked: appointmentSplit.live, cancelled: appointmentSplit.cancelled },
     deliveries: byKey(deliveries),
+    monitoring: {
+      last24h: byKey(verdicts),
+      webhookEvents: { pending: Number(pendingEvents?.n ?? 0), failed: Number(failedEvents?.n ?? 0) },
+      recordings: byKey(recordings),
+    },
   };
 }

@@ -161,6 +161,8 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
     expect(detail.monitoring).toMatchObject({ liveStatus: 'ended', attendance: 0, attendancePeak: 1, verdict: 'ok', reason: '1 student present 10 minutes after the start', endedAt: '2026-12-01T12:50:00.000Z' });
     expect(detail.recordings.map((r: { fileType: string; state: string }) => `${r.fileType}:${r.state}`)).toEqual(['MP4:stored', 'M4A:stored']);
     expect(detail.appointments[0].deliveries.map((d: { kind: string; state: string }) => `${d.kind}:${d.state}`)).toContain('replay_url:sent');
+    const status = (await app.http.inject({ method: 'GET', url: '/api/status' })).json();
+    expect(status.monitoring).toEqual({ last24h: { ok: 1 }, webhookEvents: { pending: 0, failed: 0 }, recordings: { stored: 2 } });
     await rm(dir, { recursive: true, force: true });
   });
 });

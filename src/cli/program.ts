@@ -79,6 +79,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           io.out(`upcoming:       ${status.schedules.upcoming} schedules (${status.schedules.cancelled} cancelled); meetings ${formatCounts(status.schedules.meetings)}`);
           io.out(`appointments:   ${status.appointments.booked} booked, ${status.appointments.cancelled} cancelled`);
           io.out(`deliveries:     ${formatCounts(status.deliveries)}`);
+          io.out(`last 24 h:      attendance ${formatCounts(status.monitoring.last24h)}`);
+          io.out(`Zoom webhooks:  ${status.monitoring.webhookEvents.pending} waiting, ${status.monitoring.webhookEvents.failed} set aside`);
+          io.out(`recordings:     ${formatCounts(status.monitoring.recordings)}`);
         } finally {
           await ctx.close();
         }

@@ -63,9 +63,10 @@ describe.each(dialects)('the scheduler command on %s', (dialect) => {
     expect((await cli(['accounts', 'line', 'disable', '1'], env)).code).toBe(0);
     const status = await cli(['status', '--json'], env);
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.out)).toMatchObject({ lineChannels: { total: 1, enabled: 0 }, zoomAccounts: { total: 0 } });
+    expect(JSON.parse(status.out)).toMatchObject({ lineChannels: { total: 1, enabled: 0 }, zoomAccounts: { total: 0 }, monitoring: { last24h: {}, webhookEvents: { pending: 0, failed: 0 }, recordings: {} } });
     const human = await cli(['status'], env);
     expect(human.out).toMatch(/LINE channels:\s+0 enabled of 1/);
+    expect(human.out).toMatch(/Zoom webhooks:\s+0 waiting, 0 set aside/);
   });
 });
 
