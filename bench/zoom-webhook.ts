@@ -8,7 +8,7 @@ import { chunked } from '../src/db/transaction.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { createLogger } from '../src/logger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { createZoomWebhookRuntime } from '../src/monitor/events.ts';
+import { createZoomWebhookRuntime } from '../src/monitor/event-processor.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
 import { insertZoomAccount } from '../src/zoom/accounts.ts';
 import { valueOf } from './args.ts';

@@ -23,7 +23,7 @@ import { deliveryRules, engineSettings } from './deliveries/settings.ts';
 import { claimSqliteProcessLock } from './db/process-lock.ts';
 import { zoomClientFor } from './zoom/wiring.ts';
 import { oweReplayLinks } from './deliveries/owed.ts';
-import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from './monitor/events.ts';
+import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from './monitor/event-processor.ts';
 import { createMonitorMetrics } from './monitor/metrics.ts';
 import { createMonitor, type Monitor } from './monitor/monitor.ts';
 import { createRecordingMetrics } from './recordings/metrics.ts';

@@ -7,7 +7,7 @@ import type { Db } from '../db/database.ts';
 import type { LineRuntime } from '../line/runtime.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type { ZoomWebhookRuntime } from '../monitor/events.ts';
+import type { ZoomWebhookRuntime } from '../monitor/event-processor.ts';
 import type { OutboxOptions } from '../schedules/schedules.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { adminAuth } from './auth.ts';

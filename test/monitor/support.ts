@@ -10,7 +10,7 @@ import type { Dialect } from '../../src/db/database.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
 import type { Logger } from '../../src/logger.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
-import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from '../../src/monitor/events.ts';
+import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from '../../src/monitor/event-processor.ts';
 import { startZoomEmulator, type ZoomEmulator } from '../../src/sandbox/zoom/index.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { createSecretBox, type SecretBox } from '../../src/secrets/secret-box.ts';

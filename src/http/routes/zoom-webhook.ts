@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { insertMeetingEvent, webhookSecretTokens, type ZoomWebhookRuntime } from '../../monitor/events.ts';
+import { insertMeetingEvent, webhookSecretTokens } from '../../monitor/events.ts';
+import type { ZoomWebhookRuntime } from '../../monitor/event-processor.ts';
 import { eventLabel } from '../../monitor/attendance.ts';
 import { checkZoomSignature, parseZoomWebhook, urlValidationAnswer } from '../../zoom/webhook.ts';
 import type { HttpDeps } from '../app.ts';
