@@ -12,6 +12,7 @@ import { parseZoomEnvelope, type ParsedZoomWebhook } from '../zoom/webhook.ts';
 import { eventLabel, outcomeLabel } from './attendance.ts';
 import { poolHosts } from './live.ts';
 import { applyMeetingEvent, deferMeetingEvent, finishMeetingEvent, pendingMeetingEvents, type StoredEvent } from './events.ts';
+
 /**
  * Zoom webhook events after intake: stored once per event key, acknowledged, then applied here to
  * the schedule's live state and attendance. Each stored event is processed once (its processed_at
