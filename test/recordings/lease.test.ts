@@ -89,7 +89,8 @@ describe.each(dialects)('recording leases and commits (%s)', (dialect) => {
     const heldA = origin.hold(40_000);
     const runA = a.runOnce();
     await vi.waitFor(async () => expect(await partials()).toEqual([40_000]), { timeout: 5000, interval: 10 });
-    await w.clock.advance(40_000); // a's renewal records its progress
+    await w.clock.advance(40_000); // a's renewal records its progress (a real write: wait for it to land)
+    await vi.waitFor(async () => expect(await row()).toMatchObject({ bytesStored: 40_000 }), { timeout: 5000, interval: 10 });
     const tokenA = (await row())?.leaseToken ?? '';
     expect(await row()).toMatchObject({ bytesStored: 40_000, storageKey: partialName(key, tokenA) });
     // a stalls past its lease as far as the database knows; b takes the file over.
