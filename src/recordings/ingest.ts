@@ -39,6 +39,8 @@ export async function ingestRecordingMeeting(db: Db, deps: IngestDeps, input: In
   if (schedule.accountId && input.accountId && schedule.accountId !== input.accountId) {
     return `ignored: meeting ${meeting.meetingId} belongs to another Zoom account than ${input.accountId}`;
   }
+  // Like the sweep: a room ended early because no student came holds nothing worth keeping.
+  if (schedule.endedEmpty) return 'ignored: the class was ended early as empty';
   if (meeting.files.length === 0) return `ignored: no recording files to keep${parsed.skipped.length ? ` (${parsed.skipped.join('; ')})` : ''}`;
 
   const now = deps.clock.now();

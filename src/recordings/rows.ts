@@ -64,15 +64,15 @@ export function toRecordingRow(r: Selectable<RecordingsTable>): RecordingRow {
 }
 
 /** The schedule that owns a Zoom meeting id, with the Zoom account id of its host. */
-export async function scheduleOfMeeting(db: Db, meetingId: string): Promise<{ id: number; zoomAccountId: number | null; accountId: string | null } | undefined> {
+export async function scheduleOfMeeting(db: Db, meetingId: string): Promise<{ id: number; zoomAccountId: number | null; accountId: string | null; endedEmpty: boolean } | undefined> {
   const row = await db
     .selectFrom('schedules')
     .leftJoin('zoom_accounts', 'zoom_accounts.id', 'schedules.meeting_account_id')
-    .select(['schedules.id', 'schedules.meeting_account_id', 'zoom_accounts.account_id'])
+    .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_state', 'zoom_accounts.account_id'])
     .where('schedules.meeting_id', '=', meetingId)
     .orderBy('schedules.id', 'desc')
     .executeTakeFirst();
-  return row && { id: row.id, zoomAccountId: row.meeting_account_id, accountId: row.account_id };
+  return row && { id: row.id, zoomAccountId: row.meeting_account_id, accountId: row.account_id, endedEmpty: row.meeting_state === 'ended_empty' };
 }
 
 export async function scheduleAccountId(db: Db, scheduleId: number): Promise<number | null> {

@@ -38,6 +38,14 @@ describe.each(dialects)('recording downloads (%s)', (dialect) => {
     expect(await rec.ingest({ ...event, object: { ...(event.object as object), id: 999 } })).toBe('ignored: not our meeting');
   });
 
+  it('keeps nothing of a class ended early as empty', async () => {
+    const rec = w.recordings();
+    const event = await w.record([file('empty-room', 'MP4', 10_000)]);
+    await w.database.db.updateTable('schedules').set({ meeting_state: 'ended_empty' }).where('id', '=', w.scheduleId).execute();
+    expect(await rec.ingest(event)).toBe('ignored: the class was ended early as empty');
+    expect(await w.rows()).toEqual([]);
+  });
+
   it('resumes a truncated download with Range and re-hashes what it had', async () => {
     const rec = w.recordings();
     const event = await w.record([file('mp4-trunc', 'MP4', 300_000)]);
