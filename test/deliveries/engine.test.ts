@@ -147,4 +147,24 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(row.state).toBe('sent');
     expect(row.attempts).toBe(2);
   });
+  it('sends a big class by multicast: each chunk stored with its member set first, each student once', async () => {
+    w = await openEngineWorld(dialect);
+    const students = Array.from({ length: 1200 }, (_, i) => i + 1);
+    await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:50:00Z');
+    await w.advance(5000);
+    const received = w.received();
+    const recipients = received.flatMap((r) => r.to.split(','));
+    expect(recipients.sort()).toEqual(students.map(userId).sort());
+    const chunks = await w.h.database.db.selectFrom('line_multicasts').select(['id', 'state', 'attempts']).execute();
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.every((c) => c.state === 'sent' && c.attempts === 1)).toBe(true);
+    const members = await w.h.database.db.selectFrom('line_multicast_members').select(['multicast_id', 'delivery_id']).execute();
+    expect(members.every((m) => m.delivery_id !== null)).toBe(true);
+    expect(new Set(members.map((m) => m.multicast_id))).toEqual(new Set(chunks.map((c) => c.id)));
+    expect(members.length).toBe(w.h.emulator.received().filter((r) => r.endpoint === 'multicast').length);
+    expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute())).toEqual([]);
+  });
 });
