@@ -138,9 +138,9 @@ export async function sendMulticastChunk(deps: SendDeps, chunkId: number): Promi
   if (chunk.state === 'sent') return { kind: 'duplicate', requestId: null, acceptedRequestId: chunk.acceptedRequestId ?? chunk.lineRequestId };
   if (chunk.state === 'failed') return { kind: 'final', reason: chunk.lastError ?? 'failed earlier', status: null, requestId: null };
   const early = checkRequest(clock, chunk.retryKey, chunk.messages, chunk.firstAttemptAt);
-  if (early) return settleChunk(db, clock, chunk.id, early);
+  if (early) return settleChunk(deps, chunk.id, early);
   const gate = await channelGate(deps, chunk.channelId);
-  if ('outcome' in gate) return settleChunk(db, clock, chunk.id, gate.outcome);
+  if ('outcome' in gate) return settleChunk(deps, chunk.id, gate.outcome);
   const attempt = chunk.attempts + 1;
   // Counted before the call: a crash during it still leaves the first-attempt time for the 24 h window.
   await db
@@ -152,21 +152,44 @@ export async function sendMulticastChunk(deps: SendDeps, chunkId: number): Promi
   const outcome = await callAndSettle(deps, gate.channel, 'multicast', chunk.retryKey, attempt, () =>
     client.multicastWithHttpInfo({ to: chunk.lineUserIds, messages: chunk.messages }, chunk.retryKey),
   );
-  return settleChunk(db, clock, chunk.id, outcome);
+  return settleChunk(deps, chunk.id, outcome);
 }
 
-async function settleChunk(db: Db, clock: Clock, id: number, outcome: SendOutcome): Promise<SendOutcome> {
+async function settleChunk(deps: SendDeps, id: number, outcome: SendOutcome): Promise<SendOutcome> {
+  const { db, clock } = deps;
   const now = clock.now();
   const base = db.updateTable('line_multicasts').where('id', '=', id);
   if (outcome.kind === 'sent' || outcome.kind === 'duplicate') {
-    const accepted = outcome.kind === 'sent' ? outcome.requestId : outcome.acceptedRequestId;
-    await base.set({ state: 'sent', sent_at: now, line_request_id: outcome.requestId, accepted_request_id: accepted, last_error: null, updated_at: now }).execute();
+    const sent: SentChunk = { id, requestId: outcome.requestId, acceptedRequestId: outcome.kind === 'sent' ? outcome.requestId : outcome.acceptedRequestId, at: now };
+    // Group-committed: a settle lost to a crash only means a resend under the same retry key (409).
+    await (deps.sentChunks ? deps.sentChunks.add(sent) : markChunksSent(db, [sent]));
   } else if (outcome.kind === 'final' || outcome.kind === 'skipped') {
     await base.set({ state: 'failed', last_error: outcome.reason, updated_at: now }).execute();
   } else {
     await base.set({ last_error: outcome.reason, updated_at: now }).execute();
   }
   return outcome;
+}
+
+export interface SentChunk {
+  id: number;
+  requestId: string | null;
+  acceptedRequestId: string | null;
+  /** When LINE accepted it, not when this write happens. */
+  at: Date;
+}
+
+/** Marks chunks sent, many in one statement. */
+export async function markChunksSent(db: Db, chunks: readonly SentChunk[]): Promise<void> {
+  if (chunks.length === 0) return;
+  const postgres = dialectOf(db) === 'postgres';
+  const idType = postgres ? sql`bigint` : sql`integer`;
+  const at = postgres ? sql`cast(column4 as timestamptz)` : sql`column4`;
+  const rows = sql.join(chunks.map((c) => sql`(${c.id}, ${c.requestId}, ${c.acceptedRequestId}, ${c.at})`));
+  await sql`
+    update line_multicasts set state = 'sent', sent_at = v.at, line_request_id = v.rid, accepted_request_id = v.acc, last_error = null, updated_at = v.at
+    from (select cast(column1 as ${idType}) as id, column2 as rid, column3 as acc, ${at} as at from (values ${rows}) as t) as v
+    where line_multicasts.id = v.id`.execute(db);
 }
 
 /**
@@ -190,7 +213,7 @@ export async function sendNewMulticast(
   const outcome = await callAndSettle(deps, gate.channel, 'multicast', retryKey, 1, () =>
     client.multicastWithHttpInfo({ to: input.recipients.map((r) => r.lineUserId), messages: input.messages }, retryKey),
   );
-  return settleChunk(db, clock, id, outcome);
+  return settleChunk(deps, id, outcome);
 }
 
 /**

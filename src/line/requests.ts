@@ -1,4 +1,5 @@
 import type { Db } from '../db/database.ts';
+import { createGroupCommit } from '../db/group-commit.ts';
 import type { ApiResult } from './client.ts';
 
 /**
@@ -41,42 +42,14 @@ export async function recordLineRequests(db: Db, records: readonly LineRequestRe
     .execute();
 }
 
-/**
- * Group commit for the log: calls recorded while a write is in flight go out together in the next
- * one. Each `record` resolves once its row is stored, so nothing is lost by batching, and at LINE's
- * full rate the log costs a few inserts per second instead of one per call.
- */
+/** The call log, written by group commit: every call is kept, at a few inserts per second. */
 export interface RequestLog {
   record(record: LineRequestRecord): Promise<void>;
 }
 
 export function createRequestLog(db: Db): RequestLog {
-  const queue: { record: LineRequestRecord; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  let writing = false;
-  const drain = async (): Promise<void> => {
-    writing = true;
-    // Let the calls finishing in this turn of the event loop join the batch (SQLite answers so fast
-    // that otherwise every record would be a batch of one).
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    while (queue.length > 0) {
-      const batch = queue.splice(0, 200);
-      try {
-        await recordLineRequests(db, batch.map((b) => b.record));
-        for (const b of batch) b.resolve();
-      } catch (error) {
-        for (const b of batch) b.reject(error);
-      }
-    }
-    writing = false;
-  };
-  return {
-    record(record) {
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ record, resolve, reject });
-        if (!writing) void drain();
-      });
-    },
-  };
+  const log = createGroupCommit<LineRequestRecord>((batch) => recordLineRequests(db, batch));
+  return { record: (record) => log.add(record) };
 }
 
 export interface LineRequestRow {

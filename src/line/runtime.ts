@@ -9,6 +9,8 @@ import { createImagemapImages, type ImagemapImages } from './imagemap.ts';
 import { createChannelPool, type ChannelPool } from './pool.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import { createRequestLog } from './requests.ts';
+import { createGroupCommit } from '../db/group-commit.ts';
+import { markChunksSent, type SentChunk } from './multicast.ts';
 import type { SendDeps } from './send.ts';
 
 /**
@@ -50,7 +52,17 @@ export async function startLine(options: LineRuntimeOptions): Promise<LineRuntim
     // Allowed for a loopback development set-up only (the config refuses it otherwise); LINE would refuse these messages.
     logger.warn({ publicBaseUrl: current.http.publicBaseUrl, kinds: imagemapKinds.map(([k]) => k) }, 'imagemap messages need an https http.publicBaseUrl: they will fail until it is set');
   }
-  const send: SendDeps = { db, clock, config, logger, pool, limiter, requestLog: createRequestLog(db), ...(options.random ? { random: options.random } : {}) };
+  const send: SendDeps = {
+    db,
+    clock,
+    config,
+    logger,
+    pool,
+    limiter,
+    requestLog: createRequestLog(db),
+    sentChunks: createGroupCommit<SentChunk>((batch) => markChunksSent(db, batch)),
+    ...(options.random ? { random: options.random } : {}),
+  };
   const processor = createEventProcessor(send);
 
   // A new source image is rendered in the background; until it is stored the previous one stays in force.

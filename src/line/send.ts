@@ -10,6 +10,8 @@ import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, messageProblems, type OutMessage } from './messages.ts';
 import { classifySend, type SendOutcome } from './outcomes.ts';
 import type { ChannelPool, PoolChannel } from './pool.ts';
+import type { GroupCommit } from '../db/group-commit.ts';
+import type { SentChunk } from './multicast.ts';
 import type { RateEndpoint, RateLimiter } from './rate-limiter.ts';
 import type { RequestLog } from './requests.ts';
 
@@ -22,6 +24,8 @@ export interface SendDeps {
   pool: ChannelPool;
   limiter: RateLimiter;
   requestLog: RequestLog;
+  /** Sent multicast chunks, group-committed (absent: each is written at once). */
+  sentChunks?: GroupCommit<SentChunk>;
   /** Jitter source (tests pin it). */
   random?: () => number;
 }
