@@ -1,10 +1,11 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { learnBotUserId } from '../../line/channels.ts';
 import { insertLineEvents } from '../../line/events.ts';
 import type { LineRuntime } from '../../line/runtime.ts';
 import { isSignedByLine, parseWebhookBody, slugFromHost, USER_ID } from '../../line/webhook.ts';
 import type { HttpDeps } from '../app.ts';
-import { body, errorHandler } from '../errors.ts';
+import { body } from '../errors.ts';
+import { rawBodyScope } from '../raw-body.ts';
 
 /**
  * LINE webhooks: `POST /webhooks/line` with the channel in the Host's subdomain
@@ -16,41 +17,7 @@ export function lineWebhookRoutes(scope: FastifyInstance, deps: HttpDeps, line: 
   const { db, clock, config, logger } = deps;
 
   // This scope only: the raw bytes, whatever the content type, under the webhook's own (live) limit.
-  scope.removeAllContentTypeParsers();
-  scope.addContentTypeParser('*', (request, payload, done) => {
-    const limit = config.current().line.webhookBodyLimitBytes;
-    if (Number(request.headers['content-length'] ?? 0) > limit) {
-      done(tooLarge(limit));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let finished = false;
-    payload.on('data', (chunk: Buffer) => {
-      if (finished) return;
-      size += chunk.length;
-      if (size > limit) {
-        finished = true;
-        done(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    payload.on('end', () => {
-      if (!finished) done(null, Buffer.concat(chunks));
-    });
-    payload.on('error', (error) => {
-      if (!finished) done(error);
-      finished = true;
-    });
-  });
-  const shared = errorHandler(logger);
-  scope.setErrorHandler((error: FastifyError | Error, request, reply) => {
-    if ('statusCode' in error && error.statusCode === 413) {
-      return reply.code(413).header('connection', 'close').send(body('too_large', error.message));
-    }
-    return shared(error, request, reply);
-  });
+  rawBodyScope(scope, logger, () => config.current().line.webhookBodyLimitBytes, 'line.webhookBodyLimitBytes');
 
   const handle = async (request: FastifyRequest, reply: FastifyReply, slug: string | undefined): Promise<FastifyReply> => {
     const { webhookDomain } = config.current().line;
@@ -90,6 +57,3 @@ export function lineWebhookRoutes(scope: FastifyInstance, deps: HttpDeps, line: 
   scope.post<{ Params: { slug: string } }>('/webhooks/line/:slug', { schema }, (request, reply) => handle(request, reply, request.params.slug.toLowerCase()));
 }
 
-function tooLarge(limit: number): Error & { statusCode: number } {
-  return Object.assign(new Error(`webhook body is larger than line.webhookBodyLimitBytes (${limit})`), { statusCode: 413 });
-}

@@ -1,10 +1,11 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { insertMeetingEvent, webhookSecretTokens } from '../../monitor/events.ts';
 import type { ZoomWebhookRuntime } from '../../monitor/event-processor.ts';
 import { eventLabel } from '../../monitor/attendance.ts';
 import { checkZoomSignature, parseZoomWebhook, urlValidationAnswer } from '../../zoom/webhook.ts';
 import type { HttpDeps } from '../app.ts';
-import { body, errorHandler } from '../errors.ts';
+import { body } from '../errors.ts';
+import { rawBodyScope } from '../raw-body.ts';
 
 /**
  * Zoom webhooks: `POST /webhooks/zoom/{accountId}`, one endpoint per Zoom account (its pool rows
@@ -16,42 +17,7 @@ import { body, errorHandler } from '../errors.ts';
 export function zoomWebhookRoutes(scope: FastifyInstance, deps: HttpDeps, runtime: ZoomWebhookRuntime): void {
   const { db, box, clock, config, logger, metrics } = deps;
 
-  // This scope only: the raw bytes, whatever the content type, under the webhook's own (live) limit.
-  scope.removeAllContentTypeParsers();
-  scope.addContentTypeParser('*', (request, payload, done) => {
-    const limit = config.current().monitor.webhookBodyLimitBytes;
-    if (Number(request.headers['content-length'] ?? 0) > limit) {
-      done(tooLarge(limit));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let finished = false;
-    payload.on('data', (chunk: Buffer) => {
-      if (finished) return;
-      size += chunk.length;
-      if (size > limit) {
-        finished = true;
-        done(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    payload.on('end', () => {
-      if (!finished) done(null, Buffer.concat(chunks));
-    });
-    payload.on('error', (error) => {
-      if (!finished) done(error);
-      finished = true;
-    });
-  });
-  const shared = errorHandler(logger);
-  scope.setErrorHandler((error: FastifyError | Error, request, reply) => {
-    if ('statusCode' in error && error.statusCode === 413) {
-      return reply.code(413).header('connection', 'close').send(body('too_large', error.message));
-    }
-    return shared(error, request, reply);
-  });
+  rawBodyScope(scope, logger, () => config.current().monitor.webhookBodyLimitBytes, 'monitor.webhookBodyLimitBytes');
 
   const count = (event: string, outcome: string): void => metrics.zoomWebhookEvents.inc({ event: eventLabel(event), outcome });
 
@@ -98,6 +64,3 @@ export function zoomWebhookRoutes(scope: FastifyInstance, deps: HttpDeps, runtim
   );
 }
 
-function tooLarge(limit: number): Error & { statusCode: number } {
-  return Object.assign(new Error(`webhook body is larger than monitor.webhookBodyLimitBytes (${limit})`), { statusCode: 413 });
-}
