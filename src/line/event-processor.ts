@@ -1,5 +1,5 @@
-import type { TimerHandle } from '../clock.ts';
 import { inTransaction } from '../db/transaction.ts';
+import { createBatchLoop, type BatchLoop } from '../batch-loop.ts';
 import { coerceError } from '../errors.ts';
 import { markLineEventsProcessed, pendingLineEvents } from './events.ts';
 import { planEvents, type StoredEvent } from './follow-rules.ts';
@@ -12,13 +12,7 @@ import { callAndSettle, type SendDeps } from './send.ts';
  * crash), and once at start. Every write is idempotent and ordered by event time, so two replicas
  * working the same events, or the same event twice, end in the same state.
  */
-export interface EventProcessor {
-  wake(): void;
-  /** Resolves once nothing is being processed (tests await this instead of sleeping). */
-  idle(): Promise<void>;
-  start(): void;
-  stop(): Promise<void>;
-}
+export type EventProcessor = BatchLoop;
 
 const BATCH = 500;
 const GATHER_MS = 20;
@@ -32,11 +26,6 @@ interface Followed {
 
 export function createEventProcessor(deps: SendDeps): EventProcessor {
   const { db, clock, config, logger } = deps;
-  let running: Promise<void> | undefined;
-  let again = false;
-  let stopped = true;
-  let timer: TimerHandle | undefined;
-  let gather: TimerHandle | undefined;
 
   /** Applies one batch in one transaction; returns the members who now follow. */
   const apply = async (events: readonly StoredEvent[]): Promise<Followed[]> => {
@@ -107,75 +96,5 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
     }
   };
 
-  const run = async (): Promise<void> => {
-    while (again) {
-      again = false;
-      try {
-        while (await processBatch());
-      } catch (error) {
-        // The database is unreachable or similar: the next wake or sweep tries again.
-        logger.error({ err: coerceError(error) }, 'LINE event processing failed');
-      }
-    }
-  };
-
-  const startRun = (): void => {
-    running ??= run().finally(() => {
-      running = undefined;
-      if (again) wake();
-    });
-  };
-
-  // Wakes within GATHER_MS make one batch: at webhook rates, one transaction per many events.
-  const wake = (): void => {
-    again = true;
-    if (running || gather) return;
-    gather = clock.setTimeout(() => {
-      gather = undefined;
-      startRun();
-    }, GATHER_MS);
-  };
-
-  /** Runs now what is waiting to be gathered. */
-  const flush = (): void => {
-    if (!gather) return;
-    clock.clearTimeout(gather);
-    gather = undefined;
-    startRun();
-  };
-
-  const sweep = (): void => {
-    if (stopped) return;
-    timer = clock.setTimeout(() => {
-      wake();
-      sweep();
-    }, config.current().line.eventSweep.ms);
-  };
-
-  return {
-    wake,
-    async idle() {
-      flush();
-      while (running) {
-        await running;
-        flush();
-      }
-    },
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      wake();
-      sweep();
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clock.clearTimeout(timer);
-      timer = undefined;
-      flush();
-      while (running) {
-        await running;
-        flush();
-      }
-    },
-  };
+  return createBatchLoop({ clock, logger, what: 'LINE event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().line.eventSweep.ms, batch: processBatch });
 }

@@ -1,4 +1,5 @@
-import type { Clock, TimerHandle } from '../clock.ts';
+import type { Clock } from '../clock.ts';
+import { createBatchLoop, type BatchLoop } from '../batch-loop.ts';
 import type { ConfigStore } from '../config/store.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { createLimiter } from '../concurrency.ts';
@@ -40,14 +41,8 @@ export interface ZoomWebhookDeps {
   random?: (() => number) | undefined;
 }
 
-export interface ZoomWebhookRuntime {
-  /** Called by the route after it stored new events. */
-  wake(): void;
-  /** Resolves once nothing is being processed (tests await this instead of sleeping). */
-  idle(): Promise<void>;
-  start(): void;
-  stop(): Promise<void>;
-}
+/** Woken by the route after it stored new events (see batch-loop.ts). */
+export type ZoomWebhookRuntime = BatchLoop;
 
 
 
@@ -62,11 +57,6 @@ export const MAX_ATTEMPTS = 20;
 
 export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRuntime {
   const { db, clock, config, logger } = deps;
-  let running: Promise<void> | undefined;
-  let again = false;
-  let stopped = true;
-  let timer: TimerHandle | undefined;
-  let gather: TimerHandle | undefined;
 
   const count = (event: string, outcome: string): void => deps.metrics?.zoomWebhookEvents.inc({ event: eventLabel(event), outcome: outcomeLabel(outcome) });
 
@@ -160,72 +150,5 @@ export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRunt
     return events.length === BATCH;
   };
 
-  const run = async (): Promise<void> => {
-    while (again) {
-      again = false;
-      try {
-        while (await processBatch());
-      } catch (error) {
-        // The database is unreachable or similar: the next wake or sweep tries again.
-        logger.error({ err: coerceError(error) }, 'Zoom webhook event processing failed');
-      }
-    }
-  };
-
-  const startRun = (): void => {
-    running ??= run().finally(() => {
-      running = undefined;
-      if (again) wake();
-    });
-  };
-
-  // Wakes within GATHER_MS make one pass.
-  const wake = (): void => {
-    again = true;
-    if (running || gather) return;
-    gather = clock.setTimeout(() => {
-      gather = undefined;
-      startRun();
-    }, GATHER_MS);
-  };
-
-  const flush = (): void => {
-    if (!gather) return;
-    clock.clearTimeout(gather);
-    gather = undefined;
-    startRun();
-  };
-
-  const drain = async (): Promise<void> => {
-    flush();
-    while (running) {
-      await running;
-      flush();
-    }
-  };
-
-  const sweep = (): void => {
-    if (stopped) return;
-    timer = clock.setTimeout(() => {
-      wake();
-      sweep();
-    }, config.current().monitor.eventSweep.ms);
-  };
-
-  return {
-    wake,
-    idle: drain,
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      wake();
-      sweep();
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clock.clearTimeout(timer);
-      timer = undefined;
-      await drain();
-    },
-  };
+  return createBatchLoop({ clock, logger, what: 'Zoom webhook event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().monitor.eventSweep.ms, batch: processBatch });
 }
