@@ -7,6 +7,8 @@ import { chunked, inTransaction } from '../db/transaction.ts';
 import { oweToBookedStudents } from '../deliveries/owed.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
+import type { Logger } from '../logger.ts';
+import type { MonitorMetrics } from './metrics.ts';
 
 /**
  * The seed's "does the class reach its minimum headcount": booked (not cancelled) students against
@@ -74,6 +76,26 @@ export async function checkHeadcount(
     }
     return { state, booked, reason, changed: row.headcount_state !== state, touched };
   });
+}
+
+/**
+ * `checkHeadcount`, then what every check point does with the verdict: count it, wake the engine
+ * for the deliveries it touched, and log a shortfall when the verdict changed.
+ */
+export async function checkAndReportHeadcount(
+  db: Db,
+  clock: Clock,
+  o: { scheduleId: number; stage: HeadcountStage; policy: MinimumPolicy; rules: DeliveryRules },
+  report: { logger: Logger; label: string | number; metrics?: Pick<MonitorMetrics, 'headcount'> | undefined; onDeliveriesChanged?: ((ids: number[]) => void) | undefined },
+): Promise<HeadcountResult | null> {
+  const result = await checkHeadcount(db, clock, o);
+  if (!result) return null;
+  report.metrics?.headcount.inc({ stage: o.stage, state: result.state });
+  if (result.touched.length) report.onDeliveriesChanged?.(result.touched);
+  if (result.state !== 'ok' && result.changed) {
+    report.logger.warn({ schedule: report.label, booked: result.booked, policy: o.policy }, `class below its minimum headcount: ${result.reason ?? ''}`);
+  }
+  return result;
 }
 
 /** Booked (not cancelled) appointments per schedule. */

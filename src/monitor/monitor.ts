@@ -12,7 +12,7 @@ import type { ZoomClient } from '../zoom/client.ts';
 import { ZoomError } from '../zoom/errors.ts';
 import type { ZoomCredentials } from '../zoom/tokens.ts';
 import { applyLiveStatus } from './live.ts';
-import { checkHeadcount } from './headcount.ts';
+import { checkAndReportHeadcount } from './headcount.ts';
 import { classesMissingReplayLinks, oweReplayLinks } from '../deliveries/owed.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { claimGraceWork, dueForSendCheck, meetingsWithEvents, overrunMeetings, releaseGraceLeases, settleGraceWork } from './monitor-work.ts';
@@ -61,18 +61,17 @@ export function createMonitor(deps: MonitorDeps) {
     const cfg = config.current();
     const ids = await dueForSendCheck(db, { now, leadMs: cfg.notifications.meetingUrl.leadMinutes * 60_000, horizonMs: 2 * cfg.monitor.interval.ms, limit: BATCH });
     for (const id of ids) {
-      let result;
       try {
-        result = await checkHeadcount(db, clock, { scheduleId: id, stage: 'send', policy: cfg.monitor.minimumPolicy, rules: deps.rules() });
+        await checkAndReportHeadcount(
+          db,
+          clock,
+          { scheduleId: id, stage: 'send', policy: cfg.monitor.minimumPolicy, rules: deps.rules() },
+          { logger, label: id, metrics, onDeliveriesChanged: deps.onDeliveriesChanged },
+        );
       } catch (error) {
         // One class's failure must not hold up the others' checks or the attendance checks.
         logger.error({ schedule: id, err: coerceError(error) }, 'headcount check failed; trying again next pass');
-        continue;
       }
-      if (!result) continue;
-      metrics.headcount.inc({ stage: 'send', state: result.state });
-      if (result.touched.length) deps.onDeliveriesChanged?.(result.touched);
-      if (result.state !== 'ok' && result.changed) logger.warn({ schedule: id, booked: result.booked, policy: cfg.monitor.minimumPolicy }, `class below its minimum headcount: ${result.reason ?? ''}`);
     }
     return ids.length;
   };

@@ -16,7 +16,7 @@ import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeeti
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
-import { checkHeadcount, type MinimumPolicy } from '../monitor/headcount.ts';
+import { checkAndReportHeadcount, type MinimumPolicy } from '../monitor/headcount.ts';
 import type { MonitorMetrics } from '../monitor/metrics.ts';
 
 export interface ProvisionerDeps {
@@ -242,17 +242,16 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const createChecked = async (w: MeetingWork): Promise<void> => {
       const hc = deps.headcount;
       if (hc && w.minParticipants > 0 && w.headcountStage === null) {
-        const policy = hc.policy();
-        const result = await checkHeadcount(db, clock, { scheduleId: w.id, stage: 'provision', policy, rules: hc.rules() });
-        if (result) {
-          hc.metrics?.headcount.inc({ stage: 'provision', state: result.state });
-          if (result.touched.length) hc.onDeliveriesChanged?.(result.touched);
-          if (result.state !== 'ok') logger.warn({ schedule: w.externalId, booked: result.booked, policy }, `class below its minimum headcount: ${result.reason ?? ''}`);
-          if (result.state === 'cancelled') {
-            await settle(w, { meeting_state: 'none', meeting_error: result.reason });
-            count('cancelled_below_minimum');
-            return;
-          }
+        const result = await checkAndReportHeadcount(
+          db,
+          clock,
+          { scheduleId: w.id, stage: 'provision', policy: hc.policy(), rules: hc.rules() },
+          { logger, label: w.externalId, metrics: hc.metrics, onDeliveriesChanged: hc.onDeliveriesChanged },
+        );
+        if (result?.state === 'cancelled') {
+          await settle(w, { meeting_state: 'none', meeting_error: result.reason });
+          count('cancelled_below_minimum');
+          return;
         }
       }
       return create(w);
