@@ -1,10 +1,7 @@
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliveryRules } from '../../src/deliveries/settings.ts';
-import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
-import { createMonitor } from '../../src/monitor/monitor.ts';
 import { dialects } from '../support/databases.ts';
 import { openZoomWorld, silent, type HostSpec, type ZoomWorld } from '../zoom/world.ts';
+import { monitorOf } from './support.ts';
 
 /** The grace-time check against the Zoom emulator through the reconciliation poll alone (no webhooks). */
 describe.each(dialects)('attendance check at start + grace on %s', (dialect) => {
@@ -15,16 +12,7 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
 
   const open = async (hosts: HostSpec[] = [{ label: 'h1', plan: 'licensed' }], config: Record<string, unknown> = {}, emulator = {}) => {
     z = await openZoomWorld(dialect, hosts, { config, emulator, start: '2026-12-01T11:00:00Z' });
-    return createMonitor({
-      db: z.database.db,
-      box: z.box,
-      clock: z.clock,
-      config: z.config,
-      client: z.client,
-      logger: silent,
-      metrics: createMonitorMetrics(new Registry()),
-      rules: () => deliveryRules(z.config.current()),
-    });
+    return monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client: z.client, logger: silent });
   };
   const meetingNumber = async (id: string) => Number((await z.meetingOf(id)).meetingId);
   const verdictOf = (id: string) =>

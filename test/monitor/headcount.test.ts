@@ -1,17 +1,13 @@
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DeliveryEngine } from '../../src/deliveries/loop.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
-import { createMetrics } from '../../src/metrics.ts';
 import { checkHeadcount } from '../../src/monitor/headcount.ts';
-import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
-import { createMonitor } from '../../src/monitor/monitor.ts';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
-import { zoomClientFor } from '../../src/zoom/wiring.ts';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, userId, type EngineWorld } from '../deliveries/world.ts';
 import { openZoomWorld, type ZoomWorld } from '../zoom/world.ts';
+import { monitorOf } from './support.ts';
 
 describe.each(dialects)('minimum headcount on %s', (dialect) => {
   let w: EngineWorld;
@@ -19,18 +15,8 @@ describe.each(dialects)('minimum headcount on %s', (dialect) => {
     await w?.close();
   });
 
-  const monitorOf = (world: EngineWorld, engine?: DeliveryEngine) =>
-    createMonitor({
-      ...(engine ? { onDeliveriesChanged: (ids: number[]) => engine.notifyChanged(ids) } : {}),
-      db: world.h.database.db,
-      box: world.h.box,
-      clock: world.h.clock,
-      config: world.h.config,
-      client: zoomClientFor({ db: world.h.database.db, clock: world.h.clock, config: world.h.config, metrics: createMetrics() }),
-      logger: world.h.logger,
-      metrics: createMonitorMetrics(new Registry()),
-      rules: () => deliveryRules(world.h.config.current()),
-    });
+  const monitorFor = (world: EngineWorld, engine?: DeliveryEngine) =>
+    monitorOf({ db: world.h.database.db, box: world.h.box, clock: world.h.clock, config: world.h.config, logger: world.h.logger }, engine ? (ids) => engine.notifyChanged(ids) : undefined);
   const schedule = (world: EngineWorld, id: string) =>
     world.h.database.db.selectFrom('schedules').select(['cancelled', 'headcount_state', 'headcount_reason', 'headcount_stage', 'version']).where('external_id', '=', id).executeTakeFirstOrThrow();
   const deliveries = (world: EngineWorld) =>
@@ -42,7 +28,7 @@ describe.each(dialects)('minimum headcount on %s', (dialect) => {
     const engine = w.engine();
     await engine.start();
     await w.at('2026-12-01T11:49:00Z');
-    const report = await monitorOf(w).runPass();
+    const report = await monitorFor(w).runPass();
     expect(report.headcountChecked).toBe(1);
     expect(await schedule(w, 'c1')).toMatchObject({ cancelled: dialect === 'postgres' ? false : 0, headcount_state: 'below_minimum', headcount_stage: 'send' });
     expect((await schedule(w, 'c1')).headcount_reason).toBe('2 booked, below the minimum of 3 (checked before sending the meeting link)');
@@ -58,7 +44,7 @@ describe.each(dialects)('minimum headcount on %s', (dialect) => {
     const engine = w.engine();
     await engine.start();
     await w.at('2026-12-01T11:49:00Z');
-    const monitor = monitorOf(w, engine);
+    const monitor = monitorFor(w, engine);
     await monitor.runPass();
     await monitor.runPass(); // checked once: the second pass changes nothing
     await w.advance(1000);
@@ -95,7 +81,7 @@ describe.each(dialects)('minimum headcount on %s', (dialect) => {
     const result = await checkHeadcount(w.h.database.db, w.h.clock, { scheduleId: 1, stage: 'provision', policy: 'cancel', rules: deliveryRules(w.h.config.current()) });
     expect(result).toMatchObject({ state: 'ok', booked: 3, touched: [] });
     await w.at('2026-12-01T11:49:00Z');
-    expect((await monitorOf(w).runPass()).headcountChecked).toBe(1);
+    expect((await monitorFor(w).runPass()).headcountChecked).toBe(1);
     expect(await schedule(w, 'c2')).toMatchObject({ headcount_state: null });
     expect((await deliveries(w)).every((d) => d.state === 'pending')).toBe(true);
   });

@@ -1,10 +1,6 @@
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliveryRules } from '../../src/deliveries/settings.ts';
-import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
-import { createMonitor } from '../../src/monitor/monitor.ts';
 import { dialects } from '../support/databases.ts';
-import { HOSTS, liveOf, openMonitorHarness, type MonitorHarness, type MonitorHarnessOptions } from './support.ts';
+import { HOSTS, liveOf, monitorOf, openMonitorHarness, type MonitorHarness, type MonitorHarnessOptions } from './support.ts';
 
 /** Webhooks and the monitor together: Zoom's signed events over HTTP, then the grace-time check. */
 describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
@@ -15,16 +11,7 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
 
   const open = async (options: MonitorHarnessOptions = {}) => {
     h = await openMonitorHarness(dialect, options);
-    return createMonitor({
-      db: h.database.db,
-      box: h.box,
-      clock: h.clock,
-      config: h.config,
-      client: h.client,
-      logger: h.logger,
-      metrics: createMonitorMetrics(new Registry()),
-      rules: () => deliveryRules(h.config.current()),
-    });
+    return monitorOf({ db: h.database.db, box: h.box, clock: h.clock, config: h.config, client: h.client, logger: h.logger });
   };
   const stateOf = (id: number) => h.database.db.selectFrom('schedules').select(['meeting_state', 'monitor_state', 'monitor_reason']).where('id', '=', id).executeTakeFirstOrThrow();
   // Timer by timer, letting each webhook land before time moves on (Zoom waits 3 s for an answer).

@@ -1,12 +1,7 @@
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliveryRules } from '../../src/deliveries/settings.ts';
-import { createMetrics } from '../../src/metrics.ts';
-import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
-import { createMonitor } from '../../src/monitor/monitor.ts';
-import { zoomClientFor } from '../../src/zoom/wiring.ts';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, type EngineWorld } from '../deliveries/world.ts';
+import { monitorOf } from './support.ts';
 
 /** A crash between storing a recording and owing its replay links: the monitor's catch-up owes them. */
 describe.each(dialects)('replay links catch-up on %s', (dialect) => {
@@ -28,16 +23,7 @@ describe.each(dialects)('replay links catch-up on %s', (dialect) => {
     await w.klass('c1', '2026-12-01T09:00:00Z', 50, [1, 2, 3]);
     await w.klass('c2', '2026-12-01T09:00:00Z', 50, [4]);
     await w.h.database.db.updateTable('appointments').set({ cancelled: true }).where('external_id', '=', 'c1-3').execute();
-    const monitor = createMonitor({
-      db: w.h.database.db,
-      box: w.h.box,
-      clock: w.h.clock,
-      config: w.h.config,
-      client: zoomClientFor({ db: w.h.database.db, clock: w.h.clock, config: w.h.config, metrics: createMetrics() }),
-      logger: w.h.logger,
-      metrics: createMonitorMetrics(new Registry()),
-      rules: () => deliveryRules(w.h.config.current()),
-    });
+    const monitor = monitorOf({ db: w.h.database.db, box: w.h.box, clock: w.h.clock, config: w.h.config, logger: w.h.logger });
     const now = w.h.clock.now();
     await storedRecording(1, 'MP4', 'stored', now);
     await storedRecording(2, 'M4A', 'stored', now);

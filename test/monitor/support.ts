@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { Registry } from 'prom-client';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
+import { createMonitor, type Monitor } from '../../src/monitor/monitor.ts';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
@@ -217,4 +221,22 @@ export async function countEvents(h: MonitorHarness): Promise<number> {
 
 export async function eventRows(h: MonitorHarness) {
   return h.database.db.selectFrom('meeting_events').select(['id', 'event', 'event_key', 'meeting_id', 'outcome', 'processed_at', 'error']).orderBy('id').execute();
+}
+
+/** The real monitor over a test's parts; its client defaults to one built from the config. */
+export function monitorOf(
+  parts: { db: TestDatabase['db']; box: SecretBox; clock: VirtualClock; config: ConfigStore; logger: Logger; client?: ZoomClient },
+  onDeliveriesChanged?: (ids: number[]) => void,
+): Monitor {
+  return createMonitor({
+    db: parts.db,
+    box: parts.box,
+    clock: parts.clock,
+    config: parts.config,
+    client: parts.client ?? zoomClientFor({ db: parts.db, clock: parts.clock, config: parts.config, metrics: createMetrics() }),
+    logger: parts.logger,
+    metrics: createMonitorMetrics(new Registry()),
+    rules: () => deliveryRules(parts.config.current()),
+    ...(onDeliveriesChanged ? { onDeliveriesChanged } : {}),
+  });
 }
