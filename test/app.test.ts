@@ -28,7 +28,12 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
     await database?.close();
   });
 
-  it('turns a booked class into a Zoom meeting and a LINE message at the right time', async () => {
+  /**
+   * Both emulators, the database of the dialect and the whole service (workers off: each test runs
+   * them by hand), with one Zoom host, one LINE channel and one class booked by one student, all
+   * added through the admin API.
+   */
+  const openService = async (extra: { zoom?: object; notifications?: object; http?: object; recordings?: object } = {}, webhookSecretToken?: string) => {
     const clock = virtualClock('2026-12-01T11:00:00Z');
     zoom = await startZoomEmulator({ clock, createLatencyMs: 0, accounts: [{ accountId: 'acc', clientId: 'cid', clientSecret: 'csec', plan: 'pro', users: [{ id: 'host1', email: 'host1@example.com' }] }] });
     line = await startLineEmulator({ clock, channels: [{ users: [{ userId: student, displayName: 'Aki' }] }] });
@@ -39,21 +44,29 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
       parseConfig(
         {
           database: { url: database ? urlOf(database, '') : 'sqlite::memory:' },
-          zoom: { apiBaseUrl: zoom.apiBaseUrl, oauthUrl: zoom.oauthUrl },
+          zoom: { apiBaseUrl: zoom.apiBaseUrl, oauthUrl: zoom.oauthUrl, ...extra.zoom },
           line: { apiBaseUrl: line.url },
-          notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' } },
+          notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, ...extra.notifications },
+          ...(extra.http ? { http: extra.http } : {}),
+          ...(extra.recordings ? { recordings: extra.recordings } : {}),
         },
         'test',
       ),
       { env: {} },
       clock,
     );
-    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
-    const api = (method: 'POST' | 'PUT', url: string, payload: object) => app!.http.inject({ method, url, payload });
-    expect((await api('POST', '/api/zoom-accounts', { label: 'h1', plan: 'licensed', accountId: 'acc', clientId: 'cid', clientSecret: 'csec', hostUserId: 'host1' })).statusCode).toBe(201);
+    const service = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
+    app = service;
+    const api = (method: 'POST' | 'PUT', url: string, payload: object) => service.http.inject({ method, url, payload });
+    expect((await api('POST', '/api/zoom-accounts', { label: 'h1', plan: 'licensed', accountId: 'acc', clientId: 'cid', clientSecret: 'csec', hostUserId: 'host1', ...(webhookSecretToken ? { webhookSecretToken } : {}) })).statusCode).toBe(201);
     expect((await api('POST', '/api/line-channels', { label: 'OA', slug: 'main', channelId: channel.channelId, channelSecret: channel.channelSecret, channelAccessToken: channel.accessToken })).statusCode).toBe(201);
     expect((await api('PUT', '/api/schedules/math-1', { title: '數學', startsAt: '2026-12-01T20:00:00+08:00', endsAt: '2026-12-01T20:50:00+08:00' })).statusCode).toBe(201);
     expect((await api('PUT', '/api/appointments/b-1', { scheduleExternalId: 'math-1', student: { channel: 'main', lineUserId: student } })).statusCode).toBe(201);
+    return { clock, app: service, zoom, line };
+  };
+
+  it('turns a booked class into a Zoom meeting and a LINE message at the right time', async () => {
+    const { clock, app, zoom, line } = await openService();
 
     expect((await app.provisioner.runPass()).outcomes).toEqual({ created: 1 });
     const meeting = zoom.meetings()[0];
@@ -77,44 +90,21 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
   });
 
   it('watches the class through signed webhooks, saves its recording and sends the replay link once', async () => {
-    const clock = virtualClock('2026-12-01T11:00:00Z');
-    zoom = await startZoomEmulator({ clock, createLatencyMs: 0, accounts: [{ accountId: 'acc', clientId: 'cid', clientSecret: 'csec', plan: 'pro', users: [{ id: 'host1', email: 'host1@example.com' }] }] });
-    line = await startLineEmulator({ clock, channels: [{ users: [{ userId: student, displayName: 'Aki' }] }] });
-    const channel = line.channels()[0];
-    if (!channel) throw new Error('no channel');
-    database = dialect === 'postgres' ? await openTestDatabase('postgres') : undefined;
     const dir = await mkdtemp(join(tmpdir(), 'scheduler-recordings-'));
-    const config = createConfigStore(
-      parseConfig(
-        {
-          database: { url: database ? urlOf(database, '') : 'sqlite::memory:' },
-          http: { port: 0 },
-          zoom: { apiBaseUrl: zoom.apiBaseUrl, oauthUrl: zoom.oauthUrl, meeting: { autoRecording: 'cloud' } },
-          line: { apiBaseUrl: line.url },
-          notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, replayUrl: { enabled: true } },
-          recordings: { dir },
-        },
-        'test',
-      ),
-      { env: {} },
-      clock,
+    const { clock, app, zoom, line } = await openService(
+      { http: { port: 0 }, zoom: { meeting: { autoRecording: 'cloud' } }, notifications: { meetingUrl: { format: 'text' }, feedbackUrl: { format: 'text' }, replayUrl: { enabled: true } }, recordings: { dir } },
+      'whsec',
     );
-    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
     const base = await app.listen();
     app.zoomWebhooks.start();
-    const api = (method: 'POST' | 'PUT', url: string, payload: object) => app!.http.inject({ method, url, payload });
-    expect((await api('POST', '/api/zoom-accounts', { label: 'h1', plan: 'licensed', accountId: 'acc', clientId: 'cid', clientSecret: 'csec', hostUserId: 'host1', webhookSecretToken: 'whsec' })).statusCode).toBe(201);
-    expect((await api('POST', '/api/line-channels', { label: 'OA', slug: 'main', channelId: channel.channelId, channelSecret: channel.channelSecret, channelAccessToken: channel.accessToken })).statusCode).toBe(201);
-    expect((await api('PUT', '/api/schedules/math-1', { title: '數學', startsAt: '2026-12-01T20:00:00+08:00', endsAt: '2026-12-01T20:50:00+08:00' })).statusCode).toBe(201);
-    expect((await api('PUT', '/api/appointments/b-1', { scheduleExternalId: 'math-1', student: { channel: 'main', lineUserId: student } })).statusCode).toBe(201);
     zoom.webhooks.subscribe({ accountId: 'acc', url: `${base}/webhooks/zoom/acc`, secretToken: 'whsec' });
     expect(await zoom.webhooks.validate('acc')).toMatchObject({ ok: true });
     await app.provisioner.runPass();
     const id = zoom.meetings()[0]?.id ?? 0;
     const settle = async () => {
       for (let i = 0; i < 3; i++) {
-        await zoom!.webhooks.settle();
-        await app!.zoomWebhooks.idle();
+        await zoom.webhooks.settle();
+        await app.zoomWebhooks.idle();
       }
     };
 
