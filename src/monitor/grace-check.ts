@@ -7,7 +7,7 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 import { quotaDay } from '../zoom/allocation.ts';
 import { readZoomCredentials } from '../zoom/accounts.ts';
 import type { ZoomClient } from '../zoom/client.ts';
-import { ZoomError } from '../zoom/errors.ts';
+import { isMeetingGone, ZoomError } from '../zoom/errors.ts';
 import type { ZoomCredentials } from '../zoom/tokens.ts';
 import { spendHostWrite } from '../zoom/usage.ts';
 import { participantKey } from '../zoom/webhook.ts';
@@ -82,7 +82,7 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
       hostId = meeting.host_id ?? null;
       if (polled === 'started' && cfg.monitor.dashboardParticipants) dashboard = await dashboardStudents(deps, creds, w.meetingId, hostId);
     } catch (error) {
-      if (error instanceof ZoomError && (error.status === 404 || error.code === 3001)) polled = 'missing';
+      if (isMeetingGone(error)) polled = 'missing';
       else logger.warn({ schedule: w.externalId, err: error }, 'meeting status poll failed; judging by webhooks alone');
     }
   }
@@ -158,7 +158,7 @@ async function endEmpty(deps: GraceCheckDeps, creds: ZoomCredentials, w: GraceWo
     try {
       await client.endMeeting(creds, w.meetingId);
     } catch (error) {
-      if (!(error instanceof ZoomError && (error.status === 404 || error.code === 3001))) throw error;
+      if (!isMeetingGone(error)) throw error;
     }
   }
   for (let attempt = 1; attempt <= DELETE_TRIES; attempt++) {

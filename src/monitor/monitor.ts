@@ -9,7 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { readZoomCredentials } from '../zoom/accounts.ts';
 import type { ZoomClient } from '../zoom/client.ts';
-import { ZoomError } from '../zoom/errors.ts';
+import { isMeetingGone } from '../zoom/errors.ts';
 import type { ZoomCredentials } from '../zoom/tokens.ts';
 import { applyLiveStatus } from './live.ts';
 import { checkAndReportHeadcount } from './headcount.ts';
@@ -118,7 +118,7 @@ export function createMonitor(deps: MonitorDeps) {
         const meeting = await client.getMeeting(creds, m.meetingId);
         await applyLiveStatus(db, clock.now(), m.id, meeting.status === 'started' ? 'started' : 'ended');
       } catch (error) {
-        if (error instanceof ZoomError && (error.status === 404 || error.code === 3001)) await applyLiveStatus(db, clock.now(), m.id, 'ended');
+        if (isMeetingGone(error)) await applyLiveStatus(db, clock.now(), m.id, 'ended');
         else logger.warn({ schedule: m.id, err: coerceError(error) }, 'meeting status poll failed');
       }
       await db.updateTable('schedules').set({ attendance_checked_at: clock.now() }).where('id', '=', m.id).execute();

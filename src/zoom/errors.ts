@@ -45,3 +45,8 @@ export function describeZoomError(status: number, body: ZoomErrorBody): string {
   const code = body.code !== undefined ? ` code ${body.code}` : '';
   return `Zoom answered ${status}${code}: ${body.message ?? '(no message)'}`;
 }
+
+/** Zoom's "meeting not found or expired" (404, code 3001): for an end or a delete, already done. */
+export function isMeetingGone(error: unknown): boolean {
+  return error instanceof ZoomError && (error.status === 404 || error.code === 3001);
+}
