@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, { description: string; load: () => Promise<{ ru
   import: { description: 'bulk upsert of schedules and appointments through the admin API, vs a bare INSERT', load: () => import('./import.ts') },
   'line-webhook': { description: 'signed LINE follow/unfollow webhooks at the endpoint: events/s and ack latency', load: () => import('./line-webhook.ts') },
   'zoom-webhook': { description: 'signed Zoom participant_joined webhooks for the 20:00 peak: ack latency against Zoom\'s 3 s, then applying them', load: () => import('./zoom-webhook.ts') },
+  'line-floor': { description: 'the same peak\'s 73,320 requests from a bare client with no database: the machine\'s floor', load: () => import('./line-floor.ts') },
   'line-push': { description: 'pushes (or multicasts) through our send path to the emulator at LINE rate limits', load: () => import('./line-push.ts') },
 };
 

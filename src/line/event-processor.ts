@@ -1,10 +1,14 @@
+import { z } from 'zod';
 import { inTransaction } from '../db/transaction.ts';
 import { createBatchLoop, type BatchLoop } from '../batch-loop.ts';
 import { coerceError } from '../errors.ts';
 import { markLineEventsProcessed, pendingLineEvents } from './events.ts';
 import { planEvents, type StoredEvent } from './follow-rules.ts';
 import { applyFollowChanges, memberKey, setMemberDisplayName } from './members.ts';
-import { callAndSettle, type SendDeps } from './send.ts';
+import { callAndRecord, type SendDeps } from './send.ts';
+
+/** The part of LINE's profile answer we keep. */
+const profileBody = z.looseObject({ displayName: z.string() });
 
 /**
  * Applies stored webhook events after the webhook was acknowledged. Woken by each intake, by a
@@ -83,14 +87,9 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
     try {
       const channel = await deps.pool.byId(member.channelId);
       if (!channel) return;
-      let name: string | undefined;
-      const client = deps.pool.client(channel);
-      const outcome = await callAndSettle(deps, channel, 'profile', null, 1, async () => {
-        const response = await client.getProfileWithHttpInfo(member.lineUserId);
-        name = response.body.displayName;
-        return response;
-      });
-      if (outcome.kind === 'sent' && name !== undefined) await setMemberDisplayName(db, clock, member.memberId, name);
+      const { outcome, result } = await callAndRecord(deps, channel, 'profile', 1, { method: 'GET', path: `/v2/bot/profile/${encodeURIComponent(member.lineUserId)}` });
+      const profile = result?.kind === 'response' ? profileBody.safeParse(result.body) : undefined;
+      if (outcome.kind === 'sent' && profile?.success) await setMemberDisplayName(db, clock, member.memberId, profile.data.displayName);
     } catch (error) {
       logger.warn({ err: coerceError(error), memberId: member.memberId }, 'could not fetch a LINE display name');
     }

@@ -8,6 +8,7 @@ import { inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
 import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, LIMITS, messageProblems, outMessagesSchema, type OutMessage } from './messages.ts';
+import type { LineCall } from './client.ts';
 import type { SendOutcome } from './outcomes.ts';
 import { callAndSettle, channelGate, checkRequest, type SendDeps } from './send.ts';
 
@@ -148,11 +149,12 @@ export async function sendMulticastChunk(deps: SendDeps, chunkId: number): Promi
     .set({ attempts: attempt, first_attempt_at: chunk.firstAttemptAt ?? clock.now(), updated_at: clock.now() })
     .where('id', '=', chunk.id)
     .execute();
-  const client = deps.pool.client(gate.channel);
-  const outcome = await callAndSettle(deps, gate.channel, 'multicast', chunk.retryKey, attempt, () =>
-    client.multicastWithHttpInfo({ to: chunk.lineUserIds, messages: chunk.messages }, chunk.retryKey),
-  );
+  const outcome = await callAndSettle(deps, gate.channel, 'multicast', attempt, multicastCall(chunk.lineUserIds, chunk.messages, chunk.retryKey));
   return settleChunk(deps, chunk.id, outcome);
+}
+
+function multicastCall(to: readonly string[], messages: readonly OutMessage[], retryKey: string): LineCall {
+  return { method: 'POST', path: '/v2/bot/message/multicast', body: { to, messages }, retryKey };
 }
 
 async function settleChunk(deps: SendDeps, id: number, outcome: SendOutcome): Promise<SendOutcome> {
@@ -209,10 +211,7 @@ export async function sendNewMulticast(
   const gate = await channelGate(deps, input.channelId);
   if ('outcome' in gate) return gate.outcome;
   const id = await storeNewChunk(db, clock.now(), { channelId: input.channelId, retryKey, messages: input.messages, recipients: input.recipients });
-  const client = deps.pool.client(gate.channel);
-  const outcome = await callAndSettle(deps, gate.channel, 'multicast', retryKey, 1, () =>
-    client.multicastWithHttpInfo({ to: input.recipients.map((r) => r.lineUserId), messages: input.messages }, retryKey),
-  );
+  const outcome = await callAndSettle(deps, gate.channel, 'multicast', 1, multicastCall(input.recipients.map((r) => r.lineUserId), input.messages, retryKey));
   return settleChunk(deps, id, outcome);
 }
 

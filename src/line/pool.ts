@@ -1,4 +1,3 @@
-import { messagingApi } from '@line/bot-sdk';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
@@ -10,7 +9,7 @@ import { lineChannelsFingerprint, listLineChannelsWithCredentials, type LineChan
 export type PoolChannel = LineChannel & LineCredentials;
 
 /**
- * The LINE channels in memory, with their decrypted credentials and one SDK client each. It reloads
+ * The LINE channels in memory, with their decrypted credentials. It reloads
  * when the table's fingerprint (row count, latest update) moves: every `line.channelRefresh`, so a
  * channel added, disabled or paused by the CLI or another replica is seen within seconds without a
  * restart; and at once (at most once a second) when a webhook or send names a channel it does not
@@ -20,8 +19,6 @@ export interface ChannelPool {
   bySlug(slug: string): Promise<PoolChannel | undefined>;
   byId(id: number): Promise<PoolChannel | undefined>;
   list(): PoolChannel[];
-  /** The SDK client for the channel, against the `line.apiBaseUrl` in force. */
-  client(channel: PoolChannel): messagingApi.MessagingApiClient;
   /** Reloads if the table changed (or always, with `force`); true when it reloaded. */
   refresh(force?: boolean): Promise<boolean>;
   /** Record a change made here (a pause) without waiting for the next refresh. */
@@ -42,7 +39,6 @@ export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: C
   let inFlight: Promise<boolean> | undefined;
   let timer: TimerHandle | undefined;
   let stopped = false;
-  const clients = new Map<string, messagingApi.MessagingApiClient>();
 
   const load = async (force: boolean): Promise<boolean> => {
     const current = await lineChannelsFingerprint(db);
@@ -104,18 +100,6 @@ export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: C
       return byId.get(id);
     },
     list: () => [...byId.values()],
-    client(channel) {
-      const baseURL = config.current().line.apiBaseUrl;
-      const key = `${baseURL} ${channel.channelAccessToken}`;
-      let client = clients.get(key);
-      if (!client) {
-        client = new messagingApi.MessagingApiClient({ channelAccessToken: channel.channelAccessToken, baseURL });
-        // Tokens rotate and the base URL is live config: keep the cache from growing without bound.
-        if (clients.size > 1000) clients.clear();
-        clients.set(key, client);
-      }
-      return client;
-    },
     refresh,
     patch(id, change) {
       const channel = byId.get(id);

@@ -8,6 +8,7 @@ import { createEventProcessor, type EventProcessor } from './event-processor.ts'
 import { createImagemapImages, type ImagemapImages } from './imagemap.ts';
 import { createChannelPool, type ChannelPool } from './pool.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
+import { createLineClient } from './client.ts';
 import { createRequestLog } from './requests.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
 import { markChunksSent, type SentChunk } from './multicast.ts';
@@ -58,6 +59,7 @@ export async function startLine(options: LineRuntimeOptions): Promise<LineRuntim
     config,
     logger,
     pool,
+    api: createLineClient(clock),
     limiter,
     requestLog: createRequestLog(db),
     sentChunks: createGroupCommit<SentChunk>((batch) => markChunksSent(db, batch)),
@@ -88,6 +90,7 @@ export async function startLine(options: LineRuntimeOptions): Promise<LineRuntim
       unsubscribe();
       pool.stop();
       await processor.stop();
+      await send.api.close();
     },
   };
 }

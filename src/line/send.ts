@@ -5,7 +5,7 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { fullJitterDelay } from '../retry.ts';
 import { pauseLineChannel } from './channels.ts';
-import { callLine, type ApiResult } from './client.ts';
+import type { ApiResult, LineCall, LineClient } from './client.ts';
 import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, messageProblems, type OutMessage } from './messages.ts';
 import { classifySend, type SendOutcome } from './outcomes.ts';
@@ -22,6 +22,8 @@ export interface SendDeps {
   config: ConfigStore;
   logger: Logger;
   pool: ChannelPool;
+  /** The Messaging API over HTTP. */
+  api: LineClient;
   limiter: RateLimiter;
   requestLog: RequestLog;
   /** Sent multicast chunks, group-committed (absent: each is written at once). */
@@ -64,10 +66,12 @@ export async function sendPush(deps: SendDeps, request: PushRequest): Promise<Se
   const gate = await channelGate(deps, target.channelId);
   if ('outcome' in gate) return gate.outcome;
   const { channel } = gate;
-  const client = deps.pool.client(channel);
-  return callAndSettle(deps, channel, 'push', request.retryKey, request.attempt, () =>
-    client.pushMessageWithHttpInfo({ to: target.lineUserId, messages: request.messages }, request.retryKey),
-  );
+  return callAndSettle(deps, channel, 'push', request.attempt, {
+    method: 'POST',
+    path: '/v2/bot/message/push',
+    body: { to: target.lineUserId, messages: request.messages },
+    retryKey: request.retryKey,
+  });
 }
 
 /** Checks that need no I/O: a bad key, a stale key or a message LINE would refuse end here. */
@@ -108,24 +112,29 @@ export async function channelGate(deps: SendDeps, channelId: number): Promise<{ 
  * Waits for a token, makes the call under the configured deadline, records it, and turns the answer
  * into an outcome; a monthly-quota 429 (or a refused token) pauses the channel for every replica.
  */
-export async function callAndSettle(
+export async function callAndSettle(deps: SendDeps, channel: PoolChannel, endpoint: RateEndpoint, attempt: number, call: LineCall): Promise<SendOutcome> {
+  return (await callAndRecord(deps, channel, endpoint, attempt, call)).outcome;
+}
+
+/** `callAndSettle`, with LINE's answer as well as the outcome (for calls whose body is the point). */
+export async function callAndRecord(
   deps: SendDeps,
   channel: PoolChannel,
   endpoint: RateEndpoint,
-  retryKey: string | null,
   attempt: number,
-  call: () => Promise<{ httpResponse: Response; body: unknown }>,
-): Promise<SendOutcome> {
+  call: LineCall,
+): Promise<{ outcome: SendOutcome; result: ApiResult<unknown> | undefined }> {
   const { db, clock, config, logger } = deps;
   try {
     await deps.limiter.acquire(channel.id, endpoint);
   } catch (error) {
-    return retryable(deps, attempt, `rate limiter unavailable: ${coerceError(error).message}`);
+    return { outcome: retryable(deps, attempt, `rate limiter unavailable: ${coerceError(error).message}`), result: undefined };
   }
   const line = config.current().line;
+  const retryKey = call.retryKey ?? null;
   const startedAt = clock.now();
   const started = performance.now();
-  const result = await callLine(clock, line.requestTimeout.ms, call);
+  const result = await deps.api.call(line.apiBaseUrl, channel.channelAccessToken, call, line.requestTimeout.ms);
   const durationMs = performance.now() - started;
   const outcome = classifySend(result, {
     attempt,
@@ -153,7 +162,7 @@ export async function callAndSettle(
   } else {
     logger.debug(log, 'LINE request done');
   }
-  return outcome;
+  return { outcome, result };
 }
 
 function describeResult(result: ApiResult<unknown>): Record<string, unknown> {
