@@ -4,7 +4,8 @@ import type { ApiResult } from './client.ts';
 
 /**
  * The log of LINE API calls. LINE keeps no logs and answers support questions only by
- * x-line-request-id, so every call is kept: time, endpoint, status, request ids, outcome.
+ * x-line-request-id, so each call that did not simply succeed is kept (every call with
+ * `line.requestLog: all`): time, endpoint, status, request ids, outcome, reason.
  */
 export interface LineRequestRecord {
   channelId: number;
@@ -42,7 +43,7 @@ export async function recordLineRequests(db: Db, records: readonly LineRequestRe
     .execute();
 }
 
-/** The call log, written by group commit: every call is kept, at a few inserts per second. */
+/** The call log, written by group commit: a few inserts per second however many calls. */
 export interface RequestLog {
   record(record: LineRequestRecord): Promise<void>;
 }

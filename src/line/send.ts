@@ -144,11 +144,13 @@ export async function callAndRecord(
     ...(deps.random ? { random: deps.random } : {}),
   });
   const log = { channel: channel.slug, endpoint, retryKey, attempt, ...describeResult(result), outcome: outcome.kind };
-  try {
-    await deps.requestLog.record({ channelId: channel.id, endpoint, retryKey, result, outcome: outcome.kind, error: reasonOf(outcome), startedAt, durationMs });
-  } catch (error) {
-    // The send happened; losing its log line must not turn it into a retry.
-    logger.error({ ...log, err: coerceError(error) }, 'could not record a LINE request');
+  if (outcome.kind !== 'sent' || line.requestLog === 'all') {
+    try {
+      await deps.requestLog.record({ channelId: channel.id, endpoint, retryKey, result, outcome: outcome.kind, error: reasonOf(outcome), startedAt, durationMs });
+    } catch (error) {
+      // The send happened; losing its log line must not turn it into a retry.
+      logger.error({ ...log, err: coerceError(error) }, 'could not record a LINE request');
+    }
   }
   if (outcome.kind === 'channelPaused') {
     deps.pool.patch(channel.id, { pausedUntil: outcome.until, pauseReason: outcome.reason });

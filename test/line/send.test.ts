@@ -60,6 +60,16 @@ describe.each(dialects)('sending through LINE on %s', (dialect) => {
       messages: [{ type: 'text', text: `【上課提醒】英文會話 A1\n時間：12/1（二） 19:00–19:50\n請點以下連結進入 Zoom 教室：\n${JOIN}` }],
     });
     expect(outcome).toEqual({ kind: 'sent', requestId: received[0]?.requestId, sentMessageIds: received[0]?.sentMessages?.map((m) => m.id) });
+    // A success's request id is on its delivery; the request log keeps the calls that went wrong.
+    expect(await lineRequestsForKey(h.database.db, d.retryKey)).toEqual([]);
+  });
+
+  it('line.requestLog all: a success is logged too, with its x-line-request-id', async () => {
+    h = await openLineHarness(dialect, { config: { line: { requestLog: 'all' } } });
+    const d = await createDelivery(h, { channel: h.a, lineUserId: ALICE });
+    const outcome = await notify(d);
+    const received = h.emulator.received(ALICE);
+    expect(outcome).toMatchObject({ kind: 'sent', requestId: received[0]?.requestId });
     expect(await lineRequestsForKey(h.database.db, d.retryKey)).toEqual([
       { endpoint: 'push', retryKey: d.retryKey, status: 200, requestId: received[0]?.requestId, acceptedRequestId: null, outcome: 'sent', error: null },
     ]);
@@ -253,6 +263,8 @@ describe.each(dialects)('sending through LINE on %s', (dialect) => {
     await h.line.pool.refresh();
     expect(await push(e.memberId, e.retryKey)).toEqual({ kind: 'channelPaused', until: null, reason: 'LINE channel school-a is disabled' });
     expect(h.emulator.received(BOB)).toEqual([]);
-    expect(await countRows(h, 'line_requests')).toBe(2);
+    // Two calls reached LINE; the 401 is in the request log, the success on its delivery, the held send nowhere.
+    expect(h.emulator.requests()).toHaveLength(2);
+    expect(await countRows(h, 'line_requests')).toBe(1);
   });
 });
