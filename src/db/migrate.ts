@@ -6,6 +6,7 @@ import * as initial from './migrations/0001-initial.ts';
 import * as zoom from './migrations/0002-zoom.ts';
 import * as line from './migrations/0003-line.ts';
 import * as monitor from './migrations/0004-monitor.ts';
+import * as claimIndexes from './migrations/0005-claim-indexes.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0002-zoom': zoom,
   '0003-line': line,
   '0004-monitor': monitor,
+  '0005-claim-indexes': claimIndexes,
 };
 
 export interface MigrationReport {

@@ -30,23 +30,23 @@ export interface ClaimOptions {
 
 /**
  * Claims due deliveries: pending ones whose time has come by the database clock, and ones whose
- * lease expired (their worker died), oldest first. On PostgreSQL the pick runs in a CTE with
- * `FOR UPDATE SKIP LOCKED`, so replicas take disjoint rows without waiting on each other.
+ * lease expired (their worker died), expired first, then pending oldest first. Each kind is picked
+ * on its own index and stops at the page size (`0005-claim-indexes`); one OR over both read the
+ * whole table at the peak. On PostgreSQL each pick is `FOR UPDATE SKIP LOCKED`, so replicas take
+ * disjoint rows without waiting on each other; rows locked past the page are let go at commit.
  */
 export async function claimDue(db: Db, clock: Clock, o: ClaimOptions): Promise<ClaimedDelivery[]> {
   const now = dbNow(db, clock);
   const postgres = dialectOf(db) === 'postgres';
   const rows = await db
-    .with('due', (qb) => {
-      let pick = qb
-        .selectFrom('deliveries')
-        .select('id')
-        .where((eb) =>
-          eb.or([
-            eb.and([eb('state', '=', 'pending'), eb('available_at', '<=', now)]),
-            eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)]),
-          ]),
-        );
+    .with('expired', (qb) => {
+      let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'sending').where('lease_expires_at', '<', now);
+      if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
+      pick = pick.orderBy('lease_expires_at').orderBy('id').limit(o.limit);
+      return postgres ? pick.forUpdate().skipLocked() : pick;
+    })
+    .with('pending', (qb) => {
+      let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'pending').where('available_at', '<=', now);
       if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
       pick = pick.orderBy('available_at').orderBy('id').limit(o.limit);
       return postgres ? pick.forUpdate().skipLocked() : pick;
@@ -59,7 +59,7 @@ export async function claimDue(db: Db, clock: Clock, o: ClaimOptions): Promise<C
       lease_expires_at: dbNow(db, clock, o.leaseMs),
       attempts: eb('attempts', '+', 1),
     }))
-    .where('id', 'in', (eb) => eb.selectFrom('due').select('id'))
+    .where('id', 'in', (eb) => eb.selectFrom('expired').select('id').unionAll(eb.selectFrom('pending').select('id')).limit(o.limit))
     .returningAll()
     .execute();
   return rows.map(toClaimed).sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime() || a.id - b.id);
