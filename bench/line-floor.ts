@@ -3,6 +3,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { Agent } from 'undici';
 import { valueOf } from './args.ts';
+import { describeCpu, sampleCpu } from './cpu.ts';
 
 /**
  * The machine's floor for the 20:00 peak: the very requests the engine bench makes (per channel,
@@ -63,6 +64,7 @@ export async function run(args: string[]): Promise<void> {
   if (!send) throw new Error(`--client must be one of ${Object.keys(senders).join(', ')}`);
   const statuses = new Map<number, number>();
   let next = 0;
+  const cpuFrom = sampleCpu();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -77,10 +79,12 @@ export async function run(args: string[]): Promise<void> {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const cpu = describeCpu(cpuFrom, sampleCpu());
   const bound = 20_000 / (2000 + 200 * 5);
   console.log(
     `line-floor ${client}${unlimited ? ' (no rate limits)' : ''}: ${jobs.length} requests in ${seconds.toFixed(2)} s (${Math.round(jobs.length / seconds)} req/s); rate-limit bound ${bound.toFixed(2)} s; ratio ${(seconds / bound).toFixed(2)}x; statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
   );
+  console.log(`  ${cpu.text}`);
   await undici.close();
   http.destroy();
   await worker.terminate();

@@ -1,0 +1,50 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+
+/**
+ * CPU time spent during a benchmark phase, by this process (every thread, the emulator's included)
+ * and by the local PostgreSQL server's processes. Their sum over the cores is a floor no scheduling
+ * can beat on this machine: when it is above the rate-limit bound, the bound cannot be reached here.
+ */
+export interface CpuSample {
+  processMs: number;
+  postgresMs: number;
+}
+
+export function sampleCpu(): CpuSample {
+  const usage = process.cpuUsage();
+  return { processMs: (usage.user + usage.system) / 1000, postgresMs: postgresCpuMs() };
+}
+
+export function describeCpu(from: CpuSample, to: CpuSample): { text: string; floorSeconds: number } {
+  const processS = (to.processMs - from.processMs) / 1000;
+  const postgresS = (to.postgresMs - from.postgresMs) / 1000;
+  const cores = availableParallelism();
+  const floorSeconds = (processS + postgresS) / cores;
+  const pg = postgresS > 0 ? `, PostgreSQL ${postgresS.toFixed(1)} s` : '';
+  return { text: `CPU: this process ${processS.toFixed(1)} s (emulator thread included)${pg}; over ${cores} cores that is ${floorSeconds.toFixed(2)} s at least`, floorSeconds };
+}
+
+/** utime + stime of every process named postgres (Linux /proc; 0 elsewhere). Clock ticks are 10 ms. */
+function postgresCpuMs(): number {
+  let ticks = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return 0;
+  }
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
+      const fields = stat.slice(close + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return ticks * 10;
+}
