@@ -16,12 +16,12 @@ export function sampleCpu(): CpuSample {
   return { processMs: (usage.user + usage.system) / 1000, postgresMs: postgresCpuMs() };
 }
 
-export function describeCpu(from: CpuSample, to: CpuSample): { text: string; floorSeconds: number } {
+export function describeCpu(from: CpuSample, to: CpuSample, withPostgres: boolean): { text: string; floorSeconds: number } {
   const processS = (to.processMs - from.processMs) / 1000;
-  const postgresS = (to.postgresMs - from.postgresMs) / 1000;
+  const postgresS = withPostgres ? (to.postgresMs - from.postgresMs) / 1000 : 0;
   const cores = availableParallelism();
   const floorSeconds = (processS + postgresS) / cores;
-  const pg = postgresS > 0 ? `, PostgreSQL ${postgresS.toFixed(1)} s` : '';
+  const pg = withPostgres ? `, PostgreSQL ${postgresS.toFixed(1)} s` : '';
   return { text: `CPU: this process ${processS.toFixed(1)} s (emulator thread included)${pg}; over ${cores} cores that is ${floorSeconds.toFixed(2)} s at least`, floorSeconds };
 }
 

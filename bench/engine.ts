@@ -25,29 +25,30 @@ import { openBenchDatabase } from './database.ts';
  * instant, against the LINE emulator (in its own thread) enforcing LINE's per-channel rates.
  * For each strategy: due instant → last delivery vs the rate-limit bound, lateness p50/p99, peak RSS,
  * database round trips. Options: --strategy S (default: all three), --postgres URL,
- * --appointments N (100000), --classes N (20000), --concurrency N (64), --batch N (1000), --no-multicast,
- * --profile FILE (CPU profile of the sending phase).
+ * --appointments N (100000), --classes N (20000), --concurrency N (1000, the default), --batch N (1000), --no-multicast,
+ * --profile FILE (CPU profile of the sending phase), --latency MS (LINE's answer time; 0: loopback only).
  */
 export async function run(args: string[]): Promise<void> {
   const pgUrl = valueOf(args, '--postgres');
   const appointments = Number(valueOf(args, '--appointments') ?? 100_000);
   const classes = Number(valueOf(args, '--classes') ?? 20_000);
   const only = valueOf(args, '--strategy');
-  const sendConcurrency = Number(valueOf(args, '--concurrency') ?? 64);
+  const sendConcurrency = Number(valueOf(args, '--concurrency') ?? 1000);
   const batchSize = Number(valueOf(args, '--batch') ?? 1000);
   const multicast = !args.includes('--no-multicast');
   const profile = valueOf(args, '--profile');
+  const latencyMs = Number(valueOf(args, '--latency') ?? 0);
   const strategies = (only ? [only] : ['all-at-once', 'batched', 'timing-wheel']) as ('all-at-once' | 'batched' | 'timing-wheel')[];
-  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes, sendConcurrency, batchSize, multicast, profile });
+  for (const strategy of strategies) await runOne({ strategy, pgUrl, appointments, classes, sendConcurrency, batchSize, multicast, profile, latencyMs });
 }
 
 const CHANNELS = 5;
 const userId = (n: number): string => `U${n.toString(16).padStart(32, '0')}`;
 
-async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean; profile: string | undefined }): Promise<void> {
+async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean; profile: string | undefined; latencyMs: number }): Promise<void> {
   const clock = systemClock();
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
-  const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
+  const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver', latencyMs: o.latencyMs } });
   const url = await new Promise<string>((resolve) => worker.once('message', (m: { url: string }) => resolve(m.url)));
   let queries = 0;
   const byStatement = new Map<string, number>();
@@ -122,7 +123,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       await new Promise((r) => setTimeout(r, 200));
     }
     clearInterval(sampler);
-    const cpu = describeCpu(cpuFrom, sampleCpu());
+    const cpu = describeCpu(cpuFrom, sampleCpu(), database.dialect === 'postgres');
     if (session && o.profile) {
       const { profile } = await session.post('Profiler.stop');
       (await import('node:fs')).writeFileSync(o.profile, JSON.stringify(profile));

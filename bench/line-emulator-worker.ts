@@ -5,6 +5,11 @@ import { startLineEmulator, type LineChannelInput, type UnknownUserPolicy } from
  * The LINE emulator in its own thread (its own event loop and core), for benchmarks: it enforces
  * LINE's per-channel rate limits on the system clock. Driven over HTTP (/_emulator/…) once started.
  */
-const input = workerData as { channels: LineChannelInput[]; unknownUsers: UnknownUserPolicy; unlimited?: boolean };
-const emulator = await startLineEmulator({ channels: input.channels, unknownUsers: input.unknownUsers, ...(input.unlimited ? { rateLimits: { push: Infinity, multicast: Infinity } } : {}) });
+const input = workerData as { channels: LineChannelInput[]; unknownUsers: UnknownUserPolicy; unlimited?: boolean; latencyMs?: number };
+const emulator = await startLineEmulator({
+  channels: input.channels,
+  unknownUsers: input.unknownUsers,
+  ...(input.unlimited ? { rateLimits: { push: Infinity, multicast: Infinity } } : {}),
+  ...(input.latencyMs ? { latencyMs: input.latencyMs } : {}),
+});
 parentPort?.postMessage({ url: emulator.url });

@@ -79,7 +79,7 @@ export async function run(args: string[]): Promise<void> {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const cpu = describeCpu(cpuFrom, sampleCpu());
+  const cpu = describeCpu(cpuFrom, sampleCpu(), false);
   const bound = 20_000 / (2000 + 200 * 5);
   console.log(
     `line-floor ${client}${unlimited ? ' (no rate limits)' : ''}: ${jobs.length} requests in ${seconds.toFixed(2)} s (${Math.round(jobs.length / seconds)} req/s); rate-limit bound ${bound.toFixed(2)} s; ratio ${(seconds / bound).toFixed(2)}x; statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
