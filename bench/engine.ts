@@ -114,16 +114,17 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
       await session.post('Profiler.enable');
       await session.post('Profiler.start');
     }
-    const cpuFrom = sampleCpu();
+    const cpuFrom = await sampleCpu(worker);
     await engine.start();
     for (;;) {
-      // Whether any is left, not how many: a count would scan the index every poll, on the same CPUs.
-      const left = await database.db.selectFrom('deliveries').select('id').where('state', 'in', ['pending', 'sending']).limit(1).executeTakeFirst();
-      if (!left) break;
+      // Whether any is left, not how many, each on its partial index: a count would scan every poll, on the same CPUs.
+      const pending = await database.db.selectFrom('deliveries').select('id').where('state', '=', 'pending').limit(1).executeTakeFirst();
+      const sending = pending ? undefined : await database.db.selectFrom('deliveries').select('id').where('state', '=', 'sending').limit(1).executeTakeFirst();
+      if (!pending && !sending) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     clearInterval(sampler);
-    const cpu = describeCpu(cpuFrom, sampleCpu(), database.dialect === 'postgres');
+    const cpu = describeCpu(cpuFrom, await sampleCpu(worker), database.dialect === 'postgres');
     if (session && o.profile) {
       const { profile } = await session.post('Profiler.stop');
       (await import('node:fs')).writeFileSync(o.profile, JSON.stringify(profile));

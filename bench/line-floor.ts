@@ -64,7 +64,7 @@ export async function run(args: string[]): Promise<void> {
   if (!send) throw new Error(`--client must be one of ${Object.keys(senders).join(', ')}`);
   const statuses = new Map<number, number>();
   let next = 0;
-  const cpuFrom = sampleCpu();
+  const cpuFrom = await sampleCpu(worker);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -79,7 +79,7 @@ export async function run(args: string[]): Promise<void> {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const cpu = describeCpu(cpuFrom, sampleCpu(), false);
+  const cpu = describeCpu(cpuFrom, await sampleCpu(worker), false);
   const bound = 20_000 / (2000 + 200 * 5);
   console.log(
     `line-floor ${client}${unlimited ? ' (no rate limits)' : ''}: ${jobs.length} requests in ${seconds.toFixed(2)} s (${Math.round(jobs.length / seconds)} req/s); rate-limit bound ${bound.toFixed(2)} s; ratio ${(seconds / bound).toFixed(2)}x; statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
