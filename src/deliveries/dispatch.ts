@@ -38,3 +38,20 @@ export function planDispatch<T>(groups: readonly DispatchGroup<T>[], rates: { pu
   }
   return { pushes, multicasts, seconds: Math.max(pushTime, multicastTime) };
 }
+
+/**
+ * The order to start requests in when each lane (a channel's push or multicast endpoint) drains at
+ * its own rate: item i of a lane is due at i / rate, and all lanes are merged by that time (ties
+ * keep lane order). Started in lane order instead, the in-flight slots would all wait on one
+ * channel's bucket while the other channels sat idle: a whole peak claimed at once took 42 s
+ * instead of 10.
+ */
+export function interleaveByRate<T>(lanes: readonly { rate: number; items: readonly T[] }[]): T[] {
+  const keyed: { at: number; lane: number; item: T }[] = [];
+  for (const [lane, { rate, items }] of lanes.entries()) {
+    const step = rate > 0 ? 1 / rate : Number.MAX_VALUE;
+    for (const [i, item] of items.entries()) keyed.push({ at: i * step, lane, item });
+  }
+  keyed.sort((a, b) => a.at - b.at || a.lane - b.lane);
+  return keyed.map((k) => k.item);
+}

@@ -9,7 +9,7 @@ import type { OutMessage } from '../line/messages.ts';
 import type { SendOutcome } from '../line/outcomes.ts';
 import { claimDue, complete, completeSent, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
 import { loadSendContexts, type ReplayLinker } from './context.ts';
-import { planDispatch } from './dispatch.ts';
+import { interleaveByRate, planDispatch } from './dispatch.ts';
 import type { DeliveryMetrics } from './metrics.ts';
 import { recheck, type SendContext } from './recheck.ts';
 import type { EngineSettings } from './settings.ts';
@@ -174,29 +174,40 @@ export function createSendPath(deps: EngineDeps) {
 
       const byChannel = new Map<number, { messages: OutMessage[]; units: SendUnit[] }[]>();
       for (const g of groups.values()) byChannel.set(g.channelId, [...(byChannel.get(g.channelId) ?? []), g]);
-      const jobs: Promise<void>[] = [];
+      // One request to LINE settles the deliveries it carried (one for a push, a chunk for a multicast).
+      interface Request {
+        units: readonly SendUnit[];
+        call: () => Promise<SendOutcome>;
+      }
+      const lanes: { rate: number; items: Request[] }[] = [];
       for (const [channelId, channelGroups] of byChannel) {
         const messagesOf = new Map<SendUnit, OutMessage[]>();
         for (const g of channelGroups) for (const u of g.units) messagesOf.set(u, g.messages);
         // Only first attempts may be planned into new multicast chunks; retries keep their first path.
         const fresh = channelGroups.map((g) => ({ units: g.units.filter((u) => u.attempt === 1) }));
         const retried = channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
-        const plan = settings.multicast ? planDispatch(fresh, sender.rates(channelId)) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
-        // One request to LINE settles the deliveries it carried (one for a push, a chunk for a multicast).
-        const send = (units: readonly SendUnit[], call: () => Promise<SendOutcome>): void => {
-          jobs.push(
-            inFlight.run(async () => {
-              const outcome = await call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
-              const c = outcomeToCompletion(outcome, clock.now());
-              await settle(units.map((u) => u.deliveryId), token, c, due);
-              count(c.state, units.length);
-            }),
-          );
-        };
-        for (const unit of retried) send([unit], () => sender.resend(unit, messagesOf.get(unit) ?? []));
-        for (const chunk of plan.multicasts) send(chunk, () => sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []));
-        for (const unit of plan.pushes) send([unit], () => sender.push(unit, messagesOf.get(unit) ?? []));
+        const rates = sender.rates(channelId);
+        const plan = settings.multicast ? planDispatch(fresh, rates) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
+        lanes.push({ rate: rates.multicastPerSecond, items: plan.multicasts.map((chunk) => ({ units: chunk, call: () => sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []) })) });
+        lanes.push({
+          rate: rates.pushPerSecond,
+          items: [...retried.map((unit) => ({ units: [unit], call: () => sender.resend(unit, messagesOf.get(unit) ?? []) })), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
+        });
       }
+      // Every channel and endpoint drains at once, each at its own rate.
+      const jobs = interleaveByRate(lanes).map((request) =>
+        inFlight.run(async () => {
+          const outcome = await request.call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
+          const c = outcomeToCompletion(outcome, clock.now());
+          await settle(
+            request.units.map((u) => u.deliveryId),
+            token,
+            c,
+            due,
+          );
+          count(c.state, request.units.length);
+        }),
+      );
       await Promise.all(jobs);
       await flushSent(token);
       return byState;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planDispatch } from '../../src/deliveries/dispatch.ts';
+import { interleaveByRate, planDispatch } from '../../src/deliveries/dispatch.ts';
 import { recheck, type SendContext } from '../../src/deliveries/recheck.ts';
 import { DEFAULT_RULES, plannedDeliveries, reconcileDeliveries } from '../../src/deliveries/rules.ts';
 
@@ -123,3 +123,36 @@ describe('push or multicast', () => {
     expect(plan.pushes).toHaveLength(1);
   });
 });
+
+describe('the order requests start in', () => {
+  it('merges lanes by when each item would go at its lane\'s rate', () => {
+    const order = interleaveByRate([
+      { rate: 1, items: ['m0', 'm1'] },
+      { rate: 10, items: Array.from({ length: 12 }, (_, i) => `p${i}`) },
+    ]);
+    // The slow lane's second item comes after ten of the fast lane's, not after all of them.
+    expect(order).toEqual(['m0', 'p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9', 'm1', 'p10', 'p11']);
+  });
+
+  it('takes channels of the same rate in turn, never one channel\'s whole queue first', () => {
+    const lanes = ['a', 'b', 'c'].map((ch) => ({ rate: 2000, items: Array.from({ length: 1000 }, (_, i) => `${ch}${i}`) }));
+    const order = interleaveByRate(lanes);
+    expect(order.slice(0, 6)).toEqual(['a0', 'b0', 'c0', 'a1', 'b1', 'c1']);
+    expect(order).toHaveLength(3000);
+    // In every window of 30 starts, each channel has 10: each bucket is drawn on at once.
+    for (let i = 0; i + 30 <= order.length; i += 30) {
+      const window = order.slice(i, i + 30);
+      for (const ch of ['a', 'b', 'c']) expect(window.filter((x) => x.startsWith(ch))).toHaveLength(10);
+    }
+  });
+
+  it('keeps every item once, each lane in its own order, and leaves a lane of rate 0 to the end', () => {
+    const order = interleaveByRate([
+      { rate: 0, items: ['z0', 'z1'] },
+      { rate: 3, items: ['x0', 'x1', 'x2'] },
+      { rate: 2, items: [] },
+    ]);
+    expect(order).toEqual(['z0', 'x0', 'x1', 'x2', 'z1']);
+  });
+});
+
