@@ -24,32 +24,49 @@ export function limitsOf(config: ConfigStore, endpoint: RateEndpoint): BucketLim
   return { rate, capacity: capacityOf(rate, rateBurst.ms) };
 }
 
+/** A bucket row as last read or written. */
+export interface KnownBucket {
+  tokens: number;
+  refilledAt: number;
+  version: number;
+}
+
 /**
  * Takes up to `want` tokens from the channel's shared bucket. Optimistic: the write only counts if
  * the row's version is still the one read, so concurrent replicas never both spend the same tokens.
+ * With `known` (the row as this process last wrote it) the read is skipped: when no other replica
+ * wrote since, the version still matches and one statement does; when one did, the write misses and
+ * the row is read afresh. A known row can only overstate the tokens (others only take), so a "wait"
+ * decided from it is never wrong.
  */
 export async function reserveTokens(
   db: Db,
-  input: { channelId: number; endpoint: RateEndpoint; want: number; now: Date; limits: BucketLimits },
-): Promise<{ granted: number; waitMs: number }> {
+  input: { channelId: number; endpoint: RateEndpoint; want: number; now: Date; limits: BucketLimits; known?: KnownBucket | undefined },
+): Promise<{ granted: number; waitMs: number; known?: KnownBucket }> {
   const { channelId, endpoint, now, limits } = input;
+  let known = input.known;
   for (let tries = 0; tries < 8; tries++) {
-    const row = await db
-      .selectFrom('line_rate_buckets')
-      .select(['tokens', 'refilled_at', 'version'])
-      .where('channel_id', '=', channelId)
-      .where('endpoint', '=', endpoint)
-      .executeTakeFirst();
+    let row = known;
+    known = undefined;
     if (!row) {
-      await db
-        .insertInto('line_rate_buckets')
-        .values({ channel_id: channelId, endpoint, tokens: limits.capacity, refilled_at: now, version: 0 })
-        .onConflict((oc) => oc.columns(['channel_id', 'endpoint']).doNothing())
-        .execute();
-      continue;
+      const read = await db
+        .selectFrom('line_rate_buckets')
+        .select(['tokens', 'refilled_at', 'version'])
+        .where('channel_id', '=', channelId)
+        .where('endpoint', '=', endpoint)
+        .executeTakeFirst();
+      if (!read) {
+        await db
+          .insertInto('line_rate_buckets')
+          .values({ channel_id: channelId, endpoint, tokens: limits.capacity, refilled_at: now, version: 0 })
+          .onConflict((oc) => oc.columns(['channel_id', 'endpoint']).doNothing())
+          .execute();
+        continue;
+      }
+      row = { tokens: Number(read.tokens), refilledAt: toDate(read.refilled_at).getTime(), version: read.version };
     }
-    const decision = reserve({ tokens: Number(row.tokens), refilledAt: toDate(row.refilled_at).getTime() }, input.want, now.getTime(), limits);
-    if (decision.granted === 0) return { granted: 0, waitMs: decision.waitMs };
+    const decision = reserve({ tokens: row.tokens, refilledAt: row.refilledAt }, input.want, now.getTime(), limits);
+    if (decision.granted === 0) return { granted: 0, waitMs: decision.waitMs, known: row };
     const result = await db
       .updateTable('line_rate_buckets')
       .set({ tokens: decision.next.tokens, refilled_at: new Date(decision.next.refilledAt), version: row.version + 1 })
@@ -57,7 +74,7 @@ export async function reserveTokens(
       .where('endpoint', '=', endpoint)
       .where('version', '=', row.version)
       .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 1) return { granted: decision.granted, waitMs: 0 };
+    if (Number(result.numUpdatedRows) === 1) return { granted: decision.granted, waitMs: 0, known: { ...decision.next, version: row.version + 1 } };
   }
   // Lost the race eight times in a row: let the other replicas have this moment.
   return { granted: 0, waitMs: 5 };
@@ -68,11 +85,18 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
+interface Queue {
+  waiters: Waiter[];
+  pumping: boolean;
+  /** The bucket row as this process last saw it: saves the read while no other replica writes. */
+  known: KnownBucket | undefined;
+}
+
 /** The in-process side: queues waiting sends per (channel, endpoint) and reserves for all of them at once. */
 export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigStore }): RateLimiter {
-  const queues = new Map<string, { waiters: Waiter[]; pumping: boolean }>();
+  const queues = new Map<string, Queue>();
 
-  const pump = async (channelId: number, endpoint: RateEndpoint, queue: { waiters: Waiter[]; pumping: boolean }): Promise<void> => {
+  const pump = async (channelId: number, endpoint: RateEndpoint, queue: Queue): Promise<void> => {
     if (queue.pumping) return;
     queue.pumping = true;
     try {
@@ -80,10 +104,12 @@ export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigSt
       await new Promise<void>((resolve) => setImmediate(resolve));
       while (queue.waiters.length > 0) {
         const limits = limitsOf(deps.config, endpoint);
-        let reservation: { granted: number; waitMs: number };
+        let reservation: Awaited<ReturnType<typeof reserveTokens>>;
         try {
-          reservation = await reserveTokens(deps.db, { channelId, endpoint, want: Math.min(queue.waiters.length, limits.capacity), now: deps.clock.now(), limits });
+          reservation = await reserveTokens(deps.db, { channelId, endpoint, want: Math.min(queue.waiters.length, limits.capacity), now: deps.clock.now(), limits, known: queue.known });
+          queue.known = reservation.known;
         } catch (error) {
+          queue.known = undefined;
           for (const waiter of queue.waiters.splice(0)) waiter.reject(error);
           return;
         }
@@ -103,7 +129,7 @@ export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigSt
       const id = `${channelId} ${endpoint}`;
       let queue = queues.get(id);
       if (!queue) {
-        queue = { waiters: [], pumping: false };
+        queue = { waiters: [], pumping: false, known: undefined };
         queues.set(id, queue);
       }
       const q = queue;

@@ -4,7 +4,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { createConfigStore } from '../../src/config/store.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { insertLineChannel } from '../../src/line/channels.ts';
-import { createRateLimiter, reserveTokens } from '../../src/line/rate-limiter.ts';
+import { createRateLimiter, reserveTokens, type KnownBucket } from '../../src/line/rate-limiter.ts';
 import { createSecretBox } from '../../src/secrets/secret-box.ts';
 import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
 
@@ -67,12 +67,29 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
     const { clock, channel } = await setup(dialect);
     const limits = { rate: 10, capacity: 3 };
     const take = (endpoint: 'push' | 'multicast', channelId = channel.id) => reserveTokens(database.db, { channelId, endpoint, want: 5, now: clock.now(), limits });
-    expect(await take('push')).toEqual({ granted: 3, waitMs: 0 });
-    expect(await take('push')).toEqual({ granted: 0, waitMs: 300 });
-    expect(await take('multicast')).toEqual({ granted: 3, waitMs: 0 });
+    expect(await take('push')).toMatchObject({ granted: 3, waitMs: 0 });
+    expect(await take('push')).toMatchObject({ granted: 0, waitMs: 300 });
+    expect(await take('multicast')).toMatchObject({ granted: 3, waitMs: 0 });
     const other = await insertLineChannel(database.db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'B', slug: 'b', channelId: '2', channelSecret: 's', channelAccessToken: 't' });
-    expect(await take('push', other.id)).toEqual({ granted: 3, waitMs: 0 });
+    expect(await take('push', other.id)).toMatchObject({ granted: 3, waitMs: 0 });
     await clock.advance(200);
-    expect(await take('push')).toEqual({ granted: 2, waitMs: 0 });
+    expect(await take('push')).toMatchObject({ granted: 2, waitMs: 0 });
+  });
+
+  it('a row known from its own last write saves the read; a stale one misses and re-reads, never spending a token twice', async () => {
+    const { clock, channel } = await setup(dialect);
+    const limits = { rate: 10, capacity: 3 };
+    const take = (known?: KnownBucket) => reserveTokens(database.db, { channelId: channel.id, endpoint: 'push', want: 2, now: clock.now(), limits, known });
+    const mine = await take();
+    expect(mine).toMatchObject({ granted: 2, known: { tokens: 1, version: 1 } });
+    // Another replica takes the last token; what this one knows is now stale (1 token at version 1).
+    const theirs = await take();
+    expect(theirs).toMatchObject({ granted: 1, known: { tokens: 0, version: 2 } });
+    expect(await take(mine.known)).toMatchObject({ granted: 0, waitMs: 200, known: { tokens: 0, version: 2 } });
+    await clock.advance(200);
+    // Current knowledge: granted from it, written under the version it names.
+    expect(await take(theirs.known)).toMatchObject({ granted: 2, known: { version: 3 } });
+    const row = await database.db.selectFrom('line_rate_buckets').select(['tokens', 'version']).where('channel_id', '=', channel.id).where('endpoint', '=', 'push').executeTakeFirstOrThrow();
+    expect({ tokens: Number(row.tokens), version: row.version }).toEqual({ tokens: 0, version: 3 });
   });
 });
