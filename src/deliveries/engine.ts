@@ -30,8 +30,11 @@ export interface DeliverySender {
   /** The messages for a booking (same for every student of one class and kind), or why not. */
   messagesFor(context: SendContext, link: string): { ok: true; messages: OutMessage[] } | { ok: false; reason: string };
   push(unit: SendUnit, messages: OutMessage[]): Promise<SendOutcome>;
-  /** One multicast chunk (≤ 500 students of one channel); its member set and retry key are stored first. */
-  multicast(units: readonly SendUnit[], messages: OutMessage[]): Promise<SendOutcome>;
+  /**
+   * New multicast chunks (each ≤ 500 students of one channel): their member sets and retry keys are
+   * stored first, all together, and each comes back as the call that sends it.
+   */
+  multicasts(chunks: readonly { units: readonly SendUnit[]; messages: OutMessage[] }[]): Promise<(() => Promise<SendOutcome>)[]>;
   /**
    * A delivery tried before goes the way it went the first time, with the same retry key: again in
    * its stored multicast chunk if it was in one, else by push. Never into a new chunk (a new key).
@@ -180,6 +183,7 @@ export function createSendPath(deps: EngineDeps) {
         call: () => Promise<SendOutcome>;
       }
       const lanes: { rate: number; items: Request[] }[] = [];
+      const chunks: { units: readonly SendUnit[]; messages: OutMessage[]; lane: Request[] }[] = [];
       for (const [channelId, channelGroups] of byChannel) {
         const messagesOf = new Map<SendUnit, OutMessage[]>();
         for (const g of channelGroups) for (const u of g.units) messagesOf.set(u, g.messages);
@@ -188,12 +192,17 @@ export function createSendPath(deps: EngineDeps) {
         const retried = channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
         const rates = sender.rates(channelId);
         const plan = settings.multicast ? planDispatch(fresh, rates) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
-        lanes.push({ rate: rates.multicastPerSecond, items: plan.multicasts.map((chunk) => ({ units: chunk, call: () => sender.multicast(chunk, messagesOf.get(chunk[0] as SendUnit) ?? []) })) });
+        const multicastLane: Request[] = [];
+        for (const units of plan.multicasts) chunks.push({ units, messages: messagesOf.get(units[0] as SendUnit) ?? [], lane: multicastLane });
+        lanes.push({ rate: rates.multicastPerSecond, items: multicastLane });
         lanes.push({
           rate: rates.pushPerSecond,
           items: [...retried.map((unit) => ({ units: [unit], call: () => sender.resend(unit, messagesOf.get(unit) ?? []) })), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
         });
       }
+      // The page's new chunks are stored together before any goes out; if that fails, they retry later.
+      const calls = await sender.multicasts(chunks).catch((e: unknown) => chunks.map(() => (): Promise<SendOutcome> => Promise.resolve({ kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(e).message}`, requestId: null })));
+      for (const [i, chunk] of chunks.entries()) chunk.lane.push({ units: chunk.units, call: calls[i] ?? (() => Promise.resolve({ kind: 'final', reason: 'multicast chunk lost', status: null, requestId: null })) });
       // Every channel and endpoint drains at once, each at its own rate.
       const jobs = interleaveByRate(lanes).map((request) =>
         inFlight.run(async () => {

@@ -1,7 +1,7 @@
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { ImagemapImages } from '../line/imagemap.ts';
-import { sendMulticastChunk, sendNewMulticast } from '../line/multicast.ts';
+import { prepareNewMulticasts, sendMulticastChunk } from '../line/multicast.ts';
 import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
 import type { DeliverySender } from './engine.ts';
@@ -28,15 +28,17 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
         target: { memberId: unit.memberId, channelId: unit.channelId, lineUserId: unit.lineUserId, following: unit.following },
       });
     },
-    async multicast(units, messages) {
-      const first = units[0];
-      if (!first) return { kind: 'skipped', reason: 'empty multicast' };
+    async multicasts(chunks) {
       // The engine checked these students just now (following, one channel, one booking each).
-      return sendNewMulticast(send, {
-        channelId: first.channelId,
-        recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId, lineUserId: u.lineUserId })),
-        messages,
-      });
+      const calls = await prepareNewMulticasts(
+        send,
+        chunks.map(({ units, messages }) => ({
+          channelId: units[0]?.channelId ?? 0,
+          recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId, lineUserId: u.lineUserId })),
+          messages,
+        })),
+      );
+      return calls;
     },
     async resend(unit, messages) {
       const member = await db

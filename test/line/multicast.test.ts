@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/errors.ts';
 import { textMessage } from '../../src/line/messages.ts';
-import { createMulticastChunks, getMulticastChunk, sendMulticastChunk } from '../../src/line/multicast.ts';
+import { createMulticastChunks, getMulticastChunk, prepareNewMulticasts, sendMulticastChunk } from '../../src/line/multicast.ts';
 import { lineRequestsForKey } from '../../src/line/requests.ts';
 import { dialects } from '../support/databases.ts';
-import { countRows, openLineHarness, userId, type HarnessChannel, type LineHarness } from './support.ts';
+import { updateLineChannel } from '../../src/line/channels.ts';
+import { countRows, createDelivery, openLineHarness, userId, type HarnessChannel, type LineHarness } from './support.ts';
 
 const MULTICAST = '/v2/bot/message/multicast';
 
@@ -37,6 +38,50 @@ async function members(c: HarnessChannel, n: number, first = 1): Promise<number[
 }
 
 describe.each(dialects)('multicast on %s', (dialect) => {
+  it('new chunks of a page are stored together, each with its own members and key, before any goes out', async () => {
+    h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
+    const recipients = async (channel: HarnessChannel, first: number, n: number) =>
+      Promise.all(Array.from({ length: n }, async (_, i) => {
+        const lineUserId = userId(first + i);
+        const d = await createDelivery(h, { channel, lineUserId });
+        return { memberId: d.memberId, deliveryId: d.deliveryId, lineUserId };
+      }));
+    const inputs = [
+      { channelId: h.a.row.id, recipients: await recipients(h.a, 100, 3), messages: [textMessage('class one')] },
+      { channelId: h.b.row.id, recipients: await recipients(h.b, 200, 2), messages: [textMessage('class two')] },
+      // LINE would refuse this text (over 5,000 characters): never stored, never sent.
+      { channelId: h.a.row.id, recipients: await recipients(h.a, 300, 2), messages: [textMessage('x'.repeat(5001))] },
+      { channelId: h.a.row.id, recipients: await recipients(h.a, 400, 4), messages: [textMessage('class four')] },
+    ];
+    const calls = await prepareNewMulticasts(h.line.send, inputs);
+    expect(calls).toHaveLength(4);
+    expect(h.emulator.requests()).toEqual([]);
+    const stored = await h.database.db.selectFrom('line_multicasts').select(['id', 'channel_id', 'retry_key', 'attempts']).orderBy('id').execute();
+    expect(stored.map((c) => [c.channel_id, c.attempts])).toEqual([[h.a.row.id, 1], [h.b.row.id, 1], [h.a.row.id, 1]]);
+    const members = await h.database.db.selectFrom('line_multicast_members').select(['multicast_id', 'delivery_id']).execute();
+    const deliveriesOf = (id: number) => members.filter((m) => m.multicast_id === id).map((m) => m.delivery_id).sort((x, y) => (x ?? 0) - (y ?? 0));
+    expect(stored.map((c) => deliveriesOf(c.id))).toEqual([inputs[0], inputs[1], inputs[3]].map((input) => input?.recipients.map((r) => r.deliveryId).sort((x, y) => x - y)));
+
+    const outcomes = await Promise.all(calls.map((call) => call()));
+    expect(outcomes.map((o) => o.kind)).toEqual(['sent', 'sent', 'final', 'sent']);
+    // Each chunk reached its own students with its own text, under the key stored for it.
+    for (const [i, input] of inputs.entries()) {
+      for (const r of input.recipients) expect(h.emulator.received(r.lineUserId).map((m) => m.messages[0])).toEqual(i === 2 ? [] : [{ type: 'text', text: input.messages[0]?.type === 'text' ? input.messages[0].text : '' }]);
+    }
+    expect(h.emulator.requests().map((r) => r.retryKey).sort()).toEqual(stored.map((c) => c.retry_key).sort());
+  });
+
+  it('a channel that may not send stores nothing; its calls report why', async () => {
+    h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
+    const d = await createDelivery(h, { channel: h.a, lineUserId: userId(7) });
+    await updateLineChannel(h.database.db, h.box, h.clock, h.a.row.id, { enabled: false });
+    await h.line.pool.refresh();
+    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(7) }], messages: [textMessage('hi')] }]);
+    expect(await calls[0]?.()).toEqual({ kind: 'channelPaused', until: null, reason: 'LINE channel school-a is disabled' });
+    expect(await countRows(h, 'line_multicasts')).toBe(0);
+    expect(h.emulator.requests()).toEqual([]);
+  });
+
   it('stores chunks of at most 500 with their members and retry keys first, then each reaches its members once', async () => {
     h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
     const ids = await members(h.a, 1205);
