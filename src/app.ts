@@ -27,6 +27,7 @@ import { createZoomWebhookRuntime, type ZoomWebhookRuntime } from './monitor/eve
 import { createMonitorMetrics } from './monitor/metrics.ts';
 import { createMonitor, type Monitor } from './monitor/monitor.ts';
 import { createRecordingMetrics } from './recordings/metrics.ts';
+import { createRetention, type Retention } from './retention/runtime.ts';
 import { replayUrlFor } from './recordings/replay.ts';
 import { createRecordings, type Recordings } from './recordings/runtime.ts';
 
@@ -58,6 +59,7 @@ export interface App {
   zoomWebhooks: ZoomWebhookRuntime;
   monitor: Monitor;
   recordings: Recordings;
+  retention: Retention;
   /** Listen on http.host:http.port and start the workers; resolves to the bound address. */
   listen(): Promise<string>;
   /** Stop taking work, finish or release what is in flight, close the database. Idempotent. */
@@ -208,6 +210,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     releasers.push(() => monitor.stop());
     releasers.push(() => provisioner.stop());
     releasers.push(() => engine.stop());
+    const retention = createRetention({ db: database.db, clock, config, logger: logger.child({ part: 'retention' }), registry: metrics.registry });
+    releasers.push(() => retention.stop());
 
     const unsubscribe = config.onChange((next, _previous, changed) => {
       logger.level = next.log.level;
@@ -243,6 +247,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       zoomWebhooks,
       monitor,
       recordings,
+      retention,
       async listen() {
         const { host, port } = config.current().http;
         const address = await http.listen({ host, port });
@@ -252,6 +257,7 @@ export async function createApp(options: AppOptions): Promise<App> {
           zoomWebhooks.start();
           monitor.start();
           recordings.start();
+          retention.start();
           // The first round is the catch-up after downtime; it must not hold up listening.
           engine.start().catch((error: unknown) => engineLogger.error({ err: coerceError(error) }, 'delivery engine failed to start'));
         }

@@ -335,6 +335,19 @@ export const configSchema = z.strictObject({
       lease: durationSchema.prefault('2m'),
     })
     .prefault({}),
+  /** How long finished bookkeeping is kept (null: for ever). Deliveries and recordings are not pruned. */
+  retention: z
+    .strictObject({
+      /** How often each replica prunes (deleting what another replica just deleted is harmless). */
+      interval: durationSchema.prefault('1h'),
+      /** LINE and Zoom webhook events, once applied or set aside (they only deduplicate redeliveries by then). */
+      webhookEvents: durationSchema.nullable().prefault('30d'),
+      /** The LINE request log: what a support inquiry to LINE needs (request ids) is in it. */
+      lineRequests: durationSchema.nullable().prefault('90d'),
+      /** Sent or failed multicast chunks and their member sets (kept for resends; LINE forgets a retry key after 24 h). */
+      multicastChunks: durationSchema.nullable().prefault('30d'),
+    })
+    .prefault({}),
   imagemap: z
     .strictObject({
       /** PNG/JPEG/SVG/WebP file the imagemap images are made from (null: the built-in image). */
