@@ -102,7 +102,10 @@ export function createSendPath(deps: EngineDeps) {
     if (!buffer?.length) return;
     sentBuffers.set(token, []);
     const n = await completeSent(db, clock, token, buffer);
-    if (n < buffer.length) logger.warn({ lost: buffer.length - n }, 'lease lost before completion; the newer holder decides (fencing)');
+    if (n < buffer.length) {
+      // LINE accepted these; the request ids are what a support inquiry needs, so they are logged here.
+      logger.warn({ lost: buffer.length - n, sent: buffer.map((b) => ({ delivery: b.id, requestId: b.requestId })) }, 'lease lost before completion; the newer holder decides (fencing)');
+    }
   };
   const settle = async (ids: readonly number[], token: string, c: Completion, due: Map<number, Date>): Promise<void> => {
     if (c.state === 'sent') {
@@ -141,7 +144,7 @@ export function createSendPath(deps: EngineDeps) {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed, deps.replayLink);
       const due = new Map(claimed.map((d) => [d.id, d.dueAt]));
-      const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[] }>();
+      const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[]; members: Set<number> }>();
       for (const d of claimed) {
         metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
         const context = contexts.get(d.id);
@@ -169,9 +172,17 @@ export function createSendPath(deps: EngineDeps) {
             count('failed');
             continue;
           }
-          group = { channelId: context.channel.id, messages: built.messages, units: [] };
+          group = { channelId: context.channel.id, messages: built.messages, units: [], members: new Set() };
           groups.set(key, group);
         }
+        // A student booked twice into one class gets each delivery, but never twice in one multicast
+        // (a chunk's member set is keyed by member): the second copy goes in a group of its own.
+        for (let copy = 2; group.members.has(context.member.id); copy++) {
+          const base: { messages: OutMessage[] } = group;
+          group = groups.get(`${key}#${copy}`) ?? { channelId: context.channel.id, messages: base.messages, units: [], members: new Set() };
+          groups.set(`${key}#${copy}`, group);
+        }
+        group.members.add(context.member.id);
         group.units.push({ deliveryId: d.id, memberId: context.member.id, lineUserId: context.member.lineUserId, following: context.member.following, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts });
       }
 
@@ -200,8 +211,23 @@ export function createSendPath(deps: EngineDeps) {
           items: [...retried.map((unit) => ({ units: [unit], call: () => sender.resend(unit, messagesOf.get(unit) ?? []) })), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
         });
       }
-      // The page's new chunks are stored together before any goes out; if that fails, they retry later.
-      const calls = await sender.multicasts(chunks).catch((e: unknown) => chunks.map(() => (): Promise<SendOutcome> => Promise.resolve({ kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(e).message}`, requestId: null })));
+      // The page's new chunks are stored together before any goes out. If that fails, each is stored
+      // on its own, so one bad chunk holds back only itself (retried later, by its own path).
+      const calls = await sender.multicasts(chunks).catch(async (e: unknown) => {
+        logger.warn({ err: coerceError(e), chunks: chunks.length }, 'storing a page of multicast chunks failed; storing them one by one');
+        return Promise.all(
+          chunks.map(async (chunk) => {
+            try {
+              const [call] = await sender.multicasts([chunk]);
+              if (call) return call;
+              throw new Error('no call returned');
+            } catch (error) {
+              const outcome: SendOutcome = { kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(error).message}`, requestId: null };
+              return () => Promise.resolve(outcome);
+            }
+          }),
+        );
+      });
       for (const [i, chunk] of chunks.entries()) chunk.lane.push({ units: chunk.units, call: calls[i] ?? (() => Promise.resolve({ kind: 'final', reason: 'multicast chunk lost', status: null, requestId: null })) });
       // Every channel and endpoint drains at once, each at its own rate.
       const jobs = interleaveByRate(lanes).map((request) =>

@@ -9,7 +9,6 @@ import { invalid, notFound } from '../errors.ts';
 import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, LIMITS, messageProblems, outMessagesSchema, type OutMessage } from './messages.ts';
 import type { LineCall } from './client.ts';
-import type { PoolChannel } from './pool.ts';
 import type { SendOutcome } from './outcomes.ts';
 import { callAndSettle, channelGate, checkRequest, type SendDeps } from './send.ts';
 
@@ -213,7 +212,7 @@ export async function prepareNewMulticasts(deps: SendDeps, inputs: readonly NewM
   const { db, clock } = deps;
   const gates = new Map<number, Awaited<ReturnType<typeof channelGate>>>();
   const calls: (() => Promise<SendOutcome>)[] = [];
-  const toStore: { index: number; chunk: NewChunk; channel: PoolChannel }[] = [];
+  const toStore: { index: number; chunk: NewChunk }[] = [];
   for (const [index, input] of inputs.entries()) {
     const retryKey = randomUUID();
     const early = checkRequest(clock, retryKey, input.messages, null);
@@ -228,13 +227,21 @@ export async function prepareNewMulticasts(deps: SendDeps, inputs: readonly NewM
       calls[index] = () => Promise.resolve(outcome);
       continue;
     }
-    toStore.push({ index, channel: gate.channel, chunk: { channelId: input.channelId, retryKey, messages: input.messages, recipients: input.recipients } });
+    toStore.push({ index, chunk: { channelId: input.channelId, retryKey, messages: input.messages, recipients: input.recipients } });
   }
   const ids = await storeNewChunks(db, clock.now(), toStore.map((t) => t.chunk));
-  for (const [i, { index, chunk, channel }] of toStore.entries()) {
+  for (const [i, { index, chunk }] of toStore.entries()) {
     const id = ids[i] as number;
     calls[index] = async () => {
-      const outcome = await callAndSettle(deps, channel, 'multicast', 1, multicastCall(chunk.recipients.map((r) => r.lineUserId), chunk.messages, chunk.retryKey));
+      // Checked again when the chunk goes out: a channel disabled or paused since the page was
+      // prepared holds it. The chunk was never sent, so it is dropped; its deliveries wait as first
+      // attempts and go out later in a new chunk.
+      const now = await channelGate(deps, chunk.channelId);
+      if ('outcome' in now) {
+        await db.deleteFrom('line_multicasts').where('id', '=', id).where('state', '=', 'pending').execute();
+        return now.outcome;
+      }
+      const outcome = await callAndSettle(deps, now.channel, 'multicast', 1, multicastCall(chunk.recipients.map((r) => r.lineUserId), chunk.messages, chunk.retryKey));
       return settleChunk(deps, id, outcome);
     };
   }
@@ -269,16 +276,19 @@ async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChunk[]): P
       select id, retry_key from chunk`.execute(db);
     for (const row of result.rows) byKey.set(row.retry_key, Number(row.id));
   } else {
-    for (const part of chunked(chunks, 1000)) {
-      const rows = await db
-        .insertInto('line_multicasts')
-        .values(part.map((c) => ({ channel_id: c.channelId, retry_key: c.retryKey, messages: JSON.stringify(c.messages), state: 'pending' as const, attempts: 1, first_attempt_at: now, created_at: now, updated_at: now })))
-        .returning(['id', 'retry_key'])
-        .execute();
-      for (const row of rows) byKey.set(row.retry_key, row.id);
-    }
-    const members = chunks.flatMap((c) => c.recipients.map((r) => ({ multicast_id: byKey.get(c.retryKey) ?? 0, member_id: r.memberId, delivery_id: r.deliveryId })));
-    for (const part of chunked(members, 5000)) await db.insertInto('line_multicast_members').values(part).execute();
+    // In one transaction: a failure leaves no chunk without its members.
+    await inTransaction(db, async (tx) => {
+      for (const part of chunked(chunks, 1000)) {
+        const rows = await tx
+          .insertInto('line_multicasts')
+          .values(part.map((c) => ({ channel_id: c.channelId, retry_key: c.retryKey, messages: JSON.stringify(c.messages), state: 'pending' as const, attempts: 1, first_attempt_at: now, created_at: now, updated_at: now })))
+          .returning(['id', 'retry_key'])
+          .execute();
+        for (const row of rows) byKey.set(row.retry_key, row.id);
+      }
+      const members = chunks.flatMap((c) => c.recipients.map((r) => ({ multicast_id: byKey.get(c.retryKey) ?? 0, member_id: r.memberId, delivery_id: r.deliveryId })));
+      for (const part of chunked(members, 5000)) await tx.insertInto('line_multicast_members').values(part).execute();
+    });
   }
   return chunks.map((c) => {
     const id = byKey.get(c.retryKey);

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, userId, type EngineWorld } from './world.ts';
@@ -167,4 +168,24 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(members.length).toBe(w.h.emulator.received().filter((r) => r.endpoint === 'multicast').length);
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute())).toEqual([]);
   });
+
+  it('a student booked twice into a big class gets both deliveries, never twice in one chunk, and the page is not held back', async () => {
+    w = await openEngineWorld(dialect);
+    const students = Array.from({ length: 400 }, (_, i) => i + 1);
+    await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'big-7-again', scheduleExternalId: 'big', student: { channel: 'school-a', lineUserId: userId(7) }, cancelled: false }]);
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:50:00Z');
+    await w.advance(5000);
+    const recipients = w.received().flatMap((r) => r.to.split(','));
+    expect(recipients).toHaveLength(401);
+    // The class went out as one multicast of 400 and the second booking by push.
+    expect(w.h.emulator.requests().map((r) => r.endpoint).sort()).toEqual(['multicast', 'push']);
+    expect(recipients.filter((to) => to === userId(7))).toHaveLength(2);
+    // Every request went out once, on the first attempt: nothing was held back for a retry.
+    expect(w.h.emulator.requests().every((r) => r.status === 200)).toBe(true);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts']).where((eb) => eb('state', '<>', 'sent').or('attempts', '<>', 1)).execute()).toEqual([]);
+  });
 });
+

@@ -71,6 +71,19 @@ describe.each(dialects)('multicast on %s', (dialect) => {
     expect(h.emulator.requests().map((r) => r.retryKey).sort()).toEqual(stored.map((c) => c.retry_key).sort());
   });
 
+  it('a chunk whose channel is disabled between storing and sending is held and dropped, never sent', async () => {
+    h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
+    const d = await createDelivery(h, { channel: h.a, lineUserId: userId(8) });
+    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(8) }], messages: [textMessage('hi')] }]);
+    expect(await countRows(h, 'line_multicasts')).toBe(1);
+    await updateLineChannel(h.database.db, h.box, h.clock, h.a.row.id, { enabled: false });
+    await h.line.pool.refresh();
+    expect(await calls[0]?.()).toEqual({ kind: 'channelPaused', until: null, reason: 'LINE channel school-a is disabled' });
+    expect(h.emulator.requests()).toEqual([]);
+    // Never sent under its key, so nothing is left to resend: the delivery goes out later in a new chunk.
+    expect(await countRows(h, 'line_multicasts')).toBe(0);
+  });
+
   it('a channel that may not send stores nothing; its calls report why', async () => {
     h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
     const d = await createDelivery(h, { channel: h.a, lineUserId: userId(7) });
