@@ -339,7 +339,7 @@ export const configSchema = z.strictObject({
   retention: z
     .strictObject({
       /** How often each replica prunes (deleting what another replica just deleted is harmless). */
-      interval: durationSchema.prefault('1h'),
+      interval: durationSchema.refine((d) => d.ms >= 60_000, { error: 'retention.interval must be at least 1m' }).prefault('1h'),
       /** LINE and Zoom webhook events, once applied or set aside (they only deduplicate redeliveries by then). */
       webhookEvents: durationSchema.nullable().prefault('30d'),
       /** The LINE request log: what a support inquiry to LINE needs (request ids) is in it. */

@@ -7,21 +7,26 @@ import type { Db } from '../db/database.ts';
  * whatever its age.
  */
 const BATCH = 1000;
+/** A chunk may carry 500 member rows (the cascade deletes them with it): fewer per statement. */
+const CHUNK_BATCH = 20;
 
-async function deleteInBatches(pick: () => Promise<number[]>, remove: (ids: number[]) => Promise<unknown>): Promise<number> {
+async function deleteInBatches(batch: number, pick: (limit: number) => Promise<number[]>, remove: (ids: number[]) => Promise<unknown>): Promise<number> {
   let total = 0;
   for (;;) {
-    const ids = await pick();
+    const ids = await pick(batch);
     if (ids.length) await remove(ids);
     total += ids.length;
-    if (ids.length < BATCH) return total;
+    if (ids.length < batch) return total;
+    // On SQLite a statement runs on the event loop: let sends and webhooks in between batches.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
 
 /** LINE webhook events applied (or set aside) and received before `before`. */
 export function pruneLineEvents(db: Db, before: Date): Promise<number> {
   return deleteInBatches(
-    async () => (await db.selectFrom('line_events').select('id').where('processed_at', 'is not', null).where('received_at', '<', before).limit(BATCH).execute()).map((r) => r.id),
+    BATCH,
+    async (limit) => (await db.selectFrom('line_events').select('id').where('processed_at', 'is not', null).where('received_at', '<', before).limit(limit).execute()).map((r) => r.id),
     (ids) => db.deleteFrom('line_events').where('id', 'in', ids).execute(),
   );
 }
@@ -29,7 +34,8 @@ export function pruneLineEvents(db: Db, before: Date): Promise<number> {
 /** Zoom webhook events applied (or set aside) and received before `before`. */
 export function pruneMeetingEvents(db: Db, before: Date): Promise<number> {
   return deleteInBatches(
-    async () => (await db.selectFrom('meeting_events').select('id').where('processed_at', 'is not', null).where('received_at', '<', before).limit(BATCH).execute()).map((r) => r.id),
+    BATCH,
+    async (limit) => (await db.selectFrom('meeting_events').select('id').where('processed_at', 'is not', null).where('received_at', '<', before).limit(limit).execute()).map((r) => r.id),
     (ids) => db.deleteFrom('meeting_events').where('id', 'in', ids).execute(),
   );
 }
@@ -37,7 +43,8 @@ export function pruneMeetingEvents(db: Db, before: Date): Promise<number> {
 /** LINE request-log rows of calls made before `before`. */
 export function pruneLineRequests(db: Db, before: Date): Promise<number> {
   return deleteInBatches(
-    async () => (await db.selectFrom('line_requests').select('id').where('started_at', '<', before).limit(BATCH).execute()).map((r) => r.id),
+    BATCH,
+    async (limit) => (await db.selectFrom('line_requests').select('id').where('started_at', '<', before).limit(limit).execute()).map((r) => r.id),
     (ids) => db.deleteFrom('line_requests').where('id', 'in', ids).execute(),
   );
 }
@@ -48,7 +55,8 @@ export function pruneLineRequests(db: Db, before: Date): Promise<number> {
  */
 export function pruneMulticastChunks(db: Db, before: Date): Promise<number> {
   return deleteInBatches(
-    async () => (await db.selectFrom('line_multicasts').select('id').where('state', 'in', ['sent', 'failed']).where('updated_at', '<', before).limit(BATCH).execute()).map((r) => r.id),
+    CHUNK_BATCH,
+    async (limit) => (await db.selectFrom('line_multicasts').select('id').where('state', 'in', ['sent', 'failed']).where('updated_at', '<', before).limit(limit).execute()).map((r) => r.id),
     (ids) => db.deleteFrom('line_multicasts').where('id', 'in', ids).execute(),
   );
 }

@@ -9,16 +9,21 @@ import { createRetention, pruneOnce } from '../../src/retention/runtime.ts';
 import { createSecretBox } from '../../src/secrets/secret-box.ts';
 import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
 
-let database: TestDatabase;
+const opened: TestDatabase[] = [];
 afterEach(async () => {
-  await database.close();
+  for (const database of opened.splice(0)) await database.close();
 });
+async function open(dialect: (typeof dialects)[number]): Promise<TestDatabase> {
+  const database = await openTestDatabase(dialect);
+  opened.push(database);
+  return database;
+}
 
 const NOW = new Date('2026-12-31T00:00:00Z');
 const daysAgo = (n: number): Date => new Date(NOW.getTime() - n * 86_400_000);
 
 /** Rows of every pruned table, each old or recent, finished or not; returns a function listing what is left. */
-async function seed() {
+async function seed(database: TestDatabase) {
   const { db } = database;
   const clock = virtualClock(NOW);
   const channel = await insertLineChannel(db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'A', slug: 'a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
@@ -51,8 +56,8 @@ async function seed() {
 
 describe.each(dialects)('retention on %s', (dialect) => {
   it('deletes finished rows past their retention, and only those', async () => {
-    database = await openTestDatabase(dialect);
-    const left = await seed();
+    const database = await open(dialect);
+    const left = await seed(database);
     const pruned = await pruneOnce(database.db, NOW, parseConfig({}, 'test').retention);
     expect(pruned).toEqual({ line_events: 1, meeting_events: 1, line_requests: 1, line_multicasts: 2 });
     expect(await left()).toEqual({
@@ -67,8 +72,8 @@ describe.each(dialects)('retention on %s', (dialect) => {
   });
 
   it('null keeps a table for ever; the loop prunes every interval on the clock and counts what it deleted', async () => {
-    database = await openTestDatabase(dialect);
-    const left = await seed();
+    const database = await open(dialect);
+    const left = await seed(database);
     const clock = virtualClock(NOW);
     const config = createConfigStore(parseConfig({ retention: { interval: '10m', webhookEvents: null, lineRequests: null } }, 'test'), { env: {} }, clock);
     const registry = new Registry();
@@ -85,13 +90,20 @@ describe.each(dialects)('retention on %s', (dialect) => {
   });
 
   it('a backlog larger than one batch goes in one pass, batch by batch', async () => {
-    database = await openTestDatabase(dialect);
-    const left = await seed();
+    const database = await open(dialect);
+    const left = await seed(database);
     const channel = await database.db.selectFrom('line_channels').select('id').executeTakeFirstOrThrow();
     const old = { channel_id: channel.id, endpoint: 'push', status: 500, request_id: null, accepted_request_id: null, outcome: 'retryable', error: 'LINE 500', started_at: daysAgo(100), duration_ms: 3 };
     await database.db.insertInto('line_requests').values(Array.from({ length: 2500 }, (_, i) => ({ ...old, retry_key: `backlog-${i}` }))).execute();
     const pruned = await pruneOnce(database.db, NOW, parseConfig({}, 'test').retention);
     expect(pruned.line_requests).toBe(2501);
     expect((await left()).lineRequests).toEqual(['new']);
+  });
+});
+
+describe('retention settings', () => {
+  it('refuses an interval under a minute (a tight delete loop), and takes null as "keep for ever"', () => {
+    expect(() => parseConfig({ retention: { interval: '0s' } }, 'test')).toThrow(/retention.interval must be at least 1m/);
+    expect(parseConfig({ retention: { webhookEvents: null } }, 'test').retention).toMatchObject({ webhookEvents: null, lineRequests: { ms: 90 * 86_400_000 } });
   });
 });
