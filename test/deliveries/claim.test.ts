@@ -83,6 +83,27 @@ describe.each(dialects)('outbox and claims on %s', (dialect) => {
     ]);
   });
 
+  it('a page takes expired leases first, then the oldest pending, and never more than its limit', async () => {
+    for (let i = 0; i < 6; i++) await klass(`c${i}`, `2026-12-01T1${i}:00:00Z`, { feedbackUrl: null });
+    for (let i = 0; i < 6; i++) await book(`a${i}`, `c${i}`, i);
+    await clock.set(new Date('2026-12-01T15:55:00Z'));
+    // A worker claims the three oldest and dies; their leases run out.
+    const dead = await claimDue(database.db, clock, { owner: 'dead', token: 'td', leaseMs: 60_000, limit: 3 });
+    expect(dead.map((d) => d.dueAt.toISOString())).toEqual(['2026-12-01T09:50:00.000Z', '2026-12-01T10:50:00.000Z', '2026-12-01T11:50:00.000Z']);
+    await clock.advance(61_000);
+    const first = await claimDue(database.db, clock, { owner: 'w', token: 't1', leaseMs: 60_000, limit: 4 });
+    expect(first.map((d) => [d.dueAt.toISOString(), d.attempts])).toEqual([
+      ['2026-12-01T09:50:00.000Z', 2],
+      ['2026-12-01T10:50:00.000Z', 2],
+      ['2026-12-01T11:50:00.000Z', 2],
+      ['2026-12-01T12:50:00.000Z', 1],
+    ]);
+    const second = await claimDue(database.db, clock, { owner: 'w', token: 't2', leaseMs: 60_000, limit: 4 });
+    expect(second.map((d) => d.dueAt.toISOString())).toEqual(['2026-12-01T13:50:00.000Z', '2026-12-01T14:50:00.000Z']);
+    // Rows picked past the limit were let go, not left leased: nothing is claimed twice or stranded.
+    expect((await deliveries()).map((d) => d.lease_token)).toEqual(['t1', 't1', 't1', 't1', 't2', 't2']);
+  });
+
   it('expires what is past its window and hands back claims on shutdown', async () => {
     await klass('c1', '2026-12-01T12:00:00Z');
     await book('a1', 'c1', 1);
