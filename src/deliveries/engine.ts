@@ -136,7 +136,9 @@ export function createSendPath(deps: EngineDeps) {
     if (claimed.length === 0) return byState;
     const settings = deps.settings();
     const heartbeat = clock.setTimeout(function beat() {
-      void renewLeases(db, clock, token, settings.leaseMs).catch(() => undefined);
+      // A renewal that fails is not fatal (if the lease runs out, another worker resends under the
+      // same retry key and LINE answers 409), but it must not go unseen.
+      void renewLeases(db, clock, token, settings.leaseMs).catch((error: unknown) => logger.warn({ err: coerceError(error), claimed: claimed.length }, 'could not renew the lease of a batch in flight; another worker may take it over'));
       hb = clock.setTimeout(beat, settings.leaseMs / 3);
     }, settings.leaseMs / 3);
     let hb: TimerHandle = heartbeat;
