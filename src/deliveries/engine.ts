@@ -213,23 +213,8 @@ export function createSendPath(deps: EngineDeps) {
           items: [...retried.map((unit) => ({ units: [unit], call: () => sender.resend(unit, messagesOf.get(unit) ?? []) })), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
         });
       }
-      // The page's new chunks are stored together before any goes out. If that fails, each is stored
-      // on its own, so one bad chunk holds back only itself (retried later, by its own path).
-      const calls = await sender.multicasts(chunks).catch(async (e: unknown) => {
-        logger.warn({ err: coerceError(e), chunks: chunks.length }, 'storing a page of multicast chunks failed; storing them one by one');
-        return Promise.all(
-          chunks.map(async (chunk) => {
-            try {
-              const [call] = await sender.multicasts([chunk]);
-              if (call) return call;
-              throw new Error('no call returned');
-            } catch (error) {
-              const outcome: SendOutcome = { kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(error).message}`, requestId: null };
-              return () => Promise.resolve(outcome);
-            }
-          }),
-        );
-      });
+      // The page's new chunks are stored together before any goes out; if that cannot be done at all, they retry later.
+      const calls = await sender.multicasts(chunks).catch((e: unknown) => chunks.map(() => (): Promise<SendOutcome> => Promise.resolve({ kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(e).message}`, requestId: null })));
       for (const [i, chunk] of chunks.entries()) chunk.lane.push({ units: chunk.units, call: calls[i] ?? (() => Promise.resolve({ kind: 'final', reason: 'multicast chunk lost', status: null, requestId: null })) });
       // Every channel and endpoint drains at once, each at its own rate.
       const jobs = interleaveByRate(lanes).map((request) =>

@@ -30,7 +30,7 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
     },
     async multicasts(chunks) {
       // The engine checked these students just now (following, one channel, one booking each).
-      const calls = await prepareNewMulticasts(
+      return prepareNewMulticasts(
         send,
         chunks.map(({ units, messages }) => ({
           channelId: units[0]?.channelId ?? 0,
@@ -38,7 +38,6 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
           messages,
         })),
       );
-      return calls;
     },
     async resend(unit, messages) {
       const member = await db

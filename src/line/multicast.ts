@@ -5,7 +5,7 @@ import { dialectOf, type Db } from '../db/database.ts';
 import { fromJson, toOptionalDate } from '../db/row.ts';
 import type { MulticastState } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
-import { invalid, notFound } from '../errors.ts';
+import { coerceError, invalid, notFound } from '../errors.ts';
 import { getSendTargets, type SendTarget } from './members.ts';
 import { describeProblems, LIMITS, messageProblems, outMessagesSchema, type OutMessage } from './messages.ts';
 import type { LineCall } from './client.ts';
@@ -210,43 +210,59 @@ export interface NewMulticast {
  */
 export async function prepareNewMulticasts(deps: SendDeps, inputs: readonly NewMulticast[]): Promise<(() => Promise<SendOutcome>)[]> {
   const { db, clock } = deps;
-  const gates = new Map<number, Awaited<ReturnType<typeof channelGate>>>();
+  // Why a channel may not send now (null: it may), asked once per channel for the page.
+  const refusals = new Map<number, SendOutcome | null>();
+  const refusalOf = async (channelId: number): Promise<SendOutcome | undefined> => {
+    if (!refusals.has(channelId)) {
+      const gate = await channelGate(deps, channelId);
+      refusals.set(channelId, 'outcome' in gate ? gate.outcome : null);
+    }
+    return refusals.get(channelId) ?? undefined;
+  };
   const calls: (() => Promise<SendOutcome>)[] = [];
   const toStore: { index: number; chunk: NewChunk }[] = [];
   for (const [index, input] of inputs.entries()) {
     const retryKey = randomUUID();
-    const early = checkRequest(clock, retryKey, input.messages, null);
-    let gate = gates.get(input.channelId);
-    if (!early && !gate) {
-      gate = await channelGate(deps, input.channelId);
-      gates.set(input.channelId, gate);
-    }
-    const refused = early ?? (gate && 'outcome' in gate ? gate.outcome : undefined);
-    if (refused || !gate || 'outcome' in gate) {
-      const outcome = refused ?? { kind: 'final', reason: 'no channel', status: null, requestId: null };
-      calls[index] = () => Promise.resolve(outcome);
+    const refused = checkRequest(clock, retryKey, input.messages, null) ?? (await refusalOf(input.channelId));
+    if (refused) {
+      calls[index] = () => Promise.resolve(refused);
       continue;
     }
     toStore.push({ index, chunk: { channelId: input.channelId, retryKey, messages: input.messages, recipients: input.recipients } });
   }
-  const ids = await storeNewChunks(db, clock.now(), toStore.map((t) => t.chunk));
+  const now = clock.now();
+  const chunks = toStore.map((t) => t.chunk);
+  const ids: (number | Error | undefined)[] = await storeNewChunks(db, now, chunks).catch((error: unknown) => {
+    // One bad chunk must not hold back the page: each is stored on its own, and one that still
+    // fails is tried again later (its deliveries then go by their own path).
+    deps.logger.warn({ err: coerceError(error), chunks: chunks.length }, 'storing a page of multicast chunks failed; storing them one by one');
+    return Promise.all(chunks.map((chunk) => storeNewChunks(db, now, [chunk]).then(([id]) => id, (e: unknown) => coerceError(e))));
+  });
   for (const [i, { index, chunk }] of toStore.entries()) {
-    const id = ids[i] as number;
+    const id = ids[i];
+    if (typeof id !== 'number') {
+      const outcome: SendOutcome = { kind: 'retryable', afterMs: STORE_RETRY_MS, reason: `could not store the multicast chunk: ${id?.message ?? 'not stored'}`, requestId: null };
+      calls[index] = () => Promise.resolve(outcome);
+      continue;
+    }
     calls[index] = async () => {
       // Checked again when the chunk goes out: a channel disabled or paused since the page was
       // prepared holds it. The chunk was never sent, so it is dropped; its deliveries wait as first
       // attempts and go out later in a new chunk.
-      const now = await channelGate(deps, chunk.channelId);
-      if ('outcome' in now) {
+      const gate = await channelGate(deps, chunk.channelId);
+      if ('outcome' in gate) {
         await db.deleteFrom('line_multicasts').where('id', '=', id).where('state', '=', 'pending').execute();
-        return now.outcome;
+        return gate.outcome;
       }
-      const outcome = await callAndSettle(deps, now.channel, 'multicast', 1, multicastCall(chunk.recipients.map((r) => r.lineUserId), chunk.messages, chunk.retryKey));
+      const outcome = await callAndSettle(deps, gate.channel, 'multicast', 1, multicastCall(chunk.recipients.map((r) => r.lineUserId), chunk.messages, chunk.retryKey));
       return settleChunk(deps, id, outcome);
     };
   }
   return calls;
 }
+
+/** A chunk that could not be stored is tried again this much later (as a send that threw would be). */
+const STORE_RETRY_MS = 5000;
 
 interface NewChunk extends NewMulticast {
   retryKey: string;

@@ -71,6 +71,26 @@ describe.each(dialects)('multicast on %s', (dialect) => {
     expect(h.emulator.requests().map((r) => r.retryKey).sort()).toEqual(stored.map((c) => c.retry_key).sort());
   });
 
+  it('a chunk that cannot be stored holds back only itself: the rest of the page is stored and sent', async () => {
+    h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
+    const good = await createDelivery(h, { channel: h.a, lineUserId: userId(1) });
+    const twice = await createDelivery(h, { channel: h.a, lineUserId: userId(2) });
+    const recipient = (d: typeof good, n: number) => ({ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(n) });
+    const calls = await prepareNewMulticasts(h.line.send, [
+      { channelId: h.a.row.id, recipients: [recipient(good, 1)], messages: [textMessage('one')] },
+      // The same member twice breaks the member set's key: this chunk cannot be stored.
+      { channelId: h.a.row.id, recipients: [recipient(twice, 2), recipient(twice, 2)], messages: [textMessage('two')] },
+    ]);
+    const outcomes = await Promise.all(calls.map((call) => call()));
+    expect(outcomes.map((o) => o.kind)).toEqual(['sent', 'retryable']);
+    expect(outcomes[1]).toMatchObject({ reason: expect.stringContaining('could not store the multicast chunk') });
+    expect(h.emulator.received(userId(1))).toHaveLength(1);
+    expect(h.emulator.received(userId(2))).toEqual([]);
+    // Nothing half-written: only the stored chunk, with its one member.
+    expect(await countRows(h, 'line_multicasts')).toBe(1);
+    expect((await h.database.db.selectFrom('line_multicast_members').select('delivery_id').execute()).map((m) => m.delivery_id)).toEqual([good.deliveryId]);
+  });
+
   it('a chunk whose channel is disabled between storing and sending is held and dropped, never sent', async () => {
     h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
     const d = await createDelivery(h, { channel: h.a, lineUserId: userId(8) });
