@@ -44,10 +44,9 @@ export async function reserveTokens(
   input: { channelId: number; endpoint: RateEndpoint; want: number; now: Date; limits: BucketLimits; known?: KnownBucket | undefined },
 ): Promise<{ granted: number; waitMs: number; known?: KnownBucket }> {
   const { channelId, endpoint, now, limits } = input;
-  let known = input.known;
   for (let tries = 0; tries < 8; tries++) {
-    let row = known;
-    known = undefined;
+    // The known row serves the first try only: after a missed write the row is read.
+    let row = tries === 0 ? input.known : undefined;
     if (!row) {
       const read = await db
         .selectFrom('line_rate_buckets')
