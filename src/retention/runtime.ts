@@ -26,8 +26,6 @@ export async function pruneOnce(db: Db, now: Date, retention: Config['retention'
 export interface Retention {
   start(): void;
   stop(): Promise<void>;
-  /** Runs one pass now (the loop's work; the CLI and tests call it directly). */
-  runOnce(): Promise<Pruned>;
 }
 
 /** Prunes every `retention.interval` (live), the first pass one interval after start. */
@@ -69,6 +67,5 @@ export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStor
       timer = undefined;
       await running;
     },
-    runOnce,
   };
 }
