@@ -179,9 +179,9 @@ export function createSendPath(deps: EngineDeps) {
         }
         // A student booked twice into one class gets each delivery, but never twice in one multicast
         // (a chunk's member set is keyed by member): the second copy goes in a group of its own.
+        const { messages } = group;
         for (let copy = 2; group.members.has(context.member.id); copy++) {
-          const base: { messages: OutMessage[] } = group;
-          group = groups.get(`${key}#${copy}`) ?? { channelId: context.channel.id, messages: base.messages, units: [], members: new Set() };
+          group = groups.get(`${key}#${copy}`) ?? { channelId: context.channel.id, messages, units: [], members: new Set() };
           groups.set(`${key}#${copy}`, group);
         }
         group.members.add(context.member.id);
@@ -221,12 +221,7 @@ export function createSendPath(deps: EngineDeps) {
         inFlight.run(async () => {
           const outcome = await request.call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
           const c = outcomeToCompletion(outcome, clock.now());
-          await settle(
-            request.units.map((u) => u.deliveryId),
-            token,
-            c,
-            due,
-          );
+          await settle(request.units.map((u) => u.deliveryId), token, c, due);
           count(c.state, request.units.length);
         }),
       );
