@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 import pino from 'pino';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
@@ -17,6 +16,7 @@ import { upsertAppointments } from '../src/schedules/appointments.ts';
 import { upsertSchedules } from '../src/schedules/schedules.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
 import { valueOf } from './args.ts';
+import { startEmulatorThread } from './emulator-thread.ts';
 import { describeCpu, sampleCpu } from './cpu.ts';
 import { openBenchDatabase } from './database.ts';
 
@@ -48,8 +48,7 @@ const userId = (n: number): string => `U${n.toString(16).padStart(32, '0')}`;
 async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel'; pgUrl: string | undefined; appointments: number; classes: number; sendConcurrency: number; batchSize: number; multicast: boolean; profile: string | undefined; latencyMs: number }): Promise<void> {
   const clock = systemClock();
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
-  const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver', latencyMs: o.latencyMs } });
-  const url = await new Promise<string>((resolve) => worker.once('message', (m: { url: string }) => resolve(m.url)));
+  const { worker, url } = await startEmulatorThread({ channels, unknownUsers: 'deliver', latencyMs: o.latencyMs });
   let queries = 0;
   const byStatement = new Map<string, number>();
   const onQuery = (text: string): void => {

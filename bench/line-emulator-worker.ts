@@ -1,11 +1,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { startLineEmulator, type LineChannelInput, type UnknownUserPolicy } from '../src/sandbox/line/index.ts';
+import { startLineEmulator } from '../src/sandbox/line/index.ts';
+import type { EmulatorThreadOptions } from './emulator-thread.ts';
 
 /**
  * The LINE emulator in its own thread (its own event loop and core), for benchmarks: it enforces
  * LINE's per-channel rate limits on the system clock. Driven over HTTP (/_emulator/…) once started.
  */
-const input = workerData as { channels: LineChannelInput[]; unknownUsers: UnknownUserPolicy; unlimited?: boolean; latencyMs?: number };
+const input = workerData as EmulatorThreadOptions;
 const emulator = await startLineEmulator({
   channels: input.channels,
   unknownUsers: input.unknownUsers,

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Worker } from 'node:worker_threads';
 import { Agent } from 'undici';
 import { valueOf } from './args.ts';
+import { startEmulatorThread } from './emulator-thread.ts';
 import { describeCpu, sampleCpu } from './cpu.ts';
 
 /**
@@ -19,8 +19,9 @@ export async function run(args: string[]): Promise<void> {
   const concurrency = Number(valueOf(args, '--concurrency') ?? 128);
   const unlimited = args.includes('--unlimited');
   const channels = Array.from({ length: 5 }, (_, i) => ({ channelId: `${1000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
-  const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver', unlimited } });
-  const url = new URL(await new Promise<string>((resolve) => worker.once('message', (m: { url: string }) => resolve(m.url))));
+  const emulator = await startEmulatorThread({ channels, unknownUsers: 'deliver', unlimited });
+  const { worker } = emulator;
+  const url = new URL(emulator.url);
   const text = '【上課提醒】英文會話 A1\n時間：12/1（二） 19:00–19:50\n請點以下連結進入 Zoom 教室：\nhttps://zoom.example.com/j/123456789';
   interface Job {
     token: string;

@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 import { systemClock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
@@ -12,6 +11,7 @@ import { sendPush } from '../src/line/send.ts';
 import { createLogger } from '../src/logger.ts';
 import { createSecretBox } from '../src/secrets/secret-box.ts';
 import { valueOf } from './args.ts';
+import { startEmulatorThread } from './emulator-thread.ts';
 import { openBenchDatabase } from './database.ts';
 
 /**
@@ -30,13 +30,7 @@ export async function run(args: string[]): Promise<void> {
   const concurrency = Number(valueOf(args, '--concurrency') ?? 64);
   const pgUrl = valueOf(args, '--postgres');
   const token = randomBytes(16).toString('hex');
-  const worker = new Worker(new URL('./line-emulator-worker.ts', import.meta.url), {
-    workerData: { channels: [{ channelId: '1000000001', accessToken: token }], unknownUsers: 'deliver' },
-  });
-  const { url } = await new Promise<{ url: string }>((resolve, reject) => {
-    worker.once('message', (m: { url: string }) => resolve(m));
-    worker.once('error', reject);
-  });
+  const { worker, url } = await startEmulatorThread({ channels: [{ channelId: '1000000001', accessToken: token }], unknownUsers: 'deliver' });
 
   const database = await openBenchDatabase(pgUrl, 'push');
   try {

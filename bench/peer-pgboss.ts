@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { reportPeer } from './peer-report.ts';
-import { Worker as Thread } from 'node:worker_threads';
 import { PgBoss } from 'pg-boss';
 import { valueOf } from './args.ts';
+import { startEmulatorThread } from './emulator-thread.ts';
 
 /**
  * The same 20:00 peak through pg-boss `startAfter` jobs on PostgreSQL: one queue per channel, a
@@ -16,8 +16,7 @@ export async function run(args: string[]): Promise<void> {
   const concurrency = Number(valueOf(args, '--concurrency') ?? 64);
   const CHANNELS = 5;
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${3000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
-  const thread = new Thread(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
-  const url = await new Promise<string>((resolve) => thread.once('message', (m: { url: string }) => resolve(m.url)));
+  const { worker: thread, url } = await startEmulatorThread({ channels, unknownUsers: 'deliver' });
   const schema = `pgboss_bench_${randomUUID().slice(0, 8)}`;
   const boss = new PgBoss({ connectionString, schema, max: 10 });
   boss.on('error', () => undefined);

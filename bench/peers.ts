@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { reportPeer } from './peer-report.ts';
-import { Worker as Thread } from 'node:worker_threads';
 import { Queue, Worker } from 'bullmq';
 import { valueOf } from './args.ts';
+import { startEmulatorThread } from './emulator-thread.ts';
 
 /**
  * The same 20:00 peak driven through BullMQ delayed jobs (Redis at 127.0.0.1:6379): one queue per
@@ -15,8 +15,7 @@ export async function run(args: string[]): Promise<void> {
   const concurrency = Number(valueOf(args, '--concurrency') ?? 64);
   const CHANNELS = 5;
   const channels = Array.from({ length: CHANNELS }, (_, i) => ({ channelId: `${2000 + i}`, channelSecret: `secret-${i}`, accessToken: `token-${i}` }));
-  const thread = new Thread(new URL('./line-emulator-worker.ts', import.meta.url), { workerData: { channels, unknownUsers: 'deliver' } });
-  const url = await new Promise<string>((resolve) => thread.once('message', (m: { url: string }) => resolve(m.url)));
+  const { worker: thread, url } = await startEmulatorThread({ channels, unknownUsers: 'deliver' });
   const connection = { host: '127.0.0.1', port: 6379 };
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const queues = channels.map((_, i) => new Queue(`line-${i}`, { connection, prefix }));
