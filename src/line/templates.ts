@@ -54,9 +54,17 @@ export function renderParts(parts: readonly Part[], values: TemplateValues): str
   return parts.map((p) => ('literal' in p ? p.literal : values[p.placeholder])).join('');
 }
 
+/** A configuration has a handful of templates, each rendered once per class at the peak: parse each once. */
+const parsedTemplates = new Map<string, ParsedTemplate>();
+
 /** Renders a template; throws on a template that does not parse (config validation rules that out). */
 export function renderTemplate(template: string, values: TemplateValues): string {
-  const parsed = parseTemplate(template);
+  let parsed = parsedTemplates.get(template);
+  if (!parsed) {
+    parsed = parseTemplate(template);
+    if (parsedTemplates.size >= 100) parsedTemplates.clear();
+    parsedTemplates.set(template, parsed);
+  }
   if (!parsed.ok) throw new Error(`template: ${parsed.problem}`);
   return renderParts(parsed.parts, values);
 }
@@ -90,10 +98,6 @@ export function templateProblems(template: string, rule: TemplateRule): string[]
 
 const WEEKDAYS = ['日', '一', '二', '三', '四', '五', '六'];
 
-/**
- * Local date and times in the business time zone, in the compact form Taiwanese schools use:
- * `12/1（二）`, `19:00`, `20:30`. Built from parts, so the output does not depend on ICU's locale data.
- */
 /** Building an Intl formatter costs far more than using one: keep one per time zone. */
 const formatters = new Map<string, Intl.DateTimeFormat>();
 function formatterFor(timeZone: string): Intl.DateTimeFormat {
@@ -105,7 +109,27 @@ function formatterFor(timeZone: string): Intl.DateTimeFormat {
   return format;
 }
 
-export function localTimes(startsAt: Date, endsAt: Date, timeZone: string): Pick<TemplateValues, 'date' | 'start' | 'end'> {
+type LocalTimes = Readonly<Pick<TemplateValues, 'date' | 'start' | 'end'>>;
+
+/** Classes of a peak share their times (20,000 start at 20:00): each (zone, start, end) is formatted once. */
+const formattedTimes = new Map<string, LocalTimes>();
+
+/**
+ * Local date and times in the business time zone, in the compact form Taiwanese schools use:
+ * `12/1（二）`, `19:00`, `20:30`. Built from parts, so the output does not depend on ICU's locale data.
+ */
+export function localTimes(startsAt: Date, endsAt: Date, timeZone: string): LocalTimes {
+  const key = `${timeZone} ${startsAt.getTime()} ${endsAt.getTime()}`;
+  let times = formattedTimes.get(key);
+  if (!times) {
+    times = formatTimes(startsAt, endsAt, timeZone);
+    if (formattedTimes.size >= 1000) formattedTimes.clear();
+    formattedTimes.set(key, times);
+  }
+  return times;
+}
+
+function formatTimes(startsAt: Date, endsAt: Date, timeZone: string): LocalTimes {
   const parts = (date: Date) => {
     const format = formatterFor(timeZone);
     const map = Object.fromEntries(format.formatToParts(date).map((p) => [p.type, p.value]));
