@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
@@ -11,6 +12,10 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
   afterEach(async () => {
     await w?.close();
   });
+  const leaseEnd = async () => {
+    const row = await w.h.database.db.selectFrom('deliveries').select('lease_expires_at').executeTakeFirstOrThrow();
+    return row.lease_expires_at === null ? null : new Date(row.lease_expires_at).toISOString();
+  };
 
   it.each(STRATEGIES)('%s: sends each delivery once, at its due time (continuous trigger)', async (strategy) => {
     w = await openEngineWorld(dialect, { notifications: { strategy, batchSize: 2 } });
@@ -148,6 +153,49 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(row.state).toBe('sent');
     expect(row.attempts).toBe(2);
   });
+  it('a heartbeat keeps the lease of a batch stalled past the lease: no other worker takes it', async () => {
+    w = await openEngineWorld(dialect, { notifications: { lease: '6s' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    const stall = w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { kind: 'delay', ms: 9000 } });
+    await w.h.clock.set(new Date('2026-12-01T11:50:00Z'));
+    const running = w.engine('worker-a').runOnce();
+    await stall.triggered;
+    await w.h.clock.advance(7000); // renewed at 2 s, 4 s, 6 s: still A's at 7 s (real writes: wait for them to land)
+    await vi.waitFor(async () => expect(await leaseEnd()).toBe('2026-12-01T11:50:12.000Z'), { timeout: 5000, interval: 10 });
+    expect(await w.engine('worker-b').runOnce()).toMatchObject({ claimed: 0 });
+    await w.h.clock.advance(3000);
+    await running;
+    expect(w.received()).toHaveLength(1);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts']).execute()).toEqual([{ state: 'sent', attempts: 1 }]);
+  });
+
+  it('renewals the database refuses are logged, the lease runs out, and the delivery still goes out once', async () => {
+    w = await openEngineWorld(dialect, { notifications: { lease: '6s' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    // A real failure in the real database: a trigger that refuses to extend a lease (a renewal keeps
+    // the token; a claim changes it).
+    if (dialect === 'sqlite') {
+      await sql`create trigger refuse_renewal before update of lease_expires_at on deliveries when old.state = 'sending' and new.state = 'sending' and new.lease_token = old.lease_token begin select raise(abort, 'renewal refused'); end`.execute(w.h.database.db);
+    } else {
+      await sql`create function refuse_renewal() returns trigger language plpgsql as $$ begin raise exception 'renewal refused'; end $$`.execute(w.h.database.db);
+      await sql`create trigger refuse_renewal before update of lease_expires_at on deliveries for each row when (old.state = 'sending' and new.state = 'sending' and new.lease_token = old.lease_token) execute function refuse_renewal()`.execute(w.h.database.db);
+    }
+    const stall = w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { kind: 'delay', ms: 9000 } });
+    await w.h.clock.set(new Date('2026-12-01T11:50:00Z'));
+    const running = w.engine('worker-a').runOnce();
+    await stall.triggered;
+    await w.h.clock.advance(7000); // A's renewals at 2 s, 4 s and 6 s fail: its lease ran out at 6 s
+    const warnings = () => w.h.logs.filter((l) => l.includes('could not renew the lease'));
+    await vi.waitFor(() => expect(warnings()).toHaveLength(3), { timeout: 5000, interval: 10 });
+    expect(warnings()[0]).toContain('renewal refused');
+    expect(await leaseEnd()).toBe('2026-12-01T11:50:06.000Z');
+    expect(await w.engine('worker-b').runOnce()).toMatchObject({ claimed: 1 });
+    await w.h.clock.advance(3000); // A's request lands: LINE answers 409 to the same retry key, and A is fenced out
+    await running;
+    expect(w.received()).toHaveLength(1);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts']).execute()).toEqual([{ state: 'sent', attempts: 2 }]);
+  });
+
   it('sends a big class by multicast: each chunk stored with its member set first, each student once', async () => {
     w = await openEngineWorld(dialect);
     const students = Array.from({ length: 1200 }, (_, i) => i + 1);
