@@ -135,13 +135,22 @@ export function createSendPath(deps: EngineDeps) {
     };
     if (claimed.length === 0) return byState;
     const settings = deps.settings();
-    const heartbeat = clock.setTimeout(function beat() {
-      // A renewal that fails is not fatal (if the lease runs out, another worker resends under the
-      // same retry key and LINE answers 409), but it must not go unseen.
-      void renewLeases(db, clock, token, settings.leaseMs).catch((error: unknown) => logger.warn({ err: coerceError(error), claimed: claimed.length }, 'could not renew the lease of a batch in flight; another worker may take it over'));
-      hb = clock.setTimeout(beat, settings.leaseMs / 3);
-    }, settings.leaseMs / 3);
-    let hb: TimerHandle = heartbeat;
+    // One renewal at a time, the next a third of a lease after the last one landed: two in flight
+    // could land out of order and move the expiry back. A renewal that fails is not fatal (if the
+    // lease runs out, another worker resends under the same retry key and LINE answers 409), but it
+    // must not go unseen.
+    let finished = false;
+    let hb: TimerHandle | undefined;
+    const beat = (): void => {
+      hb = clock.setTimeout(() => {
+        void renewLeases(db, clock, token, settings.leaseMs)
+          .catch((error: unknown) => logger.warn({ err: coerceError(error), claimed: claimed.length }, 'could not renew the lease of a batch in flight; another worker may take it over'))
+          .finally(() => {
+            if (!finished) beat();
+          });
+      }, settings.leaseMs / 3);
+    };
+    beat();
     try {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed, deps.replayLink);
@@ -229,7 +238,8 @@ export function createSendPath(deps: EngineDeps) {
       await flushSent(token);
       return byState;
     } finally {
-      clock.clearTimeout(hb);
+      finished = true;
+      if (hb) clock.clearTimeout(hb);
       sentBuffers.delete(token);
     }
   };
