@@ -40,7 +40,7 @@ export async function claimDue(db: Db, clock: Clock, o: ClaimOptions): Promise<C
   const postgres = dialectOf(db) === 'postgres';
   const rows = await db
     .with('expired', (qb) => {
-      let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'sending').where('lease_expires_at', '<', now);
+      let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'sending').where('lease_expires_at', '<=', now);
       if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
       pick = pick.orderBy('lease_expires_at').orderBy('id').limit(o.limit);
       return postgres ? pick.forUpdate().skipLocked() : pick;
@@ -152,18 +152,37 @@ export async function releaseClaims(db: Db, owner: string): Promise<number> {
   return Number(result.numUpdatedRows);
 }
 
-/** (id, due) of pending deliveries due before `until`: what the timing wheel preloads. */
-export async function pendingDueBefore(db: Db, until: Date, afterId = 0, limit = 10_000): Promise<{ id: number; availableAt: Date }[]> {
-  const rows = await db
+/**
+ * What the timing wheel preloads, as (id, instant it becomes claimable) before `until`: pending
+ * deliveries at their due time, and deliveries being sent at their lease's expiry, so that a dead
+ * worker's claims are taken over by the wheel too (a live worker's renewal makes that fire a no-op).
+ */
+export async function claimableBefore(db: Db, until: Date, afterId = 0, limit = 10_000): Promise<{ id: number; availableAt: Date }[]> {
+  const pending = await db
     .selectFrom('deliveries')
-    .select(['id', 'available_at'])
+    .select(['id', 'available_at as at'])
     .where('state', '=', 'pending')
     .where('available_at', '<', until)
     .where('id', '>', afterId)
     .orderBy('id')
     .limit(limit)
     .execute();
-  return rows.map((r) => ({ id: r.id, availableAt: toDate(r.available_at) }));
+  const leased = await db
+    .selectFrom('deliveries')
+    .select(['id', 'lease_expires_at as at'])
+    .where('state', '=', 'sending')
+    .where('lease_expires_at', '<', until)
+    .where('id', '>', afterId)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+  // One keyset page over both: up to the smaller of the two last ids when either page is full.
+  const full = [pending, leased].filter((rows) => rows.length === limit).map((rows) => rows.at(-1)?.id ?? Infinity);
+  const upTo = Math.min(Infinity, ...full);
+  return [...pending, ...leased]
+    .filter((r) => r.id <= upTo && r.at !== null)
+    .sort((a, b) => a.id - b.id)
+    .map((r) => ({ id: r.id, availableAt: toDate(r.at ?? '') }));
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Clock, TimerHandle } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { pendingDueBefore } from './claim.ts';
+import { claimableBefore } from './claim.ts';
 import { nextCronTick } from './cron.ts';
 import type { DrainReport, PageReport, SendPath } from './engine.ts';
 import type { EngineSettings } from './settings.ts';
@@ -23,6 +23,13 @@ export interface DeliveryEngine {
 }
 
 /**
+ * After a round that claimed nothing, the next wake-up waits at least this long: a row that looks
+ * due by this process's clock but not yet by the database's (clock skew, a lease expiring this very
+ * instant, rows a replica holds) would otherwise wake the loop again at once, and again.
+ */
+const IDLE_RETRY_MS = 250;
+
+/**
  * When to wake up (trigger) and how to find what is due (strategy); the sending is the shared
  * send path. The database stays the source of truth: the wheel is rebuilt from it at start and
  * every `pollInterval`, and every claim re-checks the row, so a lost or stale wheel entry can delay
@@ -37,6 +44,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   let busy = false;
   let again = false;
   let stopped = true;
+  /** The last round claimed nothing: something that looks due by this process's clock is not, by the database's. */
+  let idleRound = false;
 
   const drainByStrategy = async (): Promise<DrainReport> => {
     const s = deps.settings();
@@ -95,6 +104,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
         do {
           again = false;
           report = await drainByStrategy();
+          idleRound = report.claimed === 0;
           if (report.claimed) logger.info({ ...report }, 'deliveries sent');
         } while (again && !stopped);
       } catch (error) {
@@ -114,7 +124,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const fresh = createTimingWheel(now);
     let after = 0;
     for (;;) {
-      const rows = await pendingDueBefore(db, new Date(now + s.lookaheadMs), after, 10_000);
+      const rows = await claimableBefore(db, new Date(now + s.lookaheadMs), after, 10_000);
       for (const r of rows) fresh.add(r.id, r.availableAt.getTime());
       if (rows.length < 10_000) break;
       after = rows.at(-1)?.id ?? after;
@@ -144,9 +154,10 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     } else if (s.strategy === 'timing-wheel') {
       at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
     } else {
-      // Continuous polling: sleep until the next due row (any replica's), at most pollInterval.
+      // Continuous polling: sleep until the next due row or lease expiry (any replica's), at most pollInterval.
       const next = await db.selectFrom('deliveries').select((eb) => eb.fn.min('available_at').as('at')).where('state', '=', 'pending').executeTakeFirst();
-      const nextAt = next?.at ? new Date(next.at).getTime() : Infinity;
+      const lease = await db.selectFrom('deliveries').select((eb) => eb.fn.min('lease_expires_at').as('at')).where('state', '=', 'sending').executeTakeFirst();
+      const nextAt = Math.min(...[next?.at, lease?.at].map((a) => (a ? new Date(a).getTime() : Infinity)));
       at = Math.min(nextAt, now + s.pollMs);
     }
     if (stopped) return;
@@ -156,7 +167,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       void round()
         .then(arm)
         .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));
-    }, Math.max(0, at - clock.now().getTime()));
+    }, Math.max(idleRound ? IDLE_RETRY_MS : 0, at - clock.now().getTime()));
   };
 
   const scheduleRefresh = (): void => {
