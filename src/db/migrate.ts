@@ -7,6 +7,7 @@ import * as zoom from './migrations/0002-zoom.ts';
 import * as line from './migrations/0003-line.ts';
 import * as monitor from './migrations/0004-monitor.ts';
 import * as claimIndexes from './migrations/0005-claim-indexes.ts';
+import * as meetingIntent from './migrations/0006-meeting-intent.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0003-line': line,
   '0004-monitor': monitor,
   '0005-claim-indexes': claimIndexes,
+  '0006-meeting-intent': meetingIntent,
 };
 
 export interface MigrationReport {

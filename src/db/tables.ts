@@ -114,6 +114,9 @@ export interface SchedulesTable {
   meeting_version: number | null;
   /** Marker of the create attempt in flight (recorded before calling Zoom). */
   meeting_attempt_id: string | null;
+  /** The version and instant the intent in flight was recorded for (recovery stamps and ages it). */
+  meeting_intent_version: number | null;
+  meeting_intent_at: NullableInstant;
   meeting_error: string | null;
   /** The host time this meeting reserves: [start − early join, end + after-class buffer]. */
   host_window_start: NullableInstant;

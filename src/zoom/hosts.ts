@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toDate, toOptionalDate } from '../db/row.ts';
-import type { MeetingState } from '../db/tables.ts';
+import type { MeetingState, ZoomAccountsTable } from '../db/tables.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { ZoomPlan } from './accounts.ts';
 import type { ZoomCredentials } from './tokens.ts';
@@ -26,7 +26,17 @@ export interface PoolHost {
  */
 export async function loadPool(db: Db, box: SecretBox): Promise<PoolHost[]> {
   const rows = await db.selectFrom('zoom_accounts').selectAll().where('enabled', '=', true).orderBy('id').execute();
-  return rows.map((row) => ({
+  return rows.map((row) => toPoolHost(row, box));
+}
+
+/** One host, enabled or not: an intent on a host disabled since must still be looked up there. */
+export async function loadHost(db: Db, box: SecretBox, id: number): Promise<PoolHost | undefined> {
+  const row = await db.selectFrom('zoom_accounts').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toPoolHost(row, box) : undefined;
+}
+
+function toPoolHost(row: Selectable<ZoomAccountsTable>, box: SecretBox): PoolHost {
+  return {
     id: row.id,
     label: row.label,
     plan: row.plan,
@@ -34,7 +44,7 @@ export async function loadPool(db: Db, box: SecretBox): Promise<PoolHost[]> {
     creds: { accountId: row.account_id, clientId: row.client_id, clientSecret: box.decrypt(row.client_secret, 'zoom_accounts.client_secret') },
     exhaustedUntil: toOptionalDate(row.exhausted_until),
     lastAssignedAt: toOptionalDate(row.last_assigned_at),
-  }));
+  };
 }
 
 /** Host windows reserved between `from` and `to`, per host. */
@@ -105,6 +115,8 @@ export async function reserveHost(db: Db, r: Reservation): Promise<ReservationRe
         host_window_end: r.windowEnd,
         meeting_state: r.state,
         meeting_attempt_id: r.attemptId,
+        meeting_intent_version: r.version,
+        meeting_intent_at: r.now,
         meeting_error: null,
         updated_at: r.now,
       })

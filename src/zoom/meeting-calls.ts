@@ -29,8 +29,11 @@ export function meetingBody(w: Pick<MeetingWork, 'title' | 'startsAt' | 'externa
   };
 }
 
-/** The schedule columns for a meeting Zoom made (start URL encrypted: it starts the meeting as host). */
-export function savedMeeting(meeting: ZoomMeeting, hostId: number, version: number, box: SecretBox): MeetingFields {
+/**
+ * The schedule columns for a meeting Zoom made (start URL encrypted: it starts the meeting as host),
+ * stamped with the schedule version it was made for (null: unknown, so the claim re-checks it).
+ */
+export function savedMeeting(meeting: ZoomMeeting, hostId: number, version: number | null, box: SecretBox): MeetingFields {
   return {
     meeting_state: 'ready',
     meeting_account_id: hostId,
@@ -48,13 +51,14 @@ export function savedMeeting(meeting: ZoomMeeting, hostId: number, version: numb
 
 /**
  * Zoom has no idempotency key for creates, so after an ambiguous failure or a crash we list the
- * host's meetings and adopt the one carrying this schedule's marker, if any.
+ * host's meetings and adopt the one carrying this schedule's marker, if any, stamped with `version`:
+ * the version it was created for, which may be older than the schedule's now.
  */
-export async function adoptOrNull(call: HostCall, host: PoolHost, w: MeetingWork, box: SecretBox): Promise<MeetingFields | null> {
+export async function adoptOrNull(call: HostCall, host: PoolHost, w: MeetingWork, version: number | null, box: SecretBox): Promise<MeetingFields | null> {
   const marker = meetingMarker(w.externalId);
   const meetings = await call(host, (c, creds) => c.listMeetings(creds, host.hostUserId, 'scheduled'));
   const found = meetings.find((m) => m.agenda.includes(marker));
   if (!found) return null;
   const full = await call(host, (c, creds) => c.getMeeting(creds, found.id));
-  return savedMeeting(full, host.id, w.version, box);
+  return savedMeeting(full, host.id, version, box);
 }

@@ -18,6 +18,8 @@ export interface MeetingWork {
   meetingId: string | null;
   meetingVersion: number | null;
   attempts: number;
+  /** What the create/update intent in flight was recorded for (null: none, or recorded before 0006). */
+  intent: Intent | null;
   minParticipants: number;
   /** The last headcount check point passed (null: never checked). */
   headcountStage: 'provision' | 'send' | null;
@@ -38,9 +40,16 @@ export function toMeetingWork(row: Selectable<SchedulesTable>): MeetingWork {
     meetingId: row.meeting_id,
     meetingVersion: row.meeting_version,
     attempts: row.meeting_attempts,
+    intent: row.meeting_intent_version === null || row.meeting_intent_at === null ? null : { version: row.meeting_intent_version, at: toDate(row.meeting_intent_at) },
     minParticipants: row.min_participants,
     headcountStage: row.headcount_stage,
   };
+}
+
+/** What an intent was recorded for: the schedule version, and when (Zoom's listing may lag a create). */
+export interface Intent {
+  version: number;
+  at: Date;
 }
 
 export interface ClaimOptions {
@@ -54,9 +63,9 @@ export interface ClaimOptions {
 
 /**
  * Claims schedules whose meeting needs work, with a lease, so overlapping runs and replicas never
- * work one schedule at once: no meeting yet (inside the horizon), a meeting made for an older
- * version (moved), a meeting of a cancelled class, or an intent left behind by a crash (its lease
- * expired). PostgreSQL skips rows another replica is claiming (SKIP LOCKED).
+ * work one schedule at once: no meeting yet (inside the horizon), a meeting made for an older or
+ * unknown version (moved), a meeting of a cancelled class, or an intent left behind by a crash (its
+ * lease expired). PostgreSQL skips rows another replica is claiming (SKIP LOCKED).
  */
 export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<MeetingWork[]> {
   let pick = db
@@ -73,7 +82,13 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
             eb('ends_at', '>', o.now),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
-          eb.and([eb('cancelled', '=', false), eb('meeting_state', '=', 'ready'), eb('meeting_version', '<>', eb.ref('version')), eb('ends_at', '>', o.now)]),
+          // A null meeting_version (version unknown) needs work too: `null <> version` is never true.
+          eb.and([
+            eb('cancelled', '=', false),
+            eb('meeting_state', '=', 'ready'),
+            eb.or([eb('meeting_version', 'is', null), eb('meeting_version', '<>', eb.ref('version'))]),
+            eb('ends_at', '>', o.now),
+          ]),
           eb.and([eb('cancelled', '=', true), eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting'])]),
           eb.and([
             eb('meeting_state', 'in', ['creating', 'updating', 'deleting']),

@@ -11,8 +11,8 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 import { describeNoCapacity, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
 import type { ZoomClient } from './client.ts';
 import { ZoomError } from './errors.ts';
-import { countNoCapacity, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
-import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingWork } from './meeting-work.ts';
+import { countNoCapacity, loadHost, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
+import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingFields, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
@@ -53,6 +53,8 @@ export interface Provisioner {
 }
 
 const MAX_HOST_TRIES = 6;
+/** Zoom's listing may lag a create: an intent whose meeting is not listed is given up on only this long after it. */
+const LISTING_LAG_MS = 5 * 60_000;
 
 export function createProvisioner(deps: ProvisionerDeps): Provisioner {
   const { db, box, clock, config, client, logger } = deps;
@@ -93,6 +95,12 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         },
       ]),
     );
+    /** Drops a schedule's own reservation from the snapshot, so creating it afresh does not find its host busy with itself. */
+    const freeOwnWindow = (w: MeetingWork): void => {
+      const state = w.hostId === null ? undefined : states.get(w.hostId);
+      const own = w.hostId === null ? undefined : windows.get(w.hostId)?.find((x) => x.scheduleId === w.id);
+      if (state && own) state.busy = state.busy.filter((b) => b.start.getTime() !== own.start.getTime() || b.end.getTime() !== own.end.getTime());
+    };
     let lastStamp = 0;
     const nextStamp = (): Date => {
       lastStamp = Math.max(clock.now().getTime(), lastStamp + 1);
@@ -107,8 +115,17 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const fail = async (w: MeetingWork, error: unknown, outcome = 'failed'): Promise<void> => {
       const reason = coerceError(error).message;
       logger.warn({ schedule: w.externalId, reason }, 'meeting work failed; will retry');
-      await settle(w, { meeting_state: w.meetingId ? w.state : 'failed', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+      // An intent stays an intent: Zoom may hold its meeting, and only a listing of the host can tell.
+      await settle(w, { meeting_state: w.meetingId || w.state === 'creating' ? w.state : 'failed', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
       count(outcome);
+    };
+    /** Zoom may have made this intent's meeting and cannot tell us yet: keep the intent, list again later. */
+    const unresolved = async (w: MeetingWork, reason: string): Promise<void> => {
+      // Once the class is over nothing will be created for it, so stop asking (the claim would retry for ever).
+      if (w.endsAt.getTime() <= clock.now().getTime()) return fail({ ...w, state: 'none' }, new Error(`${reason}; the class is over`));
+      logger.warn({ schedule: w.externalId, reason }, 'meeting intent unresolved; will list the host again');
+      await settle(w, { meeting_state: 'creating', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+      count('unresolved');
     };
 
     const create = async (w: MeetingWork): Promise<void> => {
@@ -159,18 +176,18 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
             // Zoom may have created it: look before creating again.
             let adopted;
             try {
-              adopted = await adoptOrNull(call, host, w, box);
+              adopted = await adoptOrNull(call, host, w, w.version, box);
             } catch (listError) {
               // Cannot tell: keep the intent so the next pass looks again before any new create.
-              await settle(w, { meeting_state: 'creating', meeting_error: `${error.message}; then listing failed: ${coerceError(listError).message}`, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
-              count('unresolved');
-              return;
+              return unresolved(w, `${error.message}; then listing failed: ${coerceError(listError).message}`);
             }
             if (adopted) {
               await settle(w, adopted);
               count('adopted');
               return;
             }
+            // Not listed, perhaps not yet (the listing may lag the create): a later pass looks again.
+            return unresolved(w, `${error.message}; no meeting listed yet`);
           }
           await fail(w, error);
           return;
@@ -180,18 +197,38 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     };
 
     const recover = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
-      // A crash left an intent behind: adopt the meeting if Zoom made it, else create afresh.
-      // If Zoom cannot be asked now, the intent stays for the next pass (never create blind).
-      const adopted = host ? await adoptOrNull(call, host, w, box) : null;
-      if (adopted && !w.cancelled) {
-        await settle(w, { ...adopted, meeting_version: w.state === 'creating' ? w.version : null });
+      if (w.state !== 'creating') {
+        // The meeting is known, whether Zoom took the change is not: redo it (PATCH and DELETE are
+        // idempotent), so the version stamped is the one Zoom has.
+        return w.cancelled ? remove(w, host) : move({ ...w, state: 'ready' }, host);
+      }
+      // A create was left half-done and Zoom may have made the meeting. Only a successful listing of
+      // the reserved host (even if disabled since) can tell; until then the intent stays.
+      let adopted: MeetingFields | null = null;
+      let reservedHost = host;
+      if (w.hostId !== null) {
+        try {
+          reservedHost ??= await loadHost(db, box, w.hostId);
+          if (!reservedHost) throw new Error(`Zoom host ${w.hostId} is not in the database`);
+          // Stamped with the version it was created for (null if the intent predates recording it):
+          // if the class moved since, the claim picks the meeting up again and moves it.
+          adopted = await adoptOrNull(call, reservedHost, w, w.intent?.version ?? null, box);
+        } catch (error) {
+          return unresolved(w, `could not list the reserved host: ${coerceError(error).message}`);
+        }
+      }
+      if (adopted) {
+        if (w.cancelled) return remove({ ...w, meetingId: adopted.meeting_id ?? null }, reservedHost);
+        await settle(w, adopted);
         count('adopted');
         return;
       }
-      if (adopted && w.cancelled) w.meetingId = adopted.meeting_id ?? null;
-      if (w.cancelled) return remove(w, host);
+      // Zoom's listing may lag the create: a young intent is listed again on a later pass.
+      if (w.intent && clock.now().getTime() - w.intent.at.getTime() < LISTING_LAG_MS) return unresolved(w, 'no meeting listed for the intent yet');
+      if (w.cancelled) return remove({ ...w, meetingId: null }, reservedHost);
       await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
-      return create(w);
+      freeOwnWindow(w);
+      return create({ ...w, state: 'none' });
     };
 
     const remove = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
