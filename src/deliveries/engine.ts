@@ -25,6 +25,13 @@ export interface SendUnit {
   attempt: number;
 }
 
+/** One retry request: the deliveries it settles, and on which of the channel's rate limits it goes. */
+export interface Retry {
+  units: readonly SendUnit[];
+  endpoint: 'push' | 'multicast';
+  call: () => Promise<SendOutcome>;
+}
+
 /** The LINE side as the engine needs it (built on the LINE module's send path). */
 export interface DeliverySender {
   /** The messages for a booking (same for every student of one class and kind), or why not. */
@@ -36,10 +43,11 @@ export interface DeliverySender {
    */
   multicasts(chunks: readonly { units: readonly SendUnit[]; messages: OutMessage[] }[]): Promise<(() => Promise<SendOutcome>)[]>;
   /**
-   * A delivery tried before goes the way it went the first time, with the same retry key: again in
-   * its stored multicast chunk if it was in one, else by push. Never into a new chunk (a new key).
+   * Deliveries tried before go the way they went the first time, with the same retry key: those of
+   * a stored multicast chunk as that chunk, one request for all of them, the others by push. Never
+   * into a new chunk (a new key).
    */
-  resend(unit: SendUnit, messages: OutMessage[]): Promise<SendOutcome>;
+  retries(units: readonly { unit: SendUnit; messages: OutMessage[] }[]): Promise<Retry[]>;
   rates(channelId: number): { pushPerSecond: number; multicastPerSecond: number; multicastSize: number };
 }
 
@@ -214,12 +222,13 @@ export function createSendPath(deps: EngineDeps) {
         const retried = channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
         const rates = sender.rates(channelId);
         const plan = settings.multicast ? planDispatch(fresh, rates) : { pushes: fresh.flatMap((g) => g.units), multicasts: [] };
-        const multicastLane: Request[] = [];
+        const retries = retried.length ? await sender.retries(retried.map((unit) => ({ unit, messages: messagesOf.get(unit) ?? [] }))) : [];
+        const multicastLane: Request[] = retries.filter((r) => r.endpoint === 'multicast');
         for (const units of plan.multicasts) chunks.push({ units, messages: messagesOf.get(units[0] as SendUnit) ?? [], lane: multicastLane });
         lanes.push({ rate: rates.multicastPerSecond, items: multicastLane });
         lanes.push({
           rate: rates.pushPerSecond,
-          items: [...retried.map((unit) => ({ units: [unit], call: () => sender.resend(unit, messagesOf.get(unit) ?? []) })), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
+          items: [...retries.filter((r) => r.endpoint === 'push'), ...plan.pushes.map((unit) => ({ units: [unit], call: () => sender.push(unit, messagesOf.get(unit) ?? []) }))],
         });
       }
       // The page's new chunks are stored together before any goes out; if that cannot be done at all, they retry later.

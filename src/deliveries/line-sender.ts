@@ -4,7 +4,8 @@ import type { ImagemapImages } from '../line/imagemap.ts';
 import { prepareNewMulticasts, sendMulticastChunk } from '../line/multicast.ts';
 import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
-import type { DeliverySender } from './engine.ts';
+import { chunked } from '../db/transaction.ts';
+import type { DeliverySender, Retry, SendUnit } from './engine.ts';
 
 /** The engine's sender on the LINE module: messages from the templates, push and multicast with stored keys. */
 export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: SendDeps; imagemap: ImagemapImages }): DeliverySender {
@@ -39,16 +40,27 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
         })),
       );
     },
-    async resend(unit, messages) {
-      const member = await db
-        .selectFrom('line_multicast_members')
-        .innerJoin('line_multicasts', 'line_multicasts.id', 'line_multicast_members.multicast_id')
-        .select('line_multicasts.id')
-        .where('line_multicast_members.delivery_id', '=', unit.deliveryId)
-        .orderBy('line_multicasts.id', 'desc')
-        .executeTakeFirst();
-      if (member) return sendMulticastChunk(send, member.id);
-      return sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages: messages, attempt: unit.attempt });
+    async retries(items) {
+      // Each delivery's latest chunk, if it went in one.
+      const chunkOf = new Map<number, number>();
+      for (const part of chunked(items.map((i) => i.unit.deliveryId))) {
+        const rows = await db.selectFrom('line_multicast_members').select(['delivery_id', 'multicast_id']).where('delivery_id', 'in', part).execute();
+        for (const r of rows) if (r.delivery_id !== null) chunkOf.set(r.delivery_id, Math.max(chunkOf.get(r.delivery_id) ?? 0, r.multicast_id));
+      }
+      const out: Retry[] = [];
+      const byChunk = new Map<number, SendUnit[]>();
+      for (const { unit, messages } of items) {
+        const chunk = chunkOf.get(unit.deliveryId);
+        if (chunk === undefined) out.push({ units: [unit], endpoint: 'push', call: () => sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages, attempt: unit.attempt }) });
+        else {
+          const units = byChunk.get(chunk) ?? [];
+          units.push(unit);
+          byChunk.set(chunk, units);
+        }
+      }
+      // One request per chunk, whatever number of its deliveries are retried (one each sent it again and again).
+      for (const [chunk, units] of byChunk) out.push({ units, endpoint: 'multicast', call: () => sendMulticastChunk(send, chunk, { owedOnly: true }) });
+      return out;
     },
     rates() {
       const r = config.current().line.rateLimits;

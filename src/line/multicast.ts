@@ -103,16 +103,23 @@ export interface MulticastChunk {
   lineUserIds: string[];
 }
 
-export async function getMulticastChunk(db: Db, id: number): Promise<MulticastChunk> {
+/**
+ * A stored chunk. `owedOnly`: only the members whose delivery is still owed (pending or being sent),
+ * for the engine's resend: a student whose booking was cancelled, or whose delivery was moved to a
+ * new time (and so left the chunk), since the first attempt is left out.
+ */
+export async function getMulticastChunk(db: Db, id: number, options: { owedOnly?: boolean } = {}): Promise<MulticastChunk> {
   const row = await db.selectFrom('line_multicasts').selectAll().where('id', '=', id).executeTakeFirst();
   if (!row) throw notFound(`multicast chunk ${id} not found`, 'id');
-  const members = await db
+  let members = db
     .selectFrom('line_multicast_members')
     .innerJoin('members', 'members.id', 'line_multicast_members.member_id')
     .select('members.line_user_id')
-    .where('line_multicast_members.multicast_id', '=', id)
-    .orderBy('members.id')
-    .execute();
+    .where('line_multicast_members.multicast_id', '=', id);
+  if (options.owedOnly) {
+    members = members.innerJoin('deliveries', 'deliveries.id', 'line_multicast_members.delivery_id').where('deliveries.state', 'in', ['pending', 'sending']);
+  }
+  const memberRows = await members.orderBy('members.id').execute();
   return {
     id: row.id,
     channelId: row.channel_id,
@@ -125,19 +132,22 @@ export async function getMulticastChunk(db: Db, id: number): Promise<MulticastCh
     lineRequestId: row.line_request_id,
     acceptedRequestId: row.accepted_request_id,
     lastError: row.last_error,
-    lineUserIds: members.map((m) => m.line_user_id),
+    lineUserIds: memberRows.map((m) => m.line_user_id),
   };
 }
 
 /**
  * Sends one stored chunk (again, if an earlier attempt did not settle it) and records the outcome
- * on the chunk. A chunk already sent or failed is not sent again.
+ * on the chunk. A chunk already sent or failed is not sent again. `owedOnly` (the engine's resend):
+ * to the members still owed it, under the same key: if LINE took the first attempt it answers 409
+ * (everyone got it then); if not, only those still owed it get it now.
  */
-export async function sendMulticastChunk(deps: SendDeps, chunkId: number): Promise<SendOutcome> {
+export async function sendMulticastChunk(deps: SendDeps, chunkId: number, options: { owedOnly?: boolean } = {}): Promise<SendOutcome> {
   const { db, clock } = deps;
-  const chunk = await getMulticastChunk(db, chunkId);
+  const chunk = await getMulticastChunk(db, chunkId, options);
   if (chunk.state === 'sent') return { kind: 'duplicate', requestId: null, acceptedRequestId: chunk.acceptedRequestId ?? chunk.lineRequestId };
   if (chunk.state === 'failed') return { kind: 'final', reason: chunk.lastError ?? 'failed earlier', status: null, requestId: null };
+  if (chunk.lineUserIds.length === 0) return { kind: 'skipped', reason: 'no member of the multicast chunk is owed it any more' };
   const early = checkRequest(clock, chunk.retryKey, chunk.messages, chunk.firstAttemptAt);
   if (early) return settleChunk(deps, chunk.id, early);
   const gate = await channelGate(deps, chunk.channelId);

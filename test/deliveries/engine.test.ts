@@ -232,6 +232,25 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute())).toEqual([]);
   });
 
+  it('retries a failed multicast chunk as one request, to the students still owed it', async () => {
+    w = await openEngineWorld(dialect);
+    const students = Array.from({ length: 30 }, (_, i) => i + 1);
+    await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
+    w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/multicast', fault: { status: 500 } });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:50:00Z');
+    expect(w.received()).toEqual([]);
+    // Student 5 cancels before the retry.
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'big-5', scheduleExternalId: 'big', student: { channel: 'school-a', lineUserId: userId(5) }, cancelled: true }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
+    await w.advance(60_000);
+    expect(w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`)).toEqual(['multicast 500', 'multicast 200']);
+    expect(w.received().flatMap((r) => r.to.split(',')).sort()).toEqual(students.filter((n) => n !== 5).map(userId).sort());
+    const states = await w.h.database.db.selectFrom('deliveries').select('state').execute();
+    expect(states.filter((r) => r.state === 'sent')).toHaveLength(29);
+    expect(states.filter((r) => r.state === 'cancelled')).toHaveLength(1);
+  });
+
   it('a student booked twice into a big class gets both deliveries, never twice in one chunk, and the page is not held back', async () => {
     w = await openEngineWorld(dialect);
     const students = Array.from({ length: 400 }, (_, i) => i + 1);
