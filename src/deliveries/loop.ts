@@ -23,9 +23,9 @@ export interface DeliveryEngine {
 }
 
 /**
- * After a round that claimed nothing, the next wake-up waits at least this long: a row that looks
- * due by this process's clock but not yet by the database's (clock skew, a lease expiring this very
- * instant, rows a replica holds) would otherwise wake the loop again at once, and again.
+ * A row that was due already when the last round claimed nothing is looked at again this much later:
+ * one that looks due by this process's clock but not yet by the database's (clock skew), or that a
+ * replica holds, would otherwise wake the loop again at once, and again.
  */
 const IDLE_RETRY_MS = 250;
 
@@ -44,8 +44,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   let busy = false;
   let again = false;
   let stopped = true;
-  /** The last round claimed nothing: something that looks due by this process's clock is not, by the database's. */
-  let idleRound = false;
+  /** When the last round ran, if it claimed nothing (undefined if it claimed something). */
+  let idleRoundAt: number | undefined;
 
   const drainByStrategy = async (): Promise<DrainReport> => {
     const s = deps.settings();
@@ -104,7 +104,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
         do {
           again = false;
           report = await drainByStrategy();
-          idleRound = report.claimed === 0;
+          idleRoundAt = report.claimed === 0 ? clock.now().getTime() : undefined;
           if (report.claimed) logger.info({ ...report }, 'deliveries sent');
         } while (again && !stopped);
       } catch (error) {
@@ -162,12 +162,15 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     }
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);
+    // A row that was due already when the last round claimed nothing is not claimable yet by the
+    // database's clock (skew) or is held by a replica: look again a little later, not at once.
+    const floor = idleRoundAt !== undefined && at <= idleRoundAt ? IDLE_RETRY_MS : 0;
     wakeTimer = clock.setTimeout(() => {
       wakeTimer = undefined;
       void round()
         .then(arm)
         .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));
-    }, Math.max(idleRound ? IDLE_RETRY_MS : 0, at - clock.now().getTime()));
+    }, Math.max(floor, at - clock.now().getTime()));
   };
 
   const scheduleRefresh = (): void => {
