@@ -15,8 +15,9 @@ export async function syncDeliveries(
   trx: Db,
   clock: Clock,
   rules: DeliveryRules,
-  scope: { scheduleIds?: readonly number[]; appointmentIds?: readonly number[] },
+  scope: { scheduleIds?: readonly number[]; appointmentIds?: readonly number[]; movedAppointmentIds?: readonly number[] },
 ): Promise<number[]> {
+  const moved = new Set(scope.movedAppointmentIds ?? []);
   const now = clock.now();
   const touched: number[] = [];
   const bookings: {
@@ -56,7 +57,7 @@ export async function syncDeliveries(
   for (const chunk of chunked(bookings)) {
     const existingRows = await trx
       .selectFrom('deliveries')
-      .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version'])
+      .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version', 'attempts', 'sent_at', 'line_request_id', 'last_error'])
       .where('appointment_id', 'in', chunk.map((b) => b.appointmentId))
       .execute();
     const byAppointment = new Map<number, typeof existingRows>();
@@ -70,11 +71,13 @@ export async function syncDeliveries(
         dueAt: toDate(r.due_at),
         notAfter: toDate(r.not_after),
         scheduleVersion: r.schedule_version,
+        attempts: r.attempts,
+        before: r.state === 'sent' ? `sent at ${toDate(r.sent_at ?? r.due_at).toISOString()}${r.line_request_id ? ` (LINE request ${r.line_request_id})` : ''}` : `${r.state}${r.last_error ? `: ${r.last_error}` : ''}`,
       }));
       const live = !b.cancelled && !b.scheduleCancelled;
       const reason = b.scheduleCancelled ? 'class cancelled' : 'booking cancelled';
       const wanted = plannedDeliveries({ startsAt: b.startsAt, endsAt: b.endsAt, hasFeedbackUrl: b.feedbackUrl !== null }, rules);
-      for (const change of reconcileDeliveries(existing, wanted, { live, reason, bookingCancelled: b.cancelled }, b.version)) {
+      for (const change of reconcileDeliveries(existing, wanted, { live, reason, bookingCancelled: b.cancelled, moved: moved.has(b.appointmentId) }, b.version, now)) {
         if (change.action === 'create') {
           inserts.push({
             appointment_id: b.appointmentId,
@@ -98,6 +101,8 @@ export async function syncDeliveries(
           await q.set({ state: 'cancelled', last_error: change.reason, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now }).execute();
         } else {
           // Re-timing also takes back an in-flight claim: the sender re-checks and will not send the old version.
+          const fresh = change.action === 'rearm' || (change.action === 'retime' && change.newKey);
+          const before = existing.find((e) => e.id === change.id)?.before;
           await q
             .set({
               state: 'pending',
@@ -108,10 +113,15 @@ export async function syncDeliveries(
               lease_owner: null,
               lease_token: null,
               lease_expires_at: null,
-              last_error: null,
+              last_error: change.action === 'rearm' ? `owed again: the class or booking moved (before: ${before ?? 'settled'})` : null,
               updated_at: now,
+              // Another occasion, another message: a new retry key (LINE would answer 409 to the old
+              // one and the new message would never go out), attempts from 0, sent fields cleared.
+              ...(fresh ? { retry_key: randomUUID(), attempts: 0, sent_at: null, line_request_id: null } : {}),
             })
             .execute();
+          // Its earlier multicast chunk is not its message any more: a resend of that chunk leaves it out.
+          if (fresh) await trx.updateTable('line_multicast_members').set({ delivery_id: null }).where('delivery_id', '=', change.id).execute();
         }
       }
     }

@@ -43,7 +43,10 @@ export function plannedDeliveries(b: BookingFacts, rules: DeliveryRules): Planne
 
 export type DeliveryChange =
   | { action: 'create'; planned: PlannedDelivery }
-  | { action: 'retime'; id: number; planned: PlannedDelivery }
+  /** `newKey`: tried already, and for another occasion now (class moved, booking moved): a new retry key, attempts from 0. */
+  | { action: 'retime'; id: number; planned: PlannedDelivery; newKey: boolean }
+  /** A message already settled (sent, expired, failed, skipped) is owed again: the class or booking moved ahead of it. */
+  | { action: 'rearm'; id: number; planned: PlannedDelivery }
   | { action: 'cancel'; id: number; reason: string }
   | { action: 'revive'; id: number; planned: PlannedDelivery };
 
@@ -54,18 +57,26 @@ export interface ExistingDelivery {
   dueAt: Date;
   notAfter: Date;
   scheduleVersion: number;
+  /** Attempts made so far (a message never tried keeps its retry key whatever moves). */
+  attempts: number;
 }
+
+const SETTLED = new Set(['sent', 'expired', 'failed', 'skipped']);
 
 /**
  * What the outbox must change for one appointment so its deliveries match the booking: new rows,
- * moved due times (pending only: what was sent stays sent), cancellations, and revivals of rows
- * cancelled earlier when the booking comes back.
+ * moved due times, cancellations, and revivals of rows cancelled earlier when the booking comes back.
+ * A message is owed once per occasion: when the class moves (its version changes) or the booking
+ * moves to another class or student (`moved`), a message not yet settled gets a new retry key (its
+ * earlier attempts were for the old occasion), and one already settled is owed again if its new due
+ * time is still ahead (`now`). A change after the fact (due times in the past) re-sends nothing.
  */
 export function reconcileDeliveries(
   existing: readonly ExistingDelivery[],
   wanted: readonly PlannedDelivery[],
-  active: { live: boolean; reason: string; bookingCancelled?: boolean },
+  active: { live: boolean; reason: string; bookingCancelled?: boolean; moved?: boolean },
   version: number,
+  now: Date,
 ): DeliveryChange[] {
   const changes: DeliveryChange[] = [];
   if (!active.live) {
@@ -81,13 +92,17 @@ export function reconcileDeliveries(
   const byKind = new Map(existing.map((d) => [d.kind, d]));
   for (const planned of wanted) {
     const d = byKind.get(planned.kind);
-    if (!d) changes.push({ action: 'create', planned });
-    else if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned });
-    else if (
-      (d.state === 'pending' || d.state === 'sending') &&
-      (d.dueAt.getTime() !== planned.dueAt.getTime() || d.notAfter.getTime() !== planned.notAfter.getTime() || d.scheduleVersion !== version)
-    ) {
-      changes.push({ action: 'retime', id: d.id, planned });
+    if (!d) {
+      changes.push({ action: 'create', planned });
+      continue;
+    }
+    const moved = active.moved === true || d.scheduleVersion !== version;
+    const dueMoved = d.dueAt.getTime() !== planned.dueAt.getTime();
+    if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned });
+    else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved)) {
+      changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });
+    } else if (SETTLED.has(d.state) && moved && planned.dueAt.getTime() > now.getTime() && (active.moved === true || dueMoved)) {
+      changes.push({ action: 'rearm', id: d.id, planned });
     }
   }
   // A kind no longer wanted (the feedback link was removed) is cancelled if not sent yet.

@@ -69,6 +69,8 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
 
     const results: AppointmentUpsertResult[] = [];
     const fresh: { input: AppointmentInput; scheduleId: number; memberId: number }[] = [];
+    // Bookings moved to another class or another student: what they were sent was for another occasion.
+    const moved: number[] = [];
     for (const input of inputs) {
       const scheduleId = schedules.get(input.scheduleExternalId) ?? 0;
       const memberId = members.get(memberKey(channelOf(input), input.student.lineUserId)) ?? 0;
@@ -78,6 +80,7 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
         continue;
       }
       const same = row.schedule_id === scheduleId && row.member_id === memberId && toBool(row.cancelled) === input.cancelled;
+      if (row.schedule_id !== scheduleId || row.member_id !== memberId) moved.push(row.id);
       if (!same) {
         await trx
           .updateTable('appointments')
@@ -106,7 +109,7 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     }
     // Outbox: each new or changed booking gets its deliveries in this same transaction.
     const changed = results.filter((r) => r.outcome !== 'unchanged').map((r) => r.id);
-    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed })));
+    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed, movedAppointmentIds: moved })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });

@@ -232,6 +232,46 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute())).toEqual([]);
   });
 
+  it('a class moved while its link is in flight gets the corrected link at the new time, under a new retry key', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    const stall = w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { kind: 'delay', ms: 5000 } });
+    const engine = w.engine();
+    await engine.start();
+    await w.h.clock.set(new Date('2026-12-01T11:50:00Z'));
+    const running = engine.runOnce();
+    await stall.triggered;
+    await upsertSchedules(
+      w.h.database.db,
+      w.h.clock,
+      [{ externalId: 'c1', title: 'Class c1', startsAt: new Date('2026-12-01T13:00:00Z'), endsAt: new Date('2026-12-01T13:50:00Z'), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false }],
+      { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) },
+    );
+    await w.h.clock.advance(6000); // the old request could not be stopped: LINE took it
+    await running;
+    await w.at('2026-12-01T12:55:00Z');
+    const received = w.received();
+    expect(received.map((r) => r.at)).toEqual(['2026-12-01T11:50:05.000Z', '2026-12-01T12:50:00.000Z']);
+    expect(received[1]?.text).toContain('21:00'); // 13:00 UTC in Asia/Taipei
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts']).execute()).toEqual([{ state: 'sent', attempts: 1 }]);
+  });
+
+  it('a booking moved to another class after its link went out gets the new class\'s link', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'c1-1', scheduleExternalId: 'c2', student: { channel: 'school-a', lineUserId: userId(1) }, cancelled: false }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'pending', attempts: 0, last_error: expect.stringMatching(/owed again.*sent at 2026-12-01T11:50:00.000Z/) });
+    await w.at('2026-12-01T13:55:00Z');
+    expect(w.received().map((r) => [r.at, r.text.includes('/j/c1'), r.text.includes('/j/c2')])).toEqual([
+      ['2026-12-01T11:50:00.000Z', true, false],
+      ['2026-12-01T13:50:00.000Z', false, true],
+    ]);
+  });
+
   it('retries a failed multicast chunk as one request, to the students still owed it', async () => {
     w = await openEngineWorld(dialect);
     const students = Array.from({ length: 30 }, (_, i) => i + 1);

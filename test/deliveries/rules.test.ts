@@ -5,6 +5,8 @@ import { DEFAULT_RULES, plannedDeliveries, reconcileDeliveries } from '../../src
 
 const start = new Date('2026-12-01T12:00:00Z');
 const end = new Date('2026-12-01T12:50:00Z');
+const before = new Date('2026-12-01T09:00:00Z');
+const after = new Date('2026-12-01T13:00:00Z');
 
 describe('due times', () => {
   it('owes the meeting link 10 minutes before the start and the feedback link 10 minutes before the end', () => {
@@ -18,36 +20,58 @@ describe('due times', () => {
     expect(short[1]?.dueAt).toEqual(start);
   });
 
-  it('re-times pending rows, leaves sent ones, cancels and revives', () => {
+  it('re-times pending rows (a new key when the class moved), cancels and revives', () => {
     const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: true }, DEFAULT_RULES);
-    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1 };
-    const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1 };
-    expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '' }, 2)).toEqual([{ action: 'retime', id: 1, planned: wanted[0] }]);
-    expect(reconcileDeliveries([meeting, feedback], wanted, { live: false, reason: 'class cancelled' }, 2)).toEqual([{ action: 'cancel', id: 1, reason: 'class cancelled' }]);
-    expect(reconcileDeliveries([{ ...meeting, state: 'cancelled' }], wanted, { live: true, reason: '' }, 2)).toEqual([
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
+    const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
+    // A change after the fact (everything due in the past) re-sends nothing.
+    expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: false }]);
+    // Tried already (or in flight): the old key was for the old occasion.
+    expect(reconcileDeliveries([{ ...meeting, attempts: 1 }], wanted.slice(0, 1), { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
+    expect(reconcileDeliveries([{ ...meeting, state: 'sending', attempts: 0 }], wanted.slice(0, 1), { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
+    expect(reconcileDeliveries([meeting, feedback], wanted, { live: false, reason: 'class cancelled' }, 2, before)).toEqual([{ action: 'cancel', id: 1, reason: 'class cancelled' }]);
+    expect(reconcileDeliveries([{ ...meeting, state: 'cancelled' }], wanted, { live: true, reason: '' }, 2, before)).toEqual([
       { action: 'revive', id: 1, planned: wanted[0] },
       { action: 'create', planned: wanted[1] },
     ]);
-    expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending' }], wanted.slice(0, 1), { live: true, reason: '' }, 1)).toEqual([
-      { action: 'retime', id: 1, planned: wanted[0] },
+    // Lead times changed, same class (same version): the same message, its key kept.
+    expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending', scheduleVersion: 2 }], wanted.slice(0, 1), { live: true, reason: '' }, 1, before)).toEqual([
+      { action: 'retime', id: 1, planned: wanted[0], newKey: false },
       { action: 'cancel', id: 2, reason: 'no longer wanted (feedback link removed)' },
     ]);
+  });
+
+  it('owes a settled message again when the class moves ahead of it, or the booking moves', () => {
+    const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
+    const due = wanted[0]?.dueAt ?? start;
+    const sentEarlier = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: new Date('2026-12-01T08:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
+    // Moved from 09:00 to 12:00 after its link went out: owed again at the new time.
+    expect(reconcileDeliveries([sentEarlier], wanted, { live: true, reason: '' }, 2, before)).toEqual([{ action: 'rearm', id: 1, planned: wanted[0] }]);
+    for (const state of ['expired', 'failed', 'skipped']) expect(reconcileDeliveries([{ ...sentEarlier, state }], wanted, { live: true, reason: '' }, 2, before)).toHaveLength(1);
+    // The same class, only edited (same version): nothing.
+    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '' }, 2, before)).toEqual([]);
+    // Moved, but the new time is past already: nothing.
+    expect(reconcileDeliveries([sentEarlier], wanted, { live: true, reason: '' }, 2, after)).toEqual([]);
+    // The booking moved to another class at the same time (same due, even the same version number): owed again.
+    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '', moved: true }, 2, before)).toEqual([{ action: 'rearm', id: 1, planned: wanted[0] }]);
+    // A tried, pending message of a moved booking keeps its time but gets a new key.
+    expect(reconcileDeliveries([{ ...sentEarlier, state: 'pending', attempts: 2, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '', moved: true }, 2, before)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
   });
 });
 
 describe('kinds made by events', () => {
   const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
-  const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2 };
-  const replay = { id: 8, kind: 'replay_url' as const, state: 'pending', dueAt: end, notAfter: end, scheduleVersion: 1 };
+  const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2, attempts: 0 };
+  const replay = { id: 8, kind: 'replay_url' as const, state: 'pending', dueAt: end, notAfter: end, scheduleVersion: 1, attempts: 0 };
 
   it('are neither re-timed nor cancelled as unwanted by the booking sync', () => {
-    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1 };
-    expect(reconcileDeliveries([meeting, replay, notice], wanted, { live: true, reason: '' }, 1)).toEqual([]);
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1, attempts: 0 };
+    expect(reconcileDeliveries([meeting, replay, notice], wanted, { live: true, reason: '' }, 1, before)).toEqual([]);
   });
 
   it('a cancelled class keeps its cancellation notice; a cancelled booking loses it', () => {
-    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'class cancelled', bookingCancelled: false }, 2)).toEqual([{ action: 'cancel', id: 8, reason: 'class cancelled' }]);
-    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'booking cancelled', bookingCancelled: true }, 2)).toEqual([
+    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'class cancelled', bookingCancelled: false }, 2, before)).toEqual([{ action: 'cancel', id: 8, reason: 'class cancelled' }]);
+    expect(reconcileDeliveries([replay, notice], wanted, { live: false, reason: 'booking cancelled', bookingCancelled: true }, 2, before)).toEqual([
       { action: 'cancel', id: 8, reason: 'booking cancelled' },
       { action: 'cancel', id: 7, reason: 'booking cancelled' },
     ]);
