@@ -11,9 +11,11 @@ import type { Logger } from '../logger.ts';
 import type { MonitorMetrics } from './metrics.ts';
 
 /**
- * The seed's "does the class reach its minimum headcount": booked (not cancelled) students against
- * the schedule's minParticipants, checked before the meeting is provisioned and again before the
- * meeting link goes out. `notify-only` reports a shortfall; `cancel` calls the class off.
+ * The seed's "does the class reach its minimum headcount" (a check on classes about to start):
+ * booked (not cancelled) students against the schedule's minParticipants. The binding check is the
+ * one before the meeting link goes out: `notify-only` reports a shortfall, `cancel` calls the class
+ * off. The check before provisioning (up to the provisioning horizon ahead, often before any booking
+ * has arrived) only reports, under either policy: a cancellation then would be final and premature.
  */
 export type MinimumPolicy = 'notify-only' | 'cancel';
 
@@ -36,10 +38,10 @@ export interface HeadcountResult {
 
 /**
  * Checks one schedule at one stage, inside one transaction: reads the booked count under the row
- * lock, stores the verdict, and under `cancel` cancels the class (its pending messages are
- * cancelled by the outbox and each booked student is owed a `class_cancelled` message, due now).
- * The provisioner then deletes its meeting, as for any cancelled class. Returns null when the
- * schedule is gone or already cancelled.
+ * lock, stores the verdict, and under `cancel` at the `send` stage cancels the class (its pending
+ * messages are cancelled by the outbox and each booked student is owed a `class_cancelled` message,
+ * due now). The provisioner then deletes its meeting, as for any cancelled class. Returns null when
+ * the schedule is gone or already cancelled.
  */
 export async function checkHeadcount(
   db: Db,
@@ -54,8 +56,11 @@ export async function checkHeadcount(
     const booked = (await bookedCounts(trx, [row.id])).get(row.id) ?? 0;
     const verdict = headcountVerdict(booked, row.min_participants);
     const now = clock.now();
-    const state: HeadcountState = verdict.ok ? 'ok' : o.policy === 'cancel' ? 'cancelled' : 'below_minimum';
-    const reason = verdict.ok ? null : `${verdict.reason} (checked before ${o.stage === 'provision' ? 'provisioning the meeting' : 'sending the meeting link'})`;
+    // Only the check before sending may call the class off (see MinimumPolicy).
+    const cancels = o.policy === 'cancel' && o.stage === 'send';
+    const state: HeadcountState = verdict.ok ? 'ok' : cancels ? 'cancelled' : 'below_minimum';
+    const when = o.stage === 'provision' ? `provisioning the meeting${o.policy === 'cancel' ? '; called off only if still short before the link is sent' : ''}` : 'sending the meeting link';
+    const reason = verdict.ok ? null : `${verdict.reason} (checked before ${when})`;
     const touched: number[] = [];
     await trx
       .updateTable('schedules')

@@ -29,7 +29,7 @@ export interface ProvisionerDeps {
   metrics: Pick<Metrics, 'meetingOutcomes' | 'schedulesWithoutCapacity'>;
   /** Distinguishes this worker's leases (default: host:pid:random). */
   owner?: string;
-  /** The minimum-headcount check before a meeting is made (absent: no check). */
+  /** The early (reporting only) minimum-headcount check before a meeting is made (absent: no check). */
   headcount?: {
     policy: () => MinimumPolicy;
     rules: () => DeliveryRules;
@@ -275,21 +275,20 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       return create({ ...w, state: 'none', meetingId: null });
     };
 
-    /** The first meeting of a class with a minimum waits for the headcount check; `cancel` may call it off. */
+    /**
+     * The first meeting of a class with a minimum is preceded by an early headcount report. It never
+     * calls the class off, whatever the policy: bookings usually arrive after the class enters the
+     * horizon, and only the monitor's check before the link goes out is binding.
+     */
     const createChecked = async (w: MeetingWork): Promise<void> => {
       const hc = deps.headcount;
       if (hc && w.minParticipants > 0 && w.headcountStage === null) {
-        const result = await checkAndReportHeadcount(
+        await checkAndReportHeadcount(
           db,
           clock,
           { scheduleId: w.id, stage: 'provision', policy: hc.policy(), rules: hc.rules() },
           { logger, label: w.externalId, metrics: hc.metrics, onDeliveriesChanged: hc.onDeliveriesChanged },
         );
-        if (result?.state === 'cancelled') {
-          await settle(w, { meeting_state: 'none', meeting_error: result.reason });
-          count('cancelled_below_minimum');
-          return;
-        }
       }
       return create(w);
     };

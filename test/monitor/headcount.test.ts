@@ -1,12 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DeliveryEngine } from '../../src/deliveries/loop.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
-import { checkHeadcount } from '../../src/monitor/headcount.ts';
+import { checkHeadcount, type MinimumPolicy } from '../../src/monitor/headcount.ts';
+import { insertLineChannel } from '../../src/line/channels.ts';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, userId, type EngineWorld } from '../deliveries/world.ts';
-import { openZoomWorld, type ZoomWorld } from '../zoom/world.ts';
+import { openZoomWorld, silent, type ZoomWorld } from '../zoom/world.ts';
 import { monitorOf } from './support.ts';
 
 describe.each(dialects)('minimum headcount on %s', (dialect) => {
@@ -93,22 +94,55 @@ describe.each(dialects)('minimum headcount before provisioning on %s', (dialect)
     await z?.close();
   });
 
-  it.each(['notify-only', 'cancel'] as const)('%s', async (policy) => {
-    z = await openZoomWorld(dialect, [{ label: 'h1', plan: 'licensed' }], { config: { monitor: { minimumPolicy: policy } } });
+  const open = async (policy: MinimumPolicy) => {
+    // Two hosts: the last test's two classes share one start.
+    z = await openZoomWorld(dialect, [{ label: 'h1', plan: 'licensed' }, { label: 'h2', plan: 'licensed' }], { config: { monitor: { minimumPolicy: policy } } });
+    await insertLineChannel(z.database.db, z.box, z.clock, { label: 'OA', slug: 'school-a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
+  };
+  const row = (id: string) =>
+    z.database.db.selectFrom('schedules').select(['cancelled', 'headcount_state', 'headcount_stage', 'meeting_state']).where('external_id', '=', id).executeTakeFirstOrThrow();
+  const book = (id: string, students: number[]) =>
+    upsertAppointments(
+      z.database.db,
+      z.clock,
+      students.map((n) => ({ externalId: `${id}-${n}`, scheduleExternalId: id, student: { channel: 'school-a', lineUserId: userId(n) }, cancelled: false })),
+      { rules: deliveryRules(z.config.current()) },
+    );
+  const notices = () => z.database.db.selectFrom('deliveries').select('id').where('kind', '=', 'class_cancelled').execute();
+
+  it.each(['notify-only', 'cancel'] as const)('%s: reports a class short when its meeting is made, and makes the meeting', async (policy) => {
+    await open(policy);
     await z.schedule('short', '2026-12-01T12:00:00Z', 50, { minParticipants: 2 });
     await z.schedule('free', '2026-12-01T14:00:00Z', 50);
     const report = await z.provisioner().runPass();
-    const short = await z.database.db.selectFrom('schedules').select(['cancelled', 'headcount_state', 'headcount_stage']).where('external_id', '=', 'short').executeTakeFirstOrThrow();
-    expect(short.headcount_stage).toBe('provision');
-    if (policy === 'cancel') {
-      expect(report.outcomes).toEqual({ created: 1, cancelled_below_minimum: 1 });
-      expect(short).toMatchObject({ headcount_state: 'cancelled' });
-      expect(Boolean(short.cancelled)).toBe(true);
-      expect(z.em.meetings()).toHaveLength(1); // only the class without a minimum
-      expect((await z.provisioner().runPass()).claimed).toBe(0);
-    } else {
-      expect(report.outcomes).toEqual({ created: 2 });
-      expect(short).toMatchObject({ headcount_state: 'below_minimum' });
-    }
+    expect(report.outcomes).toEqual({ created: 2 });
+    const short = await row('short');
+    expect(short).toMatchObject({ headcount_state: 'below_minimum', headcount_stage: 'provision', meeting_state: 'ready' });
+    expect(Boolean(short.cancelled)).toBe(false);
+    expect(z.em.meetings()).toHaveLength(2);
+    expect(await notices()).toHaveLength(0);
+  });
+
+  // A class enters the horizon 48 h ahead, usually before its bookings: calling it off then was final.
+  it('cancel: a class made before its bookings arrive is judged before its link goes out', async () => {
+    await open('cancel');
+    await z.schedule('filled', '2026-12-02T20:00:00Z', 50, { minParticipants: 2 });
+    await z.schedule('short', '2026-12-02T20:00:00Z', 50, { minParticipants: 2 });
+    expect((await z.provisioner().runPass()).outcomes).toEqual({ created: 2 });
+    for (const id of ['filled', 'short']) expect(Boolean((await row(id)).cancelled)).toBe(false);
+    expect(await notices()).toHaveLength(0);
+
+    await book('filled', [1, 2]);
+    await book('short', [3]);
+    await z.clock.set(new Date('2026-12-02T19:49:00Z'));
+    const monitor = monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, logger: silent, client: z.client });
+    expect((await monitor.runPass()).headcountChecked).toBe(2);
+    expect(await row('filled')).toMatchObject({ headcount_state: 'ok', headcount_stage: 'send', meeting_state: 'ready' });
+    expect(await row('short')).toMatchObject({ headcount_state: 'cancelled', headcount_stage: 'send' });
+    expect(await notices()).toHaveLength(1); // the one student booked on the class called off
+
+    expect((await z.provisioner().runPass()).outcomes).toEqual({ deleted: 1 });
+    expect(await row('short')).toMatchObject({ meeting_state: 'deleted' });
+    expect(z.em.meetings().filter((m) => !m.deleted)).toHaveLength(1);
   });
 });
