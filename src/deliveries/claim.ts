@@ -131,7 +131,17 @@ export async function expireOverdue(db: Db, clock: Clock): Promise<Record<string
   const now = dbNow(db, clock);
   const rows = await db
     .updateTable('deliveries')
-    .set({ state: 'expired', last_error: 'missed: still unsent when it stopped being useful (service down or no meeting link in time)', lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: clock.now() })
+    .set({
+      state: 'expired',
+      // What went wrong before is kept: "missed" alone would hide a LINE outage, a paused channel or a missing link.
+      last_error: sql<string>`case when state = 'sending'
+        then ${'missed: the worker sending it stopped and its lease ran out after it stopped being useful (LINE may have received it)'}
+        else ${'missed: still unsent when it stopped being useful'} || coalesce(${' (last problem: '} || last_error || ${')'}, ${' (the service was down or behind)'}) end`,
+      lease_owner: null,
+      lease_token: null,
+      lease_expires_at: null,
+      updated_at: clock.now(),
+    })
     .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)])]))
     .where('not_after', '<', now)
     .returning('kind')

@@ -110,7 +110,18 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(row.state).toBe('pending');
     expect(row.last_error).toMatch(/no Zoom meeting link/);
     await w.at('2026-12-01T12:51:00Z');
-    expect((await w.h.database.db.selectFrom('deliveries').select('state').executeTakeFirstOrThrow()).state).toBe('expired');
+    // The reason it expired says what kept it: the missing link, not only "missed".
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'expired', last_error: expect.stringMatching(/^missed: .*last problem: no Zoom meeting link yet for class c1/) });
+  });
+
+  it('expires a delivery left mid-send past its window with a reason that says it may have gone out', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    await w.h.database.db.updateTable('deliveries').set({ state: 'sending', attempts: 1, lease_owner: 'dead', lease_token: 'dead-token', lease_expires_at: new Date('2026-12-01T11:51:00Z') }).execute();
+    await w.at('2026-12-01T12:51:00Z'); // the service was down all along
+    await w.engine().start();
+    expect(w.received()).toEqual([]);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'expired', last_error: expect.stringMatching(/lease ran out.*may have received it/) });
   });
 
   it.each([
