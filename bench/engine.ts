@@ -74,7 +74,7 @@ async function runOne(o: { strategy: 'all-at-once' | 'batched' | 'timing-wheel';
         Array.from({ length: Math.min(5000, o.classes - from) }, (_, k) => ({ externalId: `c${from + k}`, title: `Class ${from + k}`, startsAt: start, endsAt: new Date(start.getTime() + 3_000_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false })),
       );
     }
-    await database.db.updateTable('schedules').set({ join_url: 'https://zoom.example.com/j/123456789', meeting_state: 'ready' }).execute();
+    await database.db.updateTable('schedules').set((eb) => ({ join_url: 'https://zoom.example.com/j/123456789', meeting_state: 'ready', meeting_version: eb.ref('version') })).execute();
     const perClass = Math.max(1, Math.round(o.appointments / o.classes));
     for (let from = 0; from < o.appointments; from += 5000) {
       await upsertAppointments(

@@ -38,7 +38,7 @@ export async function loadSendContexts(db: Db, claimed: readonly ClaimedDelivery
   for (const chunk of chunked([...new Set([...appointments.values()].map((a) => a.scheduleId))])) {
     const rows = await db
       .selectFrom('schedules')
-      .select(['id', 'external_id', 'title', 'starts_at', 'ends_at', 'cancelled', 'version', 'join_url', 'feedback_url', 'meeting_state', 'monitor_reason'])
+      .select(['id', 'external_id', 'title', 'starts_at', 'ends_at', 'cancelled', 'version', 'join_url', 'meeting_version', 'feedback_url', 'meeting_state', 'monitor_reason'])
       .where('id', 'in', chunk)
       .execute();
     for (const r of rows) {
@@ -52,6 +52,7 @@ export async function loadSendContexts(db: Db, claimed: readonly ClaimedDelivery
           cancelled: toBool(r.cancelled),
           version: r.version,
           joinUrl: r.join_url,
+          meetingVersion: r.meeting_version,
           feedbackUrl: r.feedback_url,
         },
         endedEarly: r.meeting_state === 'ended_empty' ? `class ended early: ${r.monitor_reason ?? 'no student joined'}` : null,

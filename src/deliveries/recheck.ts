@@ -8,7 +8,19 @@ export interface SendContext {
   dueAt: Date;
   notAfter: Date;
   scheduleVersion: number;
-  schedule: { id: number; externalId: string; title: string; startsAt: Date; endsAt: Date; cancelled: boolean; version: number; joinUrl: string | null; feedbackUrl: string | null };
+  schedule: {
+    id: number;
+    externalId: string;
+    title: string;
+    startsAt: Date;
+    endsAt: Date;
+    cancelled: boolean;
+    version: number;
+    joinUrl: string | null;
+    /** The schedule version the meeting was made or moved for: a link for another is not sent. */
+    meetingVersion: number | null;
+    feedbackUrl: string | null;
+  };
   appointmentCancelled: boolean;
   member: { id: number; lineUserId: string; following: FollowingStatus };
   channel: { id: number; enabled: boolean; pausedUntil: Date | null };
@@ -50,10 +62,14 @@ export function recheck(c: SendContext, now: Date): Verdict {
     return { send: true, link: c.replayLink };
   }
   if (c.endedEarly) return { send: false, completion: { state: 'cancelled', reason: c.endedEarly } };
-  const link = c.kind === 'meeting_url' ? c.schedule.joinUrl : c.schedule.feedbackUrl;
+  if (c.kind === 'feedback_url') return c.schedule.feedbackUrl ? { send: true, link: c.schedule.feedbackUrl } : { send: false, completion: { state: 'skipped', reason: 'the class has no feedback link' } };
+  // A link to a meeting still at the class's old time (the provisioner has not moved it yet, or
+  // will re-create it elsewhere) would be dead or wrong: wait for the meeting of this version.
+  const link = c.schedule.meetingVersion === c.schedule.version ? c.schedule.joinUrl : null;
   if (!link) {
-    if (c.kind === 'feedback_url') return { send: false, completion: { state: 'skipped', reason: 'the class has no feedback link' } };
-    const reason = `no Zoom meeting link yet for class ${c.schedule.externalId} (meeting provisioning must have failed)`;
+    const reason = c.schedule.joinUrl
+      ? `the Zoom meeting of class ${c.schedule.externalId} is not at its new time yet (made for version ${c.schedule.meetingVersion ?? 'unknown'}, the class is at ${c.schedule.version})`
+      : `no Zoom meeting link yet for class ${c.schedule.externalId} (meeting provisioning must have failed)`;
     return { send: false, completion: { state: 'pending', afterMs: NO_LINK_RETRY_MS, reason, countAttempt: false }, alert: reason };
   }
   return { send: true, link };

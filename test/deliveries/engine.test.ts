@@ -56,6 +56,7 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
       [{ externalId: 'c1', title: 'Class c1', startsAt: new Date('2026-12-01T13:00:00Z'), endsAt: new Date('2026-12-01T13:50:00Z'), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false }],
       { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) },
     );
+    await w.meetingMoved('c1');
     await w.at('2026-12-01T12:30:00Z');
     expect(w.received()).toEqual([]);
     await w.at('2026-12-01T12:50:00Z');
@@ -243,6 +244,25 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute())).toEqual([]);
   });
 
+  it('holds the link of a moved class until its meeting is moved too, then sends the new one', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await upsertSchedules(
+      w.h.database.db,
+      w.h.clock,
+      [{ externalId: 'c1', title: 'Class c1', startsAt: new Date('2026-12-01T13:00:00Z'), endsAt: new Date('2026-12-01T13:50:00Z'), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false }],
+      { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) },
+    );
+    await w.at('2026-12-01T12:51:00Z');
+    expect(w.received()).toEqual([]);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'pending', last_error: expect.stringMatching(/not at its new time yet/) });
+    await w.meetingMoved('c1');
+    await w.at('2026-12-01T12:52:00Z');
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:52:00.000Z']); // the next look, a minute on
+  });
+
   it('a class moved while its link is in flight gets the corrected link at the new time, under a new retry key', async () => {
     w = await openEngineWorld(dialect);
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
@@ -260,6 +280,7 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     );
     await w.h.clock.advance(6000); // the old request could not be stopped: LINE took it
     await running;
+    await w.meetingMoved('c1');
     await w.at('2026-12-01T12:55:00Z');
     const received = w.received();
     expect(received.map((r) => r.at)).toEqual(['2026-12-01T11:50:05.000Z', '2026-12-01T12:50:00.000Z']);

@@ -50,7 +50,7 @@ describe.runIf(TEST_DATABASE_URL)('engine replicas on postgres', () => {
         clock,
         Array.from({ length: classes }, (_, i) => ({ externalId: `c${i}`, title: `Class ${i}`, startsAt: start, endsAt: new Date(start.getTime() + 3_000_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false })),
       );
-      await database.db.updateTable('schedules').set({ join_url: 'https://zoom.example.com/j/1', meeting_state: 'ready' }).execute();
+      await database.db.updateTable('schedules').set((eb) => ({ join_url: 'https://zoom.example.com/j/1', meeting_state: 'ready', meeting_version: eb.ref('version') })).execute();
       for (let from = 0; from < classes * 5; from += 5000) {
         await upsertAppointments(
           database.db,

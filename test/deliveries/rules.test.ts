@@ -85,7 +85,7 @@ describe('the check before sending', () => {
     dueAt: new Date('2026-12-01T11:50:00Z'),
     notAfter: end,
     scheduleVersion: 3,
-    schedule: { id: 1, externalId: 'c1', title: 't', startsAt: start, endsAt: end, cancelled: false, version: 3, joinUrl: 'https://zoom.example/j/1', feedbackUrl: null },
+    schedule: { id: 1, externalId: 'c1', title: 't', startsAt: start, endsAt: end, cancelled: false, version: 3, joinUrl: 'https://zoom.example/j/1', meetingVersion: 3, feedbackUrl: null },
     appointmentCancelled: false,
     member: { id: 1, lineUserId: 'U1', following: 'following' },
     channel: { id: 1, enabled: true, pausedUntil: null },
@@ -103,6 +103,8 @@ describe('the check before sending', () => {
     ['disabled channel', { ...base, channel: { ...base.channel, enabled: false } }, { state: 'skipped' }],
     ['paused channel', { ...base, channel: { ...base.channel, pausedUntil: new Date('2026-12-01T12:00:00Z') } }, { state: 'pending', afterMs: 600_000 }],
     ['no meeting link yet', { ...base, schedule: { ...base.schedule, joinUrl: null } }, { state: 'pending', afterMs: 60_000 }],
+    ['a meeting not moved to the class time yet', { ...base, schedule: { ...base.schedule, meetingVersion: 2 } }, { state: 'pending', afterMs: 60_000, reason: expect.stringMatching(/not at its new time yet/) }],
+    ['a meeting of unknown version', { ...base, schedule: { ...base.schedule, meetingVersion: null } }, { state: 'pending', afterMs: 60_000 }],
     ['no feedback link', { ...base, kind: 'feedback_url' as const }, { state: 'skipped' }],
   ])('%s', (_name, context, expected) => {
     const verdict = recheck(context, now);

@@ -18,6 +18,8 @@ export interface EngineWorld {
   engine(owner?: string): DeliveryEngine;
   /** A class on channel school-a with a meeting link, booked by `students` (user numbers). */
   klass(id: string, startsAt: string, minutes: number, students: number[], extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null; minParticipants?: number }): Promise<void>;
+  /** What the provisioner does after a class moved: its meeting is moved to the new time (the new version). */
+  meetingMoved(id: string): Promise<void>;
   received(): { to: string; text: string; at: string }[];
   /** Moves virtual time (firing timers on the way) and waits until every engine is idle. */
   at(iso: string): Promise<void>;
@@ -85,7 +87,7 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
       );
       await h.database.db
         .updateTable('schedules')
-        .set({ join_url: extra.joinUrl === undefined ? `https://zoom.example.com/j/${id}` : extra.joinUrl, meeting_state: 'ready' })
+        .set((eb) => ({ join_url: extra.joinUrl === undefined ? `https://zoom.example.com/j/${id}` : extra.joinUrl, meeting_state: 'ready', meeting_version: eb.ref('version') }))
         .where('external_id', '=', id)
         .execute();
       if (students.length) {
@@ -96,6 +98,9 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
           { rules },
         );
       }
+    },
+    async meetingMoved(id) {
+      await h.database.db.updateTable('schedules').set((eb) => ({ meeting_version: eb.ref('version') })).where('external_id', '=', id).execute();
     },
     received() {
       return h.emulator.received().map((r) => {

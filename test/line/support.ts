@@ -165,6 +165,7 @@ export async function createDelivery(
       cancelled: false,
       version: 1,
       meeting_state: 'ready',
+      meeting_version: 1,
       join_url: input.joinUrl ?? 'https://zoom.us/j/81234567890?pwd=abc',
       created_at: now,
       updated_at: now,
