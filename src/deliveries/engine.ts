@@ -67,6 +67,8 @@ export interface EngineDeps {
 export interface PageReport {
   claimed: number;
   byState: Record<string, number>;
+  /** The earliest instant (ms) a delivery of this page was put back to be retried, if any. */
+  nextRetryAt?: number;
 }
 
 /** What one round did: its pages, and what it expired first. */
@@ -136,12 +138,13 @@ export function createSendPath(deps: EngineDeps) {
   };
 
   /** Processes what a claim returned; resolves when every delivery has an outcome. */
-  const processClaimed = async (claimed: readonly ClaimedDelivery[], token: string): Promise<Record<string, number>> => {
-    const byState: Record<string, number> = {};
-    const count = (state: string, n = 1): void => {
-      byState[state] = (byState[state] ?? 0) + n;
+  const processClaimed = async (claimed: readonly ClaimedDelivery[], token: string): Promise<PageReport> => {
+    const report: PageReport = { claimed: claimed.length, byState: {} };
+    const count = (c: Completion, n = 1): void => {
+      report.byState[c.state] = (report.byState[c.state] ?? 0) + n;
+      if (c.state === 'pending') report.nextRetryAt = Math.min(report.nextRetryAt ?? Infinity, clock.now().getTime() + c.afterMs);
     };
-    if (claimed.length === 0) return byState;
+    if (claimed.length === 0) return report;
     const settings = deps.settings();
     // One renewal at a time, the next a third of a lease after the last one landed: two in flight
     // could land out of order and move the expiry back. A renewal that fails is not fatal (if the
@@ -168,8 +171,9 @@ export function createSendPath(deps: EngineDeps) {
         metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
         const context = contexts.get(d.id);
         if (!context) {
-          await settle([d.id], token, { state: 'failed', reason: 'its booking no longer exists' }, due);
-          count('failed');
+          const gone: Completion = { state: 'failed', reason: 'its booking no longer exists' };
+          await settle([d.id], token, gone, due);
+          count(gone);
           continue;
         }
         const verdict = recheck(context, now);
@@ -179,7 +183,7 @@ export function createSendPath(deps: EngineDeps) {
             metrics.alerts.inc({ reason: 'no_meeting_link' });
           }
           await settle([d.id], token, verdict.completion, due);
-          count(verdict.completion.state);
+          count(verdict.completion);
           continue;
         }
         const key = `${context.channel.id}:${context.schedule.id}:${context.kind}`;
@@ -187,8 +191,9 @@ export function createSendPath(deps: EngineDeps) {
         if (!group) {
           const built = sender.messagesFor(context, verdict.link);
           if (!built.ok) {
-            await settle([d.id], token, { state: 'failed', reason: built.reason }, due);
-            count('failed');
+            const unbuilt: Completion = { state: 'failed', reason: built.reason };
+            await settle([d.id], token, unbuilt, due);
+            count(unbuilt);
             continue;
           }
           group = { channelId: context.channel.id, messages: built.messages, units: [], members: new Set() };
@@ -240,12 +245,12 @@ export function createSendPath(deps: EngineDeps) {
           const outcome = await request.call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
           const c = outcomeToCompletion(outcome, clock.now());
           await settle(request.units.map((u) => u.deliveryId), token, c, due);
-          count(c.state, request.units.length);
+          count(c, request.units.length);
         }),
       );
       await Promise.all(jobs);
       await flushSent(token);
-      return byState;
+      return report;
     } finally {
       finished = true;
       if (hb) clock.clearTimeout(hb);
@@ -269,8 +274,7 @@ export function createSendPath(deps: EngineDeps) {
     async claimAndSend(limit: number, ids?: readonly number[]): Promise<PageReport> {
       const token = randomUUID();
       const claimed = await claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) });
-      const byState = await processClaimed(claimed, token);
-      return { claimed: claimed.length, byState };
+      return processClaimed(claimed, token);
     },
     release: () => releaseClaims(db, owner),
   };

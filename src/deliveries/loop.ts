@@ -44,6 +44,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   let busy = false;
   let again = false;
   let stopped = true;
+  /** Cron trigger: the earliest retry this process put back (a failure's backoff must not wait for the next tick). */
+  let retryAt: number | undefined;
   /** When the last round ran, if it claimed nothing (undefined if it claimed something). */
   let idleRoundAt: number | undefined;
 
@@ -53,6 +55,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const total: DrainReport = { claimed: 0, byState: {}, expired: await sendPath.expire() };
     const add = (r: PageReport): void => {
       total.claimed += r.claimed;
+      if (r.nextRetryAt !== undefined) total.nextRetryAt = Math.min(total.nextRetryAt ?? Infinity, r.nextRetryAt);
       for (const [k, v] of Object.entries(r.byState)) total.byState[k] = (total.byState[k] ?? 0) + v;
     };
     if (s.strategy === 'timing-wheel') {
@@ -105,6 +108,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
           again = false;
           report = await drainByStrategy();
           idleRoundAt = report.claimed === 0 ? clock.now().getTime() : undefined;
+          const waiting = retryAt !== undefined && retryAt > clock.now().getTime() ? retryAt : undefined;
+          retryAt = report.nextRetryAt === undefined ? waiting : Math.min(waiting ?? Infinity, report.nextRetryAt);
           if (report.claimed) logger.info({ ...report }, 'deliveries sent');
         } while (again && !stopped);
       } catch (error) {
@@ -150,7 +155,10 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const now = clock.now().getTime();
     let at: number;
     if (s.trigger === 'cron') {
-      at = nextCronTick(s.cron, s.timeZone, new Date(now))?.getTime() ?? now + s.pollMs;
+      // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
+      // yet) is owed already and goes out after its backoff, not at the next tick.
+      if (retryAt !== undefined && retryAt <= now) retryAt = undefined;
+      at = Math.min(nextCronTick(s.cron, s.timeZone, new Date(now))?.getTime() ?? now + s.pollMs, retryAt ?? Infinity);
     } else if (s.strategy === 'timing-wheel') {
       at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
     } else {

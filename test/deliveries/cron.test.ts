@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { nextCronTick } from '../../src/deliveries/cron.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { dialects } from '../support/databases.ts';
-import { openEngineWorld, type EngineWorld } from './world.ts';
+import { openEngineWorld, userId, type EngineWorld } from './world.ts';
 
 const ticks = (pattern: string, zone: string, from: string, n: number): string[] => {
   const out: string[] = [];
@@ -75,5 +75,21 @@ describe.each(dialects)('cron trigger on %s', (dialect) => {
       ['1', '2026-12-01T11:50:00.000Z'],
       ['2', '2026-12-01T12:20:00.000Z'],
     ]);
+  });
+
+  it('retries what failed at a tick after its backoff, not at the next tick', async () => {
+    w = await openEngineWorld(dialect, { notifications: { trigger: 'cron' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T12:05:00Z', 50, [2], { feedbackUrl: null }); // due between ticks
+    w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { status: 500 } });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.h.emulator.requests().map((r) => r.status)).toEqual([500, 200]);
+    const sent = w.received();
+    expect(sent.map((r) => r.to)).toEqual([userId(1)]);
+    expect(Date.parse(sent[0]?.at ?? '')).toBeLessThan(Date.parse('2026-12-01T11:50:30Z'));
+    await w.at('2026-12-01T12:19:59Z');
+    expect(w.received()).toHaveLength(1); // what was not due at the tick still waits for the next one
   });
 });
