@@ -151,11 +151,15 @@ export async function expireOverdue(db: Db, clock: Clock): Promise<Record<string
   return out;
 }
 
-/** Graceful shutdown: our unfinished claims go back to pending at once (no waiting for lease expiry). */
+/**
+ * Graceful shutdown: our unfinished claims go back to pending at once (no waiting for lease expiry).
+ * Their attempt stays counted: the request may have been made (a first attempt in a multicast chunk
+ * must be resent as that chunk, under its key, never planned into a new one).
+ */
 export async function releaseClaims(db: Db, owner: string): Promise<number> {
   const result = await db
     .updateTable('deliveries')
-    .set((eb) => ({ state: 'pending', lease_owner: null, lease_token: null, lease_expires_at: null, attempts: eb('attempts', '-', 1) }))
+    .set({ state: 'pending', lease_owner: null, lease_token: null, lease_expires_at: null })
     .where('lease_owner', '=', owner)
     .where('state', '=', 'sending')
     .executeTakeFirst();

@@ -248,8 +248,12 @@ export function createSendPath(deps: EngineDeps) {
           count(c, request.units.length);
         }),
       );
-      await Promise.all(jobs);
+      // Every request runs to its end and every sent outcome is written even if one write failed:
+      // stopping early would leave requests LINE took unrecorded while the page's lease is let go.
+      const settled = await Promise.allSettled(jobs);
       await flushSent(token);
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
       return report;
     } finally {
       finished = true;

@@ -323,6 +323,31 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(states.filter((r) => r.state === 'cancelled')).toHaveLength(1);
   });
 
+  it('a multicast whose outcome could not be written is resent as its chunk after a restart, never in a new one', async () => {
+    w = await openEngineWorld(dialect);
+    const students = Array.from({ length: 30 }, (_, i) => i + 1);
+    await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
+    // The database refuses to record the deliveries as sent (a real failure, in the real database).
+    if (dialect === 'sqlite') {
+      await sql`create trigger refuse_sent before update of state on deliveries when new.state = 'sent' begin select raise(abort, 'refused'); end`.execute(w.h.database.db);
+    } else {
+      await sql`create function refuse_sent() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$`.execute(w.h.database.db);
+      await sql`create trigger refuse_sent before update of state on deliveries for each row when (new.state = 'sent') execute function refuse_sent()`.execute(w.h.database.db);
+    }
+    const first = w.engine('worker-a');
+    await first.start();
+    await w.at('2026-12-01T11:50:00Z');
+    expect(w.h.logs.some((l) => l.includes('delivery round failed'))).toBe(true);
+    await first.stop(); // hands its claims back
+    await sql`drop trigger refuse_sent${sql.raw(dialect === 'sqlite' ? '' : ' on deliveries')}`.execute(w.h.database.db);
+    await w.engine('worker-b').start();
+    await w.advance(60_000);
+    // LINE took the chunk the first time: the restart resends nothing and records everyone sent.
+    expect(w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`)).toEqual(['multicast 200']);
+    expect(w.received().flatMap((r) => r.to.split(',')).sort()).toEqual(students.map(userId).sort());
+    expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute()).length).toBe(0);
+  });
+
   it('a student booked twice into a big class gets both deliveries, never twice in one chunk, and the page is not held back', async () => {
     w = await openEngineWorld(dialect);
     const students = Array.from({ length: 400 }, (_, i) => i + 1);
