@@ -23,6 +23,8 @@ export interface SendUnit {
   channelId: number;
   retryKey: string;
   attempt: number;
+  /** Its due time: its first attempt was made at or after it (LINE keeps a retry key 24 hours). */
+  dueAt: Date;
 }
 
 /** One retry request: the deliveries it settles, and on which of the channel's rate limits it goes. */
@@ -207,7 +209,7 @@ export function createSendPath(deps: EngineDeps) {
           groups.set(`${key}#${copy}`, group);
         }
         group.members.add(context.member.id);
-        group.units.push({ deliveryId: d.id, memberId: context.member.id, lineUserId: context.member.lineUserId, following: context.member.following, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts });
+        group.units.push({ deliveryId: d.id, memberId: context.member.id, lineUserId: context.member.lineUserId, following: context.member.following, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts, dueAt: d.dueAt });
       }
 
       const byChannel = new Map<number, { messages: OutMessage[]; units: SendUnit[] }[]>();

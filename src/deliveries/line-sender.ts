@@ -51,7 +51,8 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
       const byChunk = new Map<number, SendUnit[]>();
       for (const { unit, messages } of items) {
         const chunk = chunkOf.get(unit.deliveryId);
-        if (chunk === undefined) out.push({ units: [unit], endpoint: 'push', call: () => sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages, attempt: unit.attempt }) });
+        // Counting LINE's retry-key window from the due time errs on the safe side: the first attempt was no earlier.
+        if (chunk === undefined) out.push({ units: [unit], endpoint: 'push', call: () => sendPush(send, { memberId: unit.memberId, retryKey: unit.retryKey, messages, attempt: unit.attempt, firstAttemptAt: unit.dueAt }) });
         else {
           const units = byChunk.get(chunk) ?? [];
           units.push(unit);

@@ -348,6 +348,20 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute()).length).toBe(0);
   });
 
+  it('does not retry a push past LINE\'s 24-hour memory of its retry key: it fails with the reason instead', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1]);
+    // The feedback link (due 12:40, useful for 24 h after the end) was tried and failed ambiguously
+    // twice; it is still retrying 23.5 hours after it was due.
+    await w.h.database.db.updateTable('deliveries').set({ state: 'expired' }).where('kind', '=', 'meeting_url').execute();
+    await w.h.database.db.updateTable('deliveries').set({ attempts: 2, last_error: 'LINE timed out' }).where('kind', '=', 'feedback_url').execute();
+    await w.at('2026-12-02T12:10:00Z');
+    await w.h.database.db.updateTable('deliveries').set({ available_at: new Date('2026-12-02T12:10:00Z') }).where('kind', '=', 'feedback_url').execute();
+    await w.engine().start();
+    expect(w.received()).toEqual([]);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).where('kind', '=', 'feedback_url').executeTakeFirstOrThrow()).toMatchObject({ state: 'failed', last_error: expect.stringMatching(/over 23 h ago.*could deliver twice/) });
+  });
+
   it('a student booked twice into a big class gets both deliveries, never twice in one chunk, and the page is not held back', async () => {
     w = await openEngineWorld(dialect);
     const students = Array.from({ length: 400 }, (_, i) => i + 1);
