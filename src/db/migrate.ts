@@ -39,7 +39,32 @@ async function migrationSchema(db: Db, dialect: Dialect): Promise<{ migrationTab
   return schema ? { migrationTableSchema: schema } : {};
 }
 
+/**
+ * Kysely's Migrator finds its tables by reading the catalog of every schema in the database. A schema
+ * dropped while it reads (another deployment sharing the database; our tests drop one per test) makes
+ * it fail with "schema … does not exist". So it runs on one connection holding the shared side of
+ * this advisory lock; whoever drops a schema takes the exclusive side (`pg_advisory_lock`) first.
+ */
+export const CATALOG_LOCK_KEY = 73_512_026;
+
+async function withCatalogLock<T>(db: Db, fn: (db: Db) => Promise<T>): Promise<T> {
+  if (dialectOf(db) !== 'postgres') return fn(db);
+  // One connection for the lock and the work (a pool of one, as `scheduler migrate` uses, must not wait on itself).
+  return db.connection().execute(async (conn) => {
+    await sql`select pg_advisory_lock_shared(${CATALOG_LOCK_KEY})`.execute(conn);
+    try {
+      return await fn(conn);
+    } finally {
+      await sql`select pg_advisory_unlock_shared(${CATALOG_LOCK_KEY})`.execute(conn);
+    }
+  });
+}
+
 export async function migrate(db: Db, dialect: Dialect): Promise<MigrationReport> {
+  return withCatalogLock(db, (conn) => migrateOn(conn, dialect));
+}
+
+async function migrateOn(db: Db, dialect: Dialect): Promise<MigrationReport> {
   const migrator = new Migrator({
     db,
     ...(await migrationSchema(db, dialect)),
@@ -63,6 +88,10 @@ export async function migrate(db: Db, dialect: Dialect): Promise<MigrationReport
 
 /** Names of migrations not yet applied (readiness check). */
 export async function pendingMigrations(db: Db): Promise<string[]> {
+  return withCatalogLock(db, pendingOn);
+}
+
+async function pendingOn(db: Db): Promise<string[]> {
   const migrator = new Migrator({
     db,
     ...(await migrationSchema(db, dialectOf(db))),

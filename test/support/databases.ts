@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { openDatabase, type Database, type Dialect } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrate.ts';
+import { CATALOG_LOCK_KEY, migrate } from '../../src/db/migrate.ts';
 
 /**
  * The dialects every DB test runs on: SQLite always; PostgreSQL when TEST_DATABASE_URL is set.
@@ -34,7 +34,15 @@ export async function openTestDatabase(dialect: Dialect): Promise<TestDatabase> 
     url: TEST_DATABASE_URL,
     schema,
     close: async () => {
-      await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(database.db);
+      // Not while another test's migration reads the catalog of every schema (see CATALOG_LOCK_KEY).
+      await database.db.connection().execute(async (conn) => {
+        await sql`select pg_advisory_lock(${CATALOG_LOCK_KEY})`.execute(conn);
+        try {
+          await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(conn);
+        } finally {
+          await sql`select pg_advisory_unlock(${CATALOG_LOCK_KEY})`.execute(conn);
+        }
+      });
       await database.close();
     },
   };
