@@ -155,7 +155,10 @@ export const configSchema = z.strictObject({
         .prefault({}),
       quota: z
         .strictObject({
-          /** Day boundary for the request counters (Zoom resets its daily limits at 00:00 UTC). */
+          /**
+           * Day boundary of the per-account request counters (the basic accounts' daily caps). Per-host
+           * meeting writes are always counted by UTC day: Zoom resets that limit at 00:00 UTC.
+           */
           timezone: timeZoneSchema.default('UTC'),
           /** Meeting creates + updates per host per day we allow ourselves (Zoom's limit is 100). */
           hostMeetingWrites: z.int().min(1).max(100).default(90),

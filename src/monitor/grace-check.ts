@@ -4,7 +4,7 @@ import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { quotaDay } from '../zoom/allocation.ts';
+import { hostWriteDay } from '../zoom/allocation.ts';
 import { readZoomCredentials } from '../zoom/accounts.ts';
 import type { ZoomClient } from '../zoom/client.ts';
 import { isMeetingGone, ZoomError } from '../zoom/errors.ts';
@@ -174,7 +174,7 @@ async function endEmpty(deps: GraceCheckDeps, creds: ZoomCredentials, w: GraceWo
     if (step === 'done') return 'meeting ended and deleted';
     if (step === 'lock-out') {
       // A PATCH is a meeting update: it counts against the host's 100 a day like any other.
-      if (w.accountId !== null) await spendHostWrite(deps.db, w.accountId, quotaDay(clock.now(), deps.config.current().zoom.quota.timezone), Number.MAX_SAFE_INTEGER);
+      if (w.accountId !== null) await spendHostWrite(deps.db, w.accountId, hostWriteDay(clock.now()), Number.MAX_SAFE_INTEGER);
       await client.updateMeeting(creds, w.meetingId, { settings: { join_before_host: false } });
       return 'meeting ended; Zoom refused to delete it (3007), so join before host was turned off';
     }

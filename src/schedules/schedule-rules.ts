@@ -30,20 +30,19 @@ export function checkSchedule(input: ScheduleInput, prefix = ''): DomainError[] 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
 
 /**
- * What a PUT does to an existing schedule. The version moves whenever the time or the cancelled flag
- * changes: meetings and deliveries remember the version they were made for, so a moved class is
- * re-provisioned and its messages re-timed rather than sent at the old time.
+ * What a PUT does to an existing schedule. The version moves whenever the time, the cancelled flag or
+ * the trial flag changes: meetings and deliveries remember the version they were made for, so a moved
+ * class is re-provisioned and its messages re-timed rather than sent at the old time. The trial flag
+ * decides which host plan the meeting needs (a trial may sit on a basic host, a regular class belongs
+ * on a licensed one), so its meeting must be looked at again too.
  */
 export function planScheduleUpdate(existing: ScheduleFields, input: ScheduleInput): { outcome: UpsertOutcome; version: number } {
-  const timingChanged =
+  const meetingChanged =
     existing.startsAt.getTime() !== input.startsAt.getTime() ||
     existing.endsAt.getTime() !== input.endsAt.getTime() ||
-    existing.cancelled !== input.cancelled;
-  const otherChanged =
-    existing.title !== input.title ||
-    existing.trial !== input.trial ||
-    existing.minParticipants !== input.minParticipants ||
-    existing.feedbackUrl !== input.feedbackUrl;
-  if (!timingChanged && !otherChanged) return { outcome: 'unchanged', version: existing.version };
-  return { outcome: 'updated', version: timingChanged ? existing.version + 1 : existing.version };
+    existing.cancelled !== input.cancelled ||
+    existing.trial !== input.trial;
+  const otherChanged = existing.title !== input.title || existing.minParticipants !== input.minParticipants || existing.feedbackUrl !== input.feedbackUrl;
+  if (!meetingChanged && !otherChanged) return { outcome: 'unchanged', version: existing.version };
+  return { outcome: 'updated', version: meetingChanged ? existing.version + 1 : existing.version };
 }

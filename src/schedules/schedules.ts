@@ -128,11 +128,12 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
 }
 
 /**
- * A moved (or revived) class is a new occasion: it is checked again at its new time, and a class
- * ended early as empty (its meeting deleted at Zoom) gets a new meeting rather than staying ended.
+ * A moved (or revived) class is a new occasion: it is checked again at its new time, its meeting
+ * work starts afresh (no backoff left from failures at the old time), and a class ended early as
+ * empty (its meeting deleted at Zoom) gets a new meeting rather than staying ended.
  */
 function afterMove(row: Selectable<SchedulesTable>) {
-  const fresh = { monitor_state: null, monitor_reason: null, monitor_checked_at: null, headcount_stage: null };
+  const fresh = { monitor_state: null, monitor_reason: null, monitor_checked_at: null, headcount_stage: null, meeting_attempts: 0, meeting_retry_at: null };
   if (row.meeting_state !== 'ended_empty') return fresh;
   return {
     ...fresh,

@@ -138,6 +138,14 @@ export function nextUtcMidnight(now: Date): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1));
 }
 
+/**
+ * The day (YYYY-MM-DD) a meeting create/update counts against a host's 100 a day: Zoom resets that
+ * limit at 00:00 UTC, whatever `zoom.quota.timezone` says, so the host budget must follow UTC days.
+ */
+export function hostWriteDay(instant: Date): string {
+  return instant.toISOString().slice(0, 10);
+}
+
 /** The counters' day (YYYY-MM-DD) of `instant` in `timeZone`. */
 export function quotaDay(instant: Date, timeZone: string): string {
   const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(instant);

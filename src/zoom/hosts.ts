@@ -72,7 +72,7 @@ export interface Reservation {
   hostId: number;
   windowStart: Date;
   windowEnd: Date;
-  /** Quota day of the meeting write this reservation spends. */
+  /** UTC day (`hostWriteDay`) of the meeting write this reservation spends: Zoom resets it at 00:00 UTC. */
   day: string;
   writeCap: number;
   leaseOwner: string;

@@ -83,11 +83,13 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
           // A null meeting_version (version unknown) needs work too: `null <> version` is never true.
+          // A move that failed waits out its backoff: each try spends a write of the host's daily budget.
           eb.and([
             eb('cancelled', '=', false),
             eb('meeting_state', '=', 'ready'),
             eb.or([eb('meeting_version', 'is', null), eb('meeting_version', '<>', eb.ref('version'))]),
             eb('ends_at', '>', o.now),
+            eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
           eb.and([eb('cancelled', '=', true), eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting'])]),
           eb.and([

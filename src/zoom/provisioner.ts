@@ -8,7 +8,7 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { describeNoCapacity, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
+import { describeNoCapacity, hostWriteDay, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
 import type { ZoomClient } from './client.ts';
 import { ZoomError } from './errors.ts';
 import { countNoCapacity, loadHost, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
@@ -53,6 +53,19 @@ export interface Provisioner {
 }
 
 const MAX_HOST_TRIES = 6;
+/** Longest wait between tries of a schedule whose meeting work keeps failing (unless retryDelay is longer). */
+const MAX_FAILURE_BACKOFF_MS = 2 * 60 * 60_000;
+
+/**
+ * Wait before the next try after `attempts` failures in a row (this one included): retryDelay,
+ * doubling with each failure, up to MAX_FAILURE_BACKOFF_MS. A create or a move spends a write of the
+ * host's 100 a day before Zoom is asked, so a failure that repeats (Zoom refusing to move a class
+ * that is live, say) must not be tried every pass: at most about 16 writes a day instead of 288.
+ */
+export function failureBackoffMs(retryDelayMs: number, attempts: number): number {
+  const doubled = retryDelayMs * 2 ** Math.min(Math.max(0, attempts - 1), 20);
+  return Math.min(doubled, Math.max(retryDelayMs, MAX_FAILURE_BACKOFF_MS));
+}
 /** Zoom's listing may lag a create: an intent whose meeting is not listed is given up on only this long after it. */
 const LISTING_LAG_MS = 5 * 60_000;
 
@@ -68,7 +81,9 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const cfg = zoomCfg();
     const now = clock.now();
     const settings: MeetingSettings = { ...cfg.meeting, basic: cfg.basic };
-    const day = quotaDay(now, cfg.quota.timezone);
+    // Host writes by UTC day (Zoom's reset); the account counters by the configured day.
+    const day = hostWriteDay(now);
+    const accountDay = quotaDay(now, cfg.quota.timezone);
     const horizonEnd = new Date(now.getTime() + cfg.provisioning.horizon.ms);
     const work = await claimMeetingWork(db, { owner, now, horizonEnd, leaseMs: cfg.provisioning.lease.ms, limit: cfg.provisioning.batchSize });
     const outcomes: Record<string, number> = {};
@@ -79,7 +94,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     // A snapshot for ranking; reserveHost re-checks every choice under a lock.
     const windows = await reservedWindows(db, now, new Date(horizonEnd.getTime() + 86_400_000));
     const writes = await hostWritesOn(db, day);
-    const usage = await accountUsageOn(db, day);
+    const usage = await accountUsageOn(db, accountDay);
     const states = new Map<number, HostState>(
       pool.map((h) => [
         h.id,
@@ -114,9 +129,11 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const settle = (w: MeetingWork, fields: Parameters<typeof settleMeetingWork>[4], release = true) => settleMeetingWork(db, w.id, owner, clock.now(), fields, release);
     const fail = async (w: MeetingWork, error: unknown, outcome = 'failed'): Promise<void> => {
       const reason = coerceError(error).message;
-      logger.warn({ schedule: w.externalId, reason }, 'meeting work failed; will retry');
+      const attempts = w.attempts + 1;
+      const retryAt = new Date(clock.now().getTime() + failureBackoffMs(cfg.provisioning.retryDelay.ms, attempts));
+      logger.warn({ schedule: w.externalId, reason, attempts, retryAt: retryAt.toISOString() }, 'meeting work failed; will retry');
       // An intent stays an intent: Zoom may hold its meeting, and only a listing of the host can tell.
-      await settle(w, { meeting_state: w.meetingId || w.state === 'creating' ? w.state : 'failed', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
+      await settle(w, { meeting_state: w.meetingId || w.state === 'creating' ? w.state : 'failed', meeting_error: reason, meeting_attempts: attempts, meeting_retry_at: retryAt });
       count(outcome);
     };
     /** Zoom may have made this intent's meeting and cannot tell us yet: keep the intent, list again later. */
@@ -243,11 +260,25 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       count('deleted');
     };
 
+    /**
+     * A regular class on a basic host (a trial until its flag changed, or a fallback when no licensed
+     * host was free) moves to a licensed host that can take it, as a new one would be placed. Not once
+     * its link may have gone out: students would be left with the deleted meeting's link.
+     */
+    const leavesBasicHost = (w: MeetingWork, host: PoolHost): boolean => {
+      if (host.plan !== 'basic' || w.trial) return false;
+      const linkDue = w.startsAt.getTime() - config.current().notifications.meetingUrl.leadMinutes * 60_000;
+      if (clock.now().getTime() >= linkDue) return false;
+      const licensed = [...states.values()].filter((s) => s.plan === 'licensed');
+      return rankHosts({ startsAt: w.startsAt, endsAt: w.endsAt, trial: false }, licensed, settings, clock.now(), cfg.quota.hostMeetingWrites).hosts.length > 0;
+    };
+
     const move = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
       const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
       if (host && w.meetingId) {
         const plan = planMeeting(klass, host.plan, settings);
-        const fits = host.plan === 'licensed' || rankHosts(klass, [{ ...(states.get(host.id) as HostState), busy: [] }], settings, clock.now(), Infinity).hosts.length > 0;
+        const eligible = host.plan === 'licensed' || rankHosts(klass, [{ ...(states.get(host.id) as HostState), busy: [] }], settings, clock.now(), Infinity).hosts.length > 0;
+        const fits = eligible && !leavesBasicHost(w, host);
         const reserved = fits
           ? await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cfg.quota.hostMeetingWrites, leaseOwner: owner, attemptId: randomUUID(), version: w.version, state: 'updating', now: clock.now() })
           : { result: 'busy' as const };
@@ -271,6 +302,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         }
       }
       await settle(w, { meeting_state: 'none', meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+      freeOwnWindow(w);
       count('moved');
       return create({ ...w, state: 'none', meetingId: null });
     };

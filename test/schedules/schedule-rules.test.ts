@@ -24,7 +24,8 @@ describe('schedule rules', () => {
   it.each([
     ['nothing', {}, 'unchanged', 4],
     ['the title', { title: 'x' }, 'updated', 4],
-    ['the trial flag', { trial: true }, 'updated', 4],
+    // It decides the host plan (basic or licensed), so the meeting is looked at again.
+    ['the trial flag', { trial: true }, 'updated', 5],
     ['the minimum', { minParticipants: 3 }, 'updated', 4],
     ['the feedback link', { feedbackUrl: 'https://f' }, 'updated', 4],
     ['the start', { startsAt: new Date('2026-12-01T11:59:00Z') }, 'updated', 5],

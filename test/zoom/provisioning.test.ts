@@ -1,11 +1,20 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { meetingMarker } from '../../src/zoom/allocation.ts';
+import { failureBackoffMs } from '../../src/zoom/provisioner.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
 import { openZoomWorld, type ZoomWorld } from './world.ts';
 
 const DAILY_LIMIT_MESSAGE =
   'You have exceeded the daily rate limit (100) of Meeting Create/Update API requests permitted for this particular user. You may resume these requests at GMT 00:00:00.';
+
+describe('meeting work backoff', () => {
+  it('doubles retryDelay with each failure in a row, up to 2 h (or retryDelay, if longer)', () => {
+    const minutes = (attempts: number, retryMinutes = 5) => failureBackoffMs(retryMinutes * 60_000, attempts) / 60_000;
+    expect([1, 2, 3, 4, 5, 6, 40].map((n) => minutes(n))).toEqual([5, 10, 20, 40, 80, 120, 120]);
+    expect(minutes(3, 180)).toBe(180);
+  });
+});
 
 describe.each(dialects)('meeting provisioning on %s', (dialect) => {
   let world: ZoomWorld;
@@ -91,7 +100,33 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     expect(world.em.violations()).toEqual([]);
   });
 
-  it('keeps under the daily write budget per host and starts afresh at the configured midnight', async () => {
+  it('moves a trial class that becomes a regular one to a licensed host, unless its link may be out already', async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'free', plan: 'basic' },
+      { label: 'pro', plan: 'licensed' },
+    ]);
+    await world.schedule('c', '2026-12-01T10:00:00Z', 30, { trial: true });
+    await world.schedule('soon', '2026-12-01T00:30:00Z', 30, { trial: true });
+    await world.provisioner().runPass();
+    const before = await world.meetingOf('c');
+    expect(before.host).toBe('free');
+    expect((await world.meetingOf('soon')).host).toBe('free');
+
+    // Both become regular classes at 00:25; the link of "soon" was due at 00:20.
+    await world.clock.set(new Date('2026-12-01T00:25:00Z'));
+    await world.schedule('c', '2026-12-01T10:00:00Z', 30, { trial: false });
+    await world.schedule('soon', '2026-12-01T00:30:00Z', 30, { trial: false });
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ moved: 1, created: 1, updated: 1 });
+    const after = await world.meetingOf('c');
+    expect(after).toMatchObject({ host: 'pro', state: 'ready', version: 2, meetingVersion: 2 });
+    expect(world.em.meeting(Number(before.meetingId))?.deleted).toBe(true);
+    expect(world.em.meeting(Number(after.meetingId))).toMatchObject({ hostId: 'user-pro', duration: 40, deleted: false });
+    // Its students may have the basic meeting's link already: it stays, stamped with the new version.
+    expect(await world.meetingOf('soon')).toMatchObject({ host: 'free', state: 'ready', version: 2, meetingVersion: 2 });
+    expect(world.em.violations()).toEqual([]);
+  });
+
+  it('keeps under the daily write budget per host, counted by UTC day whatever zoom.quota.timezone says', async () => {
     world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }], {
       start: '2026-12-01T10:00:00Z',
       config: { zoom: { quota: { timezone: 'Asia/Taipei', hostMeetingWrites: 2 }, provisioning: { retryDelay: '1m' } } },
@@ -103,8 +138,13 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     expect(third.error).toMatch(/write budget/);
     const usage = await world.database.db.selectFrom('zoom_host_usage').selectAll().execute();
     expect(usage).toEqual([expect.objectContaining({ day: '2026-12-01', meeting_writes: 2 })]);
-    // 16:00 UTC is midnight in Taipei: a new day, a new budget.
+    // 16:00 UTC is midnight in Taipei, but Zoom resets the per-host limit at 00:00 UTC: still no budget.
     await world.clock.set(new Date('2026-12-01T16:00:01Z'));
+    await world.provisioner().runPass();
+    expect(await world.meetingOf('s2')).toMatchObject({ state: 'no_capacity', error: expect.stringMatching(/write budget/) });
+    expect(world.em.meetings()).toHaveLength(2);
+    // A new UTC day, a new budget.
+    await world.clock.set(new Date('2026-12-02T00:00:01Z'));
     await world.provisioner().runPass();
     expect((await world.meetingOf('s2')).state).toBe('ready');
     const days = (await world.database.db.selectFrom('zoom_host_usage').select('day').orderBy('day').execute()).map((r) => r.day);
@@ -128,6 +168,40 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     expect(new Date(a.exhausted_until as string | Date).toISOString()).toBe('2026-12-02T00:00:00.000Z');
     const tries = world.em.requests().filter((r) => r.method === 'POST' && r.path.includes('user-a'));
     expect(tries).toHaveLength(1);
+  });
+
+  it("backs off a move Zoom keeps refusing (the class is live), so it does not burn the host's daily budget", async () => {
+    world = await openZoomWorld(dialect, [{ label: 'a', plan: 'licensed' }], { start: '2026-12-01T09:00:00Z' });
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 60);
+    await world.provisioner().runPass();
+    const { meetingId } = await world.meetingOf('s1');
+    // The class is under way when the platform extends it: Zoom refuses to update a started meeting (3000).
+    await world.clock.set(new Date('2026-12-01T10:05:00Z'));
+    expect(world.em.startMeeting(Number(meetingId)).started).toBe(true);
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 90);
+    const patches = () => world.em.requests().filter((r) => r.method === 'PATCH').length;
+    const writes = async () => Number((await world.database.db.selectFrom('zoom_host_usage').select('meeting_writes').executeTakeFirstOrThrow()).meeting_writes);
+    // A pass every 5 minutes for an hour: tries at +0, +5, +15 and +35 minutes (5, 10, 20, 40 minutes apart).
+    for (let pass = 0; pass < 12; pass++) {
+      await world.provisioner().runPass();
+      await world.clock.advance(5 * 60_000);
+    }
+    expect(patches()).toBe(4);
+    expect(await writes()).toBe(1 + 4);
+    const row = await world.database.db.selectFrom('schedules').selectAll().where('external_id', '=', 's1').executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ meeting_state: 'ready', meeting_attempts: 4, meeting_version: 1, meeting_error: expect.stringContaining('3000') });
+    expect(new Date(row.meeting_retry_at as string | Date).toISOString()).toBe('2026-12-01T11:20:00.000Z');
+
+    // The meeting is over now, but the next try is not due yet.
+    world.em.endMeeting(Number(meetingId));
+    expect((await world.provisioner().runPass()).claimed).toBe(0);
+    // The platform moves the class again: a new occasion, tried at once.
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 100);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ updated: 1 });
+    expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingId, meetingVersion: 3 });
+    expect(world.em.meeting(Number(meetingId))?.duration).toBe(110);
+    const settled = await world.database.db.selectFrom('schedules').selectAll().where('external_id', '=', 's1').executeTakeFirstOrThrow();
+    expect(settled).toMatchObject({ meeting_attempts: 0, meeting_retry_at: null });
   });
 
   it('adopts the meeting Zoom made when the connection dropped after the create, instead of making a second', async () => {
