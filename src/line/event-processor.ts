@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { inTransaction } from '../db/transaction.ts';
 import { createBatchLoop, type BatchLoop } from '../batch-loop.ts';
 import { coerceError } from '../errors.ts';
-import { markLineEventsProcessed, pendingLineEvents } from './events.ts';
+import { fullJitterDelay, type BackoffPolicy } from '../retry.ts';
+import { markLineEventsProcessed, noteLineEventError, pendingLineEvents, setLineEventAside } from './events.ts';
 import { planEvents, type StoredEvent } from './follow-rules.ts';
 import { applyFollowChanges, memberKey, setMemberDisplayName } from './members.ts';
 import { callAndRecord, type SendDeps } from './send.ts';
@@ -13,14 +14,24 @@ const profileBody = z.looseObject({ displayName: z.string() });
 /**
  * Applies stored webhook events after the webhook was acknowledged. Woken by each intake, by a
  * sweep every `line.eventSweep` (events another replica stored and did not finish, or left by a
- * crash), and once at start. Every write is idempotent and ordered by event time, so two replicas
- * working the same events, or the same event twice, end in the same state.
+ * crash, and retries that came due), and once at start. Every write is idempotent and ordered by
+ * event time, so two replicas working the same events, or the same event twice, end in the same state.
+ *
+ * Failures: an event that cannot be applied (a lock timeout, a serialization failure, a dropped
+ * connection) stays unprocessed and is tried again after a backoff; it is set aside as failed only
+ * after MAX_ATTEMPTS, since a lost unfollow would keep messages going to a student who blocked us.
+ * The tries are counted in memory (line_events has no columns for them): a restart or another
+ * replica starts its own count, which only means more tries, never a lost event.
  */
 export type EventProcessor = BatchLoop;
 
 const BATCH = 500;
 const GATHER_MS = 20;
 const NAME_FETCH_CONCURRENCY = 4;
+/** Between tries of an event whose application failed, as for Zoom webhook events. */
+const RETRY: BackoffPolicy = { baseDelayMs: 5_000, maxDelayMs: 5 * 60_000 };
+/** Tries before an event is set aside as failed: with the backoff above, well over half an hour. */
+export const MAX_ATTEMPTS = 20;
 
 interface Followed {
   memberId: number;
@@ -30,6 +41,37 @@ interface Followed {
 
 export function createEventProcessor(deps: SendDeps): EventProcessor {
   const { db, clock, config, logger } = deps;
+  /** Events waiting out a backoff: failed tries so far, and when the next may start (ms). */
+  const waiting = new Map<number, { attempts: number; retryAt: number }>();
+
+  /** A failed try: back off, or set the event aside after MAX_ATTEMPTS. */
+  const failedTry = async (event: StoredEvent, err: Error): Promise<void> => {
+    const attempts = (waiting.get(event.id)?.attempts ?? 0) + 1;
+    if (attempts >= MAX_ATTEMPTS) {
+      waiting.delete(event.id);
+      await setLineEventAside(db, clock, event.id, `gave up after ${attempts} attempts: ${err.message}`);
+      logger.error({ eventId: event.id, attempts, err }, 'LINE event could not be applied; gave up');
+      return;
+    }
+    const retryAt = clock.now().getTime() + fullJitterDelay(RETRY, attempts, deps.random);
+    waiting.set(event.id, { attempts, retryAt });
+    await noteLineEventError(db, event.id, err.message);
+    logger.warn({ eventId: event.id, attempts, retryAt: new Date(retryAt).toISOString(), err }, 'LINE event could not be applied; will retry');
+  };
+
+  /** Unprocessed events whose backoff (if any) is over, oldest first. */
+  const dueEvents = async (): Promise<StoredEvent[]> => {
+    // Read past the ones still waiting, so they cannot fill the batch and hold back newer events.
+    const limit = BATCH + waiting.size;
+    const rows = await pendingLineEvents(db, limit);
+    if (rows.length < limit) {
+      // Every unprocessed event is in hand: forget the ones another replica finished meanwhile.
+      const pending = new Set(rows.map((r) => r.id));
+      for (const id of waiting.keys()) if (!pending.has(id)) waiting.delete(id);
+    }
+    const now = clock.now().getTime();
+    return rows.filter((e) => (waiting.get(e.id)?.retryAt ?? 0) <= now).slice(0, BATCH);
+  };
 
   /** Applies one batch in one transaction; returns the members who now follow. */
   const apply = async (events: readonly StoredEvent[]): Promise<Followed[]> => {
@@ -52,21 +94,22 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
   };
 
   const processBatch = async (): Promise<boolean> => {
-    const events = await pendingLineEvents(db, BATCH);
+    const events = await dueEvents();
     if (events.length === 0) return false;
     let followed: Followed[];
     try {
       followed = await apply(events);
+      for (const event of events) waiting.delete(event.id);
     } catch (error) {
-      // One bad event must not block the rest: retry one by one and set the failing one aside.
+      // One bad event must not block the rest: retry one by one; a failing one backs off.
       logger.warn({ err: coerceError(error) }, 'LINE event batch failed; retrying event by event');
       followed = [];
       for (const event of events) {
         try {
           followed.push(...(await apply([event])));
+          waiting.delete(event.id);
         } catch (inner) {
-          await markLineEventsProcessed(db, clock, [{ id: event.id, outcome: 'failed', error: coerceError(inner).message }]);
-          logger.error({ eventId: event.id, err: coerceError(inner) }, 'LINE event could not be applied; set aside');
+          await failedTry(event, coerceError(inner));
         }
       }
     }

@@ -1,6 +1,8 @@
 import { request } from 'node:http';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { insertLineChannel, updateLineChannel } from '../../src/line/channels.ts';
+import { MAX_ATTEMPTS } from '../../src/line/event-processor.ts';
 import { asRedelivery, signLineBody } from '../../src/sandbox/line/index.ts';
 import { dialects } from '../support/databases.ts';
 import { ALICE, BOB, CAROL, countRows, memberOf, openLineHarness, WEBHOOK_DOMAIN, type HarnessChannel, type LineHarness } from './support.ts';
@@ -31,6 +33,27 @@ function post(url: string, rawBody: string, options: { secret?: string; signatur
 }
 
 const hostOf = (slug: string): string => `${slug}.${WEBHOOK_DOMAIN}`;
+
+/**
+ * A real database error while applying follow events, without touching our code: a trigger that
+ * rejects every member write, as a lock timeout or a serialization failure would (PostgreSQL:
+ * SQLSTATE 40001). Returns how to heal the database.
+ */
+async function breakMemberWrites(h: LineHarness): Promise<() => Promise<void>> {
+  const { db, dialect } = h.database;
+  if (dialect === 'sqlite') {
+    await sql`create trigger fail_members before insert on members begin select raise(abort, 'simulated transient failure'); end`.execute(db);
+    return async () => void (await sql`drop trigger fail_members`.execute(db));
+  }
+  // Unqualified names land in the test's own schema (first on the search_path; dropped with it).
+  await sql.raw(`create or replace function fail_members() returns trigger language plpgsql as $$ begin raise exception 'simulated transient failure' using errcode = '40001'; end $$`).execute(db);
+  await sql`create trigger fail_members before insert on members for each row execute function fail_members()`.execute(db);
+  return async () => void (await sql`drop trigger fail_members on members`.execute(db));
+}
+
+async function eventState(h: LineHarness) {
+  return h.database.db.selectFrom('line_events').select(['webhook_event_id', 'processed_at', 'outcome', 'error']).orderBy('id').execute();
+}
 
 describe.each(dialects)('LINE webhooks on %s', (dialect) => {
   /** Sends events as LINE does (signed by the emulator) to channel `c`, by subdomain; waits until they are applied. */
@@ -196,6 +219,55 @@ describe.each(dialects)('LINE webhooks on %s', (dialect) => {
     await h.clock.advance(h.config.current().line.eventSweep.ms);
     await h.line.processor.idle();
     expect(await memberOf(h, h.a, ALICE)).toMatchObject({ following: 'following' });
+  });
+
+  it('an event whose application fails transiently waits out a backoff, then is applied', async () => {
+    h = await openLineHarness(dialect);
+    const base = await h.listen();
+    const heal = await breakMemberWrites(h);
+    expect((await deliver(base, h.a, [h.emulator.events.followEvent(ALICE)])).status).toBe(200);
+    // Not set aside: still unprocessed, with the reason, and Alice not written.
+    const [waiting] = await eventState(h);
+    expect(waiting).toMatchObject({ processed_at: null, outcome: null, error: expect.stringContaining('simulated transient failure') });
+    expect(await memberOf(h, h.a, ALICE)).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('LINE event could not be applied; will retry'))).toBe(true);
+
+    // Healed, but the first backoff (2.5 s: half its 5 s ceiling) has not passed: a pass leaves it alone.
+    await heal();
+    await h.clock.advance(2499);
+    h.line.processor.wake();
+    await h.line.processor.idle();
+    expect((await eventState(h))[0]?.processed_at).toBeNull();
+
+    await h.clock.advance(1);
+    h.line.processor.wake();
+    await h.line.processor.idle();
+    expect((await eventState(h))[0]).toMatchObject({ outcome: 'applied', error: null, processed_at: expect.anything() });
+    expect(await memberOf(h, h.a, ALICE)).toMatchObject({ following: 'following' });
+  });
+
+  it(`an event that keeps failing is set aside after ${MAX_ATTEMPTS} attempts, without holding back the others`, async () => {
+    h = await openLineHarness(dialect);
+    const base = await h.listen();
+    const heal = await breakMemberWrites(h);
+    await deliver(base, h.a, [h.emulator.events.followEvent(ALICE)]);
+    await heal();
+    // Another event arriving meanwhile is applied at once.
+    await deliver(base, h.a, [h.emulator.events.followEvent(BOB)]);
+    expect(await memberOf(h, h.a, BOB)).toMatchObject({ following: 'following' });
+    expect((await eventState(h))[0]?.processed_at).toBeNull();
+
+    // Alice's event cannot be applied (as a row that always fails would): tried after each backoff.
+    await breakMemberWrites(h);
+    for (let minutes = 0; minutes < 3 * 60 && (await eventState(h))[0]?.processed_at === null; minutes += 5) {
+      await h.clock.advance(5 * 60_000);
+      await h.line.processor.idle();
+    }
+    expect((await eventState(h))[0]).toMatchObject({ outcome: 'failed', error: expect.stringMatching(new RegExp(`^gave up after ${MAX_ATTEMPTS} attempts: .*simulated transient failure`)) });
+    const logged = (message: string) => h.logs.filter((l) => l.includes(message)).length;
+    expect(logged('LINE event could not be applied; will retry')).toBe(MAX_ATTEMPTS - 1);
+    expect(logged('LINE event could not be applied; gave up')).toBe(1);
+    expect(await memberOf(h, h.a, ALICE)).toBeUndefined();
   });
 
   it('learns the bot user id from the first verified webhook, then holds later ones to it', async () => {
