@@ -101,7 +101,7 @@ export async function syncDeliveries(
           await q.set({ state: 'cancelled', last_error: change.reason, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now }).execute();
         } else {
           // Re-timing also takes back an in-flight claim: the sender re-checks and will not send the old version.
-          const fresh = change.action === 'rearm' || (change.action === 'retime' && change.newKey);
+          const fresh = change.action === 'rearm' || ((change.action === 'retime' || change.action === 'revive') && change.newKey);
           const before = existing.find((e) => e.id === change.id)?.before;
           await q
             .set({

@@ -48,7 +48,11 @@ export type DeliveryChange =
   /** A message already settled (sent, expired, failed, skipped) is owed again: the class or booking moved ahead of it. */
   | { action: 'rearm'; id: number; planned: PlannedDelivery }
   | { action: 'cancel'; id: number; reason: string }
-  | { action: 'revive'; id: number; planned: PlannedDelivery };
+  /**
+   * A cancelled message owed again (the booking or class is back). Tried before (`newKey`): a new key,
+   * since whatever went out under the old one (a multicast chunk resent to the others) left it out.
+   */
+  | { action: 'revive'; id: number; planned: PlannedDelivery; newKey: boolean };
 
 export interface ExistingDelivery {
   id: number;
@@ -98,7 +102,7 @@ export function reconcileDeliveries(
     }
     const moved = active.moved === true || d.scheduleVersion !== version;
     const dueMoved = d.dueAt.getTime() !== planned.dueAt.getTime();
-    if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned });
+    if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned, newKey: d.attempts > 0 });
     else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved)) {
       changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });
     } else if (SETTLED.has(d.state) && moved && planned.dueAt.getTime() > now.getTime() && (active.moved === true || dueMoved)) {

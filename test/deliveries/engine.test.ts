@@ -316,11 +316,20 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     // Student 5 cancels before the retry.
     await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'big-5', scheduleExternalId: 'big', student: { channel: 'school-a', lineUserId: userId(5) }, cancelled: true }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
     await w.advance(60_000);
-    expect(w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`)).toEqual(['multicast 500', 'multicast 200']);
+    const requests = w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`);
+    expect(requests.slice(0, 2)).toEqual(['multicast 500', 'multicast 200']);
+    // One resend per chunk and page (not one per delivery: it was 28): on PostgreSQL the retries may
+    // fall in the two pages in flight, and the second page's resend is answered 409.
+    expect(requests.slice(2).every((r) => r === 'multicast 409') && requests.length <= 3).toBe(true);
     expect(w.received().flatMap((r) => r.to.split(',')).sort()).toEqual(students.filter((n) => n !== 5).map(userId).sort());
     const states = await w.h.database.db.selectFrom('deliveries').select('state').execute();
     expect(states.filter((r) => r.state === 'sent')).toHaveLength(29);
     expect(states.filter((r) => r.state === 'cancelled')).toHaveLength(1);
+    // Student 5 books again: the chunk went out without them, so they get their own message.
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'big-5', scheduleExternalId: 'big', student: { channel: 'school-a', lineUserId: userId(5) }, cancelled: false }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
+    await w.advance(5000);
+    expect(w.h.emulator.received(userId(5))).toHaveLength(1);
+    expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute()).length).toBe(0);
   });
 
   it('a multicast whose outcome could not be written is resent as its chunk after a restart, never in a new one', async () => {

@@ -31,11 +31,11 @@ describe('due times', () => {
     expect(reconcileDeliveries([{ ...meeting, state: 'sending', attempts: 0 }], wanted.slice(0, 1), { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
     expect(reconcileDeliveries([meeting, feedback], wanted, { live: false, reason: 'class cancelled' }, 2, before)).toEqual([{ action: 'cancel', id: 1, reason: 'class cancelled' }]);
     expect(reconcileDeliveries([{ ...meeting, state: 'cancelled' }], wanted, { live: true, reason: '' }, 2, before)).toEqual([
-      { action: 'revive', id: 1, planned: wanted[0] },
+      { action: 'revive', id: 1, planned: wanted[0], newKey: false },
       { action: 'create', planned: wanted[1] },
     ]);
     // Lead times changed, same class (same version): the same message, its key kept.
-    expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending', scheduleVersion: 2 }], wanted.slice(0, 1), { live: true, reason: '' }, 1, before)).toEqual([
+    expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending' }], wanted.slice(0, 1), { live: true, reason: '' }, 1, before)).toEqual([
       { action: 'retime', id: 1, planned: wanted[0], newKey: false },
       { action: 'cancel', id: 2, reason: 'no longer wanted (feedback link removed)' },
     ]);
