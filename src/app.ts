@@ -187,7 +187,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       line,
       zoomWebhooks,
       recordings,
-      outbox: () => ({ rules: deliveryRules(config.current()), onDeliveriesChanged: (ids) => engine.notifyChanged(ids) }),
+      outbox: () => ({ rules: deliveryRules(config.current()), onDeliveriesChanged: (ids) => engine.notifyChanged(ids), onMeetingsChanged: () => provisioner.wake() }),
       readiness: async () => {
         const checks: Record<string, string> = {};
         try {

@@ -14,6 +14,8 @@ export interface OutboxOptions {
   rules?: DeliveryRules;
   /** Called after commit with the deliveries created or changed (the timing wheel re-arms them). */
   onDeliveriesChanged?: (ids: number[]) => void;
+  /** A class was created, moved or cancelled: its meeting needs work now (the provisioner wakes up). */
+  onMeetingsChanged?: () => void;
 }
 
 export interface Meeting {
@@ -74,6 +76,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
   });
   if (problems[0]) throw problems[0];
 
+  let meetingsChanged = false;
   const results = await inTransaction(db, async (trx) => {
     const now = clock.now();
     const existing = await selectForUpdate(trx, inputs.map((i) => i.externalId));
@@ -91,7 +94,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
       if (plan.outcome === 'updated') {
         await trx
           .updateTable('schedules')
-          .set({ ...columnsOf(effective), ...(plan.version !== row.version ? afterMove(row) : {}), version: plan.version, updated_at: now })
+          .set({ ...columnsOf(effective), ...(plan.version !== row.version ? afterMove(row, effective) : {}), version: plan.version, updated_at: now })
           .where('id', '=', row.id)
           .execute();
       }
@@ -107,11 +110,13 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
     }
     // Outbox: the bookings of every changed class get their deliveries re-timed or cancelled here.
     const changed = results.filter((r) => r.outcome === 'updated').map((r) => r.id);
+    meetingsChanged = results.some((r) => r.outcome === 'created' || r.version !== existing.get(r.externalId)?.version);
     if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { scheduleIds: changed })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });
   if (touched.length) options.onDeliveriesChanged?.(touched);
+  if (meetingsChanged) options.onMeetingsChanged?.();
   return results;
 }
 
@@ -129,12 +134,13 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
 
 /**
  * A moved (or revived) class is a new occasion: it is checked again at its new time, its meeting
- * work starts afresh (no backoff left from failures at the old time), and a class ended early as
- * empty (its meeting deleted at Zoom) gets a new meeting rather than staying ended.
+ * work starts afresh (no backoff left from failures at the old time), and a class whose meeting was
+ * deleted at Zoom (ended early as empty, or cancelled and now back) gets a new meeting.
  */
-function afterMove(row: Selectable<SchedulesTable>) {
+function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
   const fresh = { monitor_state: null, monitor_reason: null, monitor_checked_at: null, headcount_stage: null, meeting_attempts: 0, meeting_retry_at: null };
-  if (row.meeting_state !== 'ended_empty') return fresh;
+  const gone = row.meeting_state === 'ended_empty' || (row.meeting_state === 'deleted' && !input.cancelled);
+  if (!gone) return fresh;
   return {
     ...fresh,
     meeting_state: 'none' as const,

@@ -48,11 +48,15 @@ export interface Provisioner {
   runPass(): Promise<PassReport>;
   /** Runs a pass every `zoom.provisioning.interval` (re-read each time) until stopped. */
   start(): void;
+  /** A class was created, moved or cancelled: run a pass soon (at most one a second), not at the next interval. */
+  wake(): void;
   /** Stops the loop, waits for the pass in flight, hands back leases. */
   stop(): Promise<void>;
 }
 
 const MAX_HOST_TRIES = 6;
+/** Wake-ups run a pass at most this often, however many changes arrive. */
+const WAKE_GAP_MS = 1000;
 /** Longest wait between tries of a schedule whose meeting work keeps failing (unless retryDelay is longer). */
 const MAX_FAILURE_BACKOFF_MS = 2 * 60 * 60_000;
 
@@ -362,8 +366,12 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
 
   let timer: TimerHandle | undefined;
   let running: Promise<unknown> | undefined;
+  let lastEnd = -Infinity;
+  let again = false;
+  let started = false;
   const tick = (): void => {
     if (stopped) return;
+    timer = undefined;
     running = runPass()
       .then((report) => {
         if (report.claimed) logger.info({ ...report }, 'provisioning pass');
@@ -371,14 +379,27 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'provisioning pass failed'))
       .finally(() => {
         running = undefined;
-        if (!stopped) timer = clock.setTimeout(tick, zoomCfg().provisioning.interval.ms);
+        lastEnd = clock.now().getTime();
+        if (!stopped) timer = clock.setTimeout(tick, again ? WAKE_GAP_MS : zoomCfg().provisioning.interval.ms);
+        again = false;
       });
   };
   return {
     runPass,
     start() {
       stopped = false;
+      started = true;
       tick();
+    },
+    wake() {
+      // Only a provisioner that runs its loop (one-shot tools and tests drive runPass themselves).
+      if (!started || stopped) return;
+      if (running) {
+        again = true;
+        return;
+      }
+      if (timer) clock.clearTimeout(timer);
+      timer = clock.setTimeout(tick, Math.max(0, lastEnd + WAKE_GAP_MS - clock.now().getTime()));
     },
     async stop() {
       stopped = true;

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { meetingMarker } from '../../src/zoom/allocation.ts';
 import { failureBackoffMs } from '../../src/zoom/provisioner.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
@@ -20,6 +20,36 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
   let world: ZoomWorld;
   afterEach(async () => {
     await world?.close();
+  });
+
+  it('a class moved or un-cancelled gets its meeting within a second when the loop is told, not at the next interval', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    const loop = world.provisioner('loop');
+    const move = (extra: { startsAt: string; cancelled?: boolean }) =>
+      upsertSchedules(
+        world.database.db,
+        world.clock,
+        [{ externalId: 's1', title: 'class s1', startsAt: new Date(extra.startsAt), endsAt: new Date(Date.parse(extra.startsAt) + 50 * 60_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: extra.cancelled ?? false }],
+        { onMeetingsChanged: () => loop.wake() },
+      );
+    loop.start();
+    try {
+      await vi.waitFor(async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 1 }), { timeout: 5000, interval: 10 });
+      await move({ startsAt: '2026-12-01T11:00:00Z' });
+      await world.clock.advance(1000); // the next pass is 5 minutes away; the wake-up runs one now
+      await vi.waitFor(async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 2 }), { timeout: 5000, interval: 10 });
+      await move({ startsAt: '2026-12-01T11:00:00Z', cancelled: true });
+      await world.clock.advance(1000);
+      await vi.waitFor(async () => expect((await world.meetingOf('s1')).state).toBe('deleted'), { timeout: 5000, interval: 10 });
+      // Back on: its meeting was deleted at Zoom, so it gets a new one (it stayed "deleted" for good before).
+      await move({ startsAt: '2026-12-01T11:00:00Z' });
+      await world.clock.advance(1000);
+      await vi.waitFor(async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 4 }), { timeout: 5000, interval: 10 });
+      expect(world.em.meetings().filter((m) => !m.deleted)).toHaveLength(1);
+    } finally {
+      await loop.stop();
+    }
   });
 
   it('creates one meeting per schedule inside the horizon, round-robin over the hosts, with the configured settings', async () => {
