@@ -227,6 +227,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       // the reserved host (even if disabled since) can tell; until then the intent stays.
       let adopted: MeetingFields | null = null;
       let reservedHost = host;
+      let refused = false;
       if (w.hostId !== null) {
         try {
           reservedHost ??= await loadHost(db, box, w.hostId);
@@ -235,7 +236,12 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
           // if the class moved since, the claim picks the meeting up again and moves it.
           adopted = await adoptOrNull(call, reservedHost, w, w.intent?.version ?? null, box);
         } catch (error) {
-          return unresolved(w, `could not list the reserved host: ${coerceError(error).message}`);
+          // A host taken out of the pool whose credentials or user Zoom now refuses for good (401,
+          // 403, 404) will never answer: any meeting made there cannot run a class of ours, so the
+          // class is placed afresh instead of waiting for an answer that never comes.
+          refused = host === undefined && error instanceof ZoomError && (error.status === 401 || error.status === 403 || error.status === 404);
+          if (!refused) return unresolved(w, `could not list the reserved host: ${coerceError(error).message}`);
+          logger.warn({ schedule: w.externalId, host: w.hostId, reason: coerceError(error).message }, 'the disabled host of a meeting intent is refused by Zoom; placing the class afresh');
         }
       }
       if (adopted) {
@@ -245,7 +251,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         return;
       }
       // Zoom's listing may lag the create: a young intent is listed again on a later pass.
-      if (w.intent && clock.now().getTime() - w.intent.at.getTime() < LISTING_LAG_MS) return unresolved(w, 'no meeting listed for the intent yet');
+      if (!refused && w.intent && clock.now().getTime() - w.intent.at.getTime() < LISTING_LAG_MS) return unresolved(w, 'no meeting listed for the intent yet');
       if (w.cancelled) return remove({ ...w, meetingId: null }, reservedHost);
       await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
       freeOwnWindow(w);

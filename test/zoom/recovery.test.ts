@@ -60,6 +60,25 @@ describe.each(dialects)('meeting intent recovery on %s', (dialect) => {
     expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', host: reserved, meetingId: String(live()[0]?.id) });
   });
 
+  it('places the class afresh when the disabled reserved host is refused by Zoom for good (401)', async () => {
+    world = await openZoomWorld(dialect, [
+      { label: 'a', plan: 'licensed' },
+      { label: 'b', plan: 'licensed' },
+    ]);
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    const intent = await leaveIntent();
+    intent.removeListFault();
+    const reserved = (await world.meetingOf('s1')).host ?? '';
+    await updateZoomAccount(world.database.db, world.box, world.clock, world.hostIds.get(reserved) ?? 0, { enabled: false });
+    // Its credentials were revoked: every listing there is refused.
+    world.em.faults.add({ method: 'GET', path: LIST, times: Infinity, fault: { status: 401, body: { code: 124, message: 'Invalid access token.' } } });
+    await world.clock.advance(10 * 60_000);
+    expect((await world.provisioner('second').runPass()).outcomes).toEqual({ created: 1 });
+    const other = (await world.meetingOf('s1')).host;
+    expect(other).not.toBe(reserved);
+    expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 1 });
+  });
+
   it('stamps an adopted meeting with the version it was made for, so a class moved meanwhile gets its meeting moved', async () => {
     world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
     await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
