@@ -172,24 +172,18 @@ export async function releaseClaims(db: Db, owner: string): Promise<number> {
  * worker's claims are taken over by the wheel too (a live worker's renewal makes that fire a no-op).
  */
 export async function claimableBefore(db: Db, until: Date, afterId = 0, limit = 10_000): Promise<{ id: number; availableAt: Date }[]> {
-  const pending = await db
-    .selectFrom('deliveries')
-    .select(['id', 'available_at as at'])
-    .where('state', '=', 'pending')
-    .where('available_at', '<', until)
-    .where('id', '>', afterId)
-    .orderBy('id')
-    .limit(limit)
-    .execute();
-  const leased = await db
-    .selectFrom('deliveries')
-    .select(['id', 'lease_expires_at as at'])
-    .where('state', '=', 'sending')
-    .where('lease_expires_at', '<', until)
-    .where('id', '>', afterId)
-    .orderBy('id')
-    .limit(limit)
-    .execute();
+  const page = (state: 'pending' | 'sending', column: 'available_at' | 'lease_expires_at') =>
+    db
+      .selectFrom('deliveries')
+      .select((eb) => ['id', eb.ref(column).as('at')])
+      .where('state', '=', state)
+      .where(column, '<', until)
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  const pending = await page('pending', 'available_at');
+  const leased = await page('sending', 'lease_expires_at');
   // One keyset page over both: up to the smaller of the two last ids when either page is full.
   const full = [pending, leased].filter((rows) => rows.length === limit).map((rows) => rows.at(-1)?.id ?? Infinity);
   const upTo = Math.min(Infinity, ...full);
