@@ -8,6 +8,7 @@ import * as line from './migrations/0003-line.ts';
 import * as monitor from './migrations/0004-monitor.ts';
 import * as claimIndexes from './migrations/0005-claim-indexes.ts';
 import * as meetingIntent from './migrations/0006-meeting-intent.ts';
+import * as meetingClosed from './migrations/0007-meeting-closed.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0004-monitor': monitor,
   '0005-claim-indexes': claimIndexes,
   '0006-meeting-intent': meetingIntent,
+  '0007-meeting-closed': meetingClosed,
 };
 
 export interface MigrationReport {

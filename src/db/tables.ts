@@ -117,6 +117,8 @@ export interface SchedulesTable {
   /** The version and instant the intent in flight was recorded for (recovery stamps and ages it). */
   meeting_intent_version: number | null;
   meeting_intent_at: NullableInstant;
+  /** When the finished class's meeting was closed to late students (join before host off). */
+  meeting_closed_at: NullableInstant;
   meeting_error: string | null;
   /** The host time this meeting reserves: [start − early join, end + after-class buffer]. */
   host_window_start: NullableInstant;

@@ -92,6 +92,17 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
           eb.and([eb('cancelled', '=', true), eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting'])]),
+          // A finished class (after-class buffer over, not live) whose meeting late students could still start.
+          eb.and([
+            eb('cancelled', '=', false),
+            eb('meeting_state', '=', 'ready'),
+            eb('meeting_closed_at', 'is', null),
+            eb('host_window_end', '<=', o.now),
+            // Zoom lets a scheduled meeting expire 30 days after its date: nothing to close after that.
+            eb('host_window_end', '>', new Date(o.now.getTime() - 30 * 86_400_000)),
+            eb.or([eb('live_status', 'is', null), eb('live_status', '<>', 'started')]),
+            eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
+          ]),
           eb.and([
             eb('meeting_state', 'in', ['creating', 'updating', 'deleting']),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
@@ -126,6 +137,7 @@ export interface MeetingFields {
   host_window_start?: Date | null;
   host_window_end?: Date | null;
   meeting_attempt_id?: string | null;
+  meeting_closed_at?: Date | null;
 }
 
 /**

@@ -14,7 +14,7 @@ import { ZoomError } from './errors.ts';
 import { countNoCapacity, loadHost, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
 import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingFields, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
-import { accountUsageOn, hostWritesOn } from './usage.ts';
+import { accountUsageOn, hostWritesOn, spendHostWrite } from './usage.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
 import { checkAndReportHeadcount, type MinimumPolicy } from '../monitor/headcount.ts';
 import type { MonitorMetrics } from '../monitor/metrics.ts';
@@ -283,6 +283,31 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       return rankHosts({ startsAt: w.startsAt, endsAt: w.endsAt, trial: false }, licensed, settings, clock.now(), cfg.quota.hostMeetingWrites).hosts.length > 0;
     };
 
+    /**
+     * A finished class's meeting is closed to late students: join before host lets anyone with the
+     * link start it for 30 days, on its host, blocking that host's next class. Turning it off (a
+     * PATCH, one host write) keeps the meeting and its recordings; a student then waits for a host
+     * who never comes. Zoom refuses while the meeting runs (3000): tried again after retryDelay.
+     */
+    const close = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
+      if (host && w.meetingId) {
+        if (!(await spendHostWrite(db, host.id, day, cfg.quota.hostMeetingWrites))) {
+          await settle(w, { meeting_state: 'ready', meeting_retry_at: nextUtcMidnight(clock.now()) });
+          count('close_deferred');
+          return;
+        }
+        try {
+          await call(host, (c, creds) => c.updateMeeting(creds, w.meetingId ?? '', { settings: { join_before_host: false } }));
+        } catch (error) {
+          const gone = error instanceof ZoomError && (error.status === 404 || error.code === 3001);
+          if (!gone) return fail(w, error);
+        }
+      }
+      // A disabled host's meeting cannot be reached: nothing more to do for it.
+      await settle(w, { meeting_state: 'ready', meeting_closed_at: clock.now(), meeting_error: null, meeting_attempts: 0, meeting_retry_at: null });
+      count('closed');
+    };
+
     const move = async (w: MeetingWork, host: PoolHost | undefined): Promise<void> => {
       const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
       if (host && w.meetingId) {
@@ -356,6 +381,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
           try {
             if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w, host);
             else if (w.cancelled) await remove(w, host);
+            else if (w.state === 'ready' && w.meetingVersion === w.version) await close(w, host);
             else if (w.state === 'ready') await move(w, host);
             else await createChecked(w);
           } catch (error) {

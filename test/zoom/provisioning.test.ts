@@ -22,6 +22,27 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     await world?.close();
   });
 
+  it('closes a finished class\'s meeting to late students (join before host off), once, and waits while it runs', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+    await world.schedule('s2', '2026-12-01T12:00:00Z', 50);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ created: 2 });
+    const [m1, m2] = ['s1', 's2'].map((id) => world.em.meetings().find((m) => m.agenda.includes(`[scheduler:${id}]`)));
+    expect(m1?.settings.join_before_host).toBe(true);
+    // s2 overruns: still running after its after-class buffer.
+    world.em.startMeeting(m2?.id ?? 0);
+    await world.clock.set(new Date('2026-12-01T13:30:00Z'));
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ closed: 1, failed: 1 });
+    expect(world.em.meeting(m1?.id ?? 0)?.settings.join_before_host).toBe(false);
+    expect(world.em.meeting(m1?.id ?? 0)?.deleted).toBe(false); // the meeting and its recordings stay
+    world.em.endMeeting(m2?.id ?? 0);
+    await world.clock.advance(10 * 60_000); // after retryDelay
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ closed: 1 });
+    expect(world.em.meeting(m2?.id ?? 0)?.settings.join_before_host).toBe(false);
+    await world.clock.advance(10 * 60_000);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({});
+  });
+
   it('a class moved or un-cancelled gets its meeting within a second when the loop is told, not at the next interval', async () => {
     world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
     await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
