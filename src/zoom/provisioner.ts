@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { describeNoCapacity, hostWriteDay, nextUtcMidnight, planMeeting, quotaDay, rankHosts, type HostState, type MeetingSettings } from './allocation.ts';
 import type { ZoomClient } from './client.ts';
-import { ZoomError } from './errors.ts';
+import { isMeetingGone, ZoomError } from './errors.ts';
 import { countNoCapacity, loadHost, loadPool, markHostExhausted, reservedWindows, reserveHost, type PoolHost } from './hosts.ts';
 import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingFields, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, meetingBody, savedMeeting, type HostCall } from './meeting-calls.ts';
@@ -299,8 +299,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         try {
           await call(host, (c, creds) => c.updateMeeting(creds, w.meetingId ?? '', { settings: { join_before_host: false } }));
         } catch (error) {
-          const gone = error instanceof ZoomError && (error.status === 404 || error.code === 3001);
-          if (!gone) return fail(w, error);
+          if (!isMeetingGone(error)) return fail(w, error);
         }
       }
       // A disabled host's meeting cannot be reached: nothing more to do for it.
