@@ -88,13 +88,6 @@ export async function noteLineEventError(db: Db, id: number, error: string): Pro
 }
 
 /** Sets an event aside as failed, unless it was processed meanwhile (another replica applied it). */
-export async function setLineEventAside(db: Db, clock: Clock, id: number, error: string): Promise<boolean> {
-  const rows = await db
-    .updateTable('line_events')
-    .set({ processed_at: clock.now(), outcome: 'failed', error })
-    .where('id', '=', id)
-    .where('processed_at', 'is', null)
-    .returning('id')
-    .execute();
-  return rows.length > 0;
+export async function setLineEventAside(db: Db, clock: Clock, id: number, error: string): Promise<void> {
+  await db.updateTable('line_events').set({ processed_at: clock.now(), outcome: 'failed', error }).where('id', '=', id).where('processed_at', 'is', null).execute();
 }
