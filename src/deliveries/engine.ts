@@ -88,6 +88,10 @@ export function createSendPath(deps: EngineDeps) {
   const { db, clock, logger, metrics, sender } = deps;
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const inFlight = createLimiter(() => deps.settings().sendConcurrency);
+  // One claim at a time in this process (the next page is claimed while the last one sends): two
+  // claims racing through SKIP LOCKED on PostgreSQL split a class's students between them, so a
+  // chunk that should be one multicast goes out as a smaller one plus pushes.
+  const claiming = createLimiter(() => 1);
 
   const outcomeToCompletion = (o: SendOutcome, now: Date): Completion => {
     switch (o.kind) {
@@ -279,7 +283,7 @@ export function createSendPath(deps: EngineDeps) {
     /** Claims (the oldest due, up to `limit`, or only the given ids) and sends. */
     async claimAndSend(limit: number, ids?: readonly number[]): Promise<PageReport> {
       const token = randomUUID();
-      const claimed = await claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) });
+      const claimed = await claiming.run(() => claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) }));
       return processClaimed(claimed, token);
     },
     release: () => releaseClaims(db, owner),

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
@@ -330,6 +330,35 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     await w.advance(5000);
     expect(w.h.emulator.received(userId(5))).toHaveLength(1);
     expect((await w.h.database.db.selectFrom('deliveries').select('state').where('state', '<>', 'sent').execute()).length).toBe(0);
+  });
+
+  it('claims one page at a time, so two pages in flight never split a class between a multicast and pushes', async () => {
+    w = await openEngineWorld(dialect, { notifications: { strategy: 'batched', batchSize: 100 } });
+    const students = Array.from({ length: 30 }, (_, i) => i + 1);
+    await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
+    // Watches the claim statements (the only UPDATE with a CTE) as they reach the real database.
+    let claiming = 0;
+    let most = 0;
+    const claims = new Set<unknown>();
+    const watched: KyselyPlugin = {
+      transformQuery({ node, queryId }) {
+        if (node.kind === 'UpdateQueryNode' && node.with) {
+          claims.add(queryId);
+          most = Math.max(most, ++claiming);
+        }
+        return node;
+      },
+      async transformResult({ queryId, result }) {
+        if (claims.delete(queryId)) claiming--;
+        return Promise.resolve(result);
+      },
+    };
+    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    await w.at('2026-12-01T11:50:00Z');
+    // Two claims racing through SKIP LOCKED on PostgreSQL could each take part of the class.
+    expect(most).toBe(1);
+    expect(w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`)).toEqual(['multicast 200']);
+    expect(w.received().flatMap((r) => r.to.split(',')).sort()).toEqual(students.map(userId).sort());
   });
 
   it('a multicast whose outcome could not be written is resent as its chunk after a restart, never in a new one', async () => {

@@ -4,7 +4,7 @@ import { createSendPath } from '../../src/deliveries/engine.ts';
 import { lineDeliverySender } from '../../src/deliveries/line-sender.ts';
 import { createDeliveryMetrics, type DeliveryMetrics } from '../../src/deliveries/metrics.ts';
 import { deliveryRules, engineSettings } from '../../src/deliveries/settings.ts';
-import type { Dialect } from '../../src/db/database.ts';
+import type { Db, Dialect } from '../../src/db/database.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
@@ -15,7 +15,8 @@ export { userId };
 export interface EngineWorld {
   h: LineHarness;
   metrics: DeliveryMetrics;
-  engine(owner?: string): DeliveryEngine;
+  /** `db`: the handle the engine uses (a test may watch its queries); the world's own by default. */
+  engine(owner?: string, db?: Db): DeliveryEngine;
   /** A class on channel school-a with a meeting link, booked by `students` (user numbers). */
   klass(id: string, startsAt: string, minutes: number, students: number[], extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null; minParticipants?: number }): Promise<void>;
   /** What the provisioner does after a class moved: its meeting is moved to the new time (the new version). */
@@ -62,9 +63,9 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
   return {
     h,
     metrics,
-    engine(owner) {
+    engine(owner, db = h.database.db) {
       const sendPath = createSendPath({
-        db: h.database.db,
+        db,
         clock: h.clock,
         settings,
         logger: h.logger,
@@ -72,7 +73,7 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
         sender: lineDeliverySender({ db: h.database.db, config: h.config, send: h.line.send, imagemap: h.line.imagemap }),
         ...(owner ? { owner } : {}),
       });
-      const engine = createDeliveryEngine({ db: h.database.db, clock: h.clock, settings, logger: h.logger, sendPath });
+      const engine = createDeliveryEngine({ db, clock: h.clock, settings, logger: h.logger, sendPath });
       engines.push(engine);
       return engine;
     },
