@@ -9,6 +9,7 @@ import * as monitor from './migrations/0004-monitor.ts';
 import * as claimIndexes from './migrations/0005-claim-indexes.ts';
 import * as meetingIntent from './migrations/0006-meeting-intent.ts';
 import * as meetingClosed from './migrations/0007-meeting-closed.ts';
+import * as deliveryOccasion from './migrations/0008-delivery-occasion.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0005-claim-indexes': claimIndexes,
   '0006-meeting-intent': meetingIntent,
   '0007-meeting-closed': meetingClosed,
+  '0008-delivery-occasion': deliveryOccasion,
 };
 
 export interface MigrationReport {

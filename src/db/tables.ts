@@ -188,9 +188,15 @@ export interface DeliveriesTable {
   lease_expires_at: NullableInstant;
   /** Fencing token: completion only counts if the lease token is still ours. */
   lease_token: string | null;
-  /** X-Line-Retry-Key, fixed when the row is created and never changed. */
+  /**
+   * X-Line-Retry-Key: fixed before the first attempt, so every retry carries it; a new one only when
+   * the message is for another occasion (the class or booking moved).
+   */
   retry_key: string;
   schedule_version: number;
+  /** The class times a meeting or feedback link was made for (null for other kinds, and rows older than 0008). */
+  class_starts_at: NullableInstant;
+  class_ends_at: NullableInstant;
   sent_at: NullableInstant;
   line_request_id: string | null;
   last_error: string | null;

@@ -57,7 +57,7 @@ export async function syncDeliveries(
   for (const chunk of chunked(bookings)) {
     const existingRows = await trx
       .selectFrom('deliveries')
-      .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version', 'attempts', 'sent_at', 'line_request_id', 'last_error'])
+      .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version', 'attempts', 'sent_at', 'line_request_id', 'last_error', 'class_starts_at', 'class_ends_at'])
       .where('appointment_id', 'in', chunk.map((b) => b.appointmentId))
       .execute();
     const byAppointment = new Map<number, typeof existingRows>();
@@ -72,6 +72,7 @@ export async function syncDeliveries(
         notAfter: toDate(r.not_after),
         scheduleVersion: r.schedule_version,
         attempts: r.attempts,
+        occasion: r.class_starts_at && r.class_ends_at ? { startsAt: toDate(r.class_starts_at), endsAt: toDate(r.class_ends_at) } : null,
         before: r.state === 'sent' ? `sent at ${toDate(r.sent_at ?? r.due_at).toISOString()}${r.line_request_id ? ` (LINE request ${r.line_request_id})` : ''}` : `${r.state}${r.last_error ? `: ${r.last_error}` : ''}`,
       }));
       const live = !b.cancelled && !b.scheduleCancelled;
@@ -90,6 +91,8 @@ export async function syncDeliveries(
             // Fixed once, before any attempt: every retry of this message carries the same key.
             retry_key: randomUUID(),
             schedule_version: b.version,
+            class_starts_at: change.planned.occasion.startsAt,
+            class_ends_at: change.planned.occasion.endsAt,
             created_at: now,
             updated_at: now,
           });
@@ -110,6 +113,8 @@ export async function syncDeliveries(
               not_after: change.planned.notAfter,
               available_at: change.planned.dueAt,
               schedule_version: b.version,
+              class_starts_at: change.planned.occasion.startsAt,
+              class_ends_at: change.planned.occasion.endsAt,
               lease_owner: null,
               lease_token: null,
               lease_expires_at: null,

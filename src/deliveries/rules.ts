@@ -17,10 +17,17 @@ export const DEFAULT_RULES: DeliveryRules = { meetingLeadMs: 10 * 60_000, feedba
 /** The kinds planned from a booking's times; the others are created by events (a stored recording, a cancellation). */
 export const TIMED_KINDS: readonly DeliveryKind[] = ['meeting_url', 'feedback_url'];
 
+/** The class times a message is for: a message is owed once per occasion. */
+export interface Occasion {
+  startsAt: Date;
+  endsAt: Date;
+}
+
 export interface PlannedDelivery {
   kind: DeliveryKind;
   dueAt: Date;
   notAfter: Date;
+  occasion: Occasion;
 }
 
 export interface BookingFacts {
@@ -32,11 +39,12 @@ export interface BookingFacts {
 export function plannedDeliveries(b: BookingFacts, rules: DeliveryRules): PlannedDelivery[] {
   const start = b.startsAt.getTime();
   const end = b.endsAt.getTime();
-  const planned: PlannedDelivery[] = [{ kind: 'meeting_url', dueAt: new Date(start - rules.meetingLeadMs), notAfter: new Date(end) }];
+  const occasion = { startsAt: b.startsAt, endsAt: b.endsAt };
+  const planned: PlannedDelivery[] = [{ kind: 'meeting_url', dueAt: new Date(start - rules.meetingLeadMs), notAfter: new Date(end), occasion }];
   if (b.hasFeedbackUrl) {
     // Never due before the class starts, however short the class.
     const due = Math.max(start, end - rules.feedbackBeforeEndMs);
-    planned.push({ kind: 'feedback_url', dueAt: new Date(due), notAfter: new Date(end + rules.feedbackLateWindowMs) });
+    planned.push({ kind: 'feedback_url', dueAt: new Date(due), notAfter: new Date(end + rules.feedbackLateWindowMs), occasion });
   }
   return planned;
 }
@@ -63,6 +71,8 @@ export interface ExistingDelivery {
   scheduleVersion: number;
   /** Attempts made so far (a message never tried keeps its retry key whatever moves). */
   attempts: number;
+  /** The class times it was made for; null when unknown (rows from before they were stored). */
+  occasion: Occasion | null;
 }
 
 const SETTLED = new Set(['sent', 'expired', 'failed', 'skipped']);
@@ -72,8 +82,9 @@ const SETTLED = new Set(['sent', 'expired', 'failed', 'skipped']);
  * moved due times, cancellations, and revivals of rows cancelled earlier when the booking comes back.
  * A message is owed once per occasion: when the class moves (its version changes) or the booking
  * moves to another class or student (`moved`), a message not yet settled gets a new retry key (its
- * earlier attempts were for the old occasion), and one already settled is owed again if its new due
- * time is still ahead (`now`). A change after the fact (due times in the past) re-sends nothing.
+ * earlier attempts were for the old occasion), and one already settled is owed again if its class
+ * times moved its due time and the new one is still ahead (`now`). A change after the fact (due
+ * times in the past) re-sends nothing, nor does a due time moved by the settings (lead times).
  */
 export function reconcileDeliveries(
   existing: readonly ExistingDelivery[],
@@ -105,7 +116,7 @@ export function reconcileDeliveries(
     if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned, newKey: d.attempts > 0 });
     else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved)) {
       changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });
-    } else if (SETTLED.has(d.state) && moved && planned.dueAt.getTime() > now.getTime() && (active.moved === true || dueMoved)) {
+    } else if (SETTLED.has(d.state) && planned.dueAt.getTime() > now.getTime() && (active.moved === true || (dueMoved && occasionMoved(d, planned, version)))) {
       changes.push({ action: 'rearm', id: d.id, planned });
     }
   }
@@ -116,4 +127,10 @@ export function reconcileDeliveries(
     }
   }
   return changes;
+}
+
+/** Whether the class times moved since the message was made (by version where they were not stored). */
+function occasionMoved(d: ExistingDelivery, planned: PlannedDelivery, version: number): boolean {
+  if (!d.occasion) return d.scheduleVersion !== version;
+  return d.occasion.startsAt.getTime() !== planned.occasion.startsAt.getTime() || d.occasion.endsAt.getTime() !== planned.occasion.endsAt.getTime();
 }

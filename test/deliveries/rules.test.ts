@@ -11,8 +11,8 @@ const after = new Date('2026-12-01T13:00:00Z');
 describe('due times', () => {
   it('owes the meeting link 10 minutes before the start and the feedback link 10 minutes before the end', () => {
     expect(plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: true }, DEFAULT_RULES)).toEqual([
-      { kind: 'meeting_url', dueAt: new Date('2026-12-01T11:50:00Z'), notAfter: end },
-      { kind: 'feedback_url', dueAt: new Date('2026-12-01T12:40:00Z'), notAfter: new Date('2026-12-02T12:50:00Z') },
+      { kind: 'meeting_url', dueAt: new Date('2026-12-01T11:50:00Z'), notAfter: end, occasion: { startsAt: start, endsAt: end } },
+      { kind: 'feedback_url', dueAt: new Date('2026-12-01T12:40:00Z'), notAfter: new Date('2026-12-02T12:50:00Z'), occasion: { startsAt: start, endsAt: end } },
     ]);
     expect(plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES)).toHaveLength(1);
     // A 5-minute class: the feedback link is never due before the class starts.
@@ -22,8 +22,9 @@ describe('due times', () => {
 
   it('re-times pending rows (a new key when the class moved), cancels and revives', () => {
     const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: true }, DEFAULT_RULES);
-    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
-    const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
+    const earlier = { startsAt: new Date('2026-12-01T11:00:00Z'), endsAt: new Date('2026-12-01T11:50:00Z') };
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0, occasion: earlier };
+    const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0, occasion: earlier };
     // A change after the fact (everything due in the past) re-sends nothing.
     expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: false }]);
     // Tried already (or in flight): the old key was for the old occasion.
@@ -44,16 +45,28 @@ describe('due times', () => {
   it('owes a settled message again when the class moves ahead of it, or the booking moves', () => {
     const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
     const due = wanted[0]?.dueAt ?? start;
-    const sentEarlier = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: new Date('2026-12-01T08:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0 };
+    const sentEarlier = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: new Date('2026-12-01T08:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0, occasion: { startsAt: new Date('2026-12-01T09:00:00Z'), endsAt: new Date('2026-12-01T09:50:00Z') } };
+    const sameClass = { startsAt: start, endsAt: end };
     // Moved from 09:00 to 12:00 after its link went out: owed again at the new time.
     expect(reconcileDeliveries([sentEarlier], wanted, { live: true, reason: '' }, 2, before)).toEqual([{ action: 'rearm', id: 1, planned: wanted[0] }]);
     for (const state of ['expired', 'failed', 'skipped']) expect(reconcileDeliveries([{ ...sentEarlier, state }], wanted, { live: true, reason: '' }, 2, before)).toHaveLength(1);
     // The same class, only edited (same version): nothing.
-    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '' }, 2, before)).toEqual([]);
+    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2, occasion: sameClass }], wanted, { live: true, reason: '' }, 2, before)).toEqual([]);
+    // Lead time shortened in the settings after the link went out (the rule now wants it at 11:55),
+    // then the class edited without moving (a new version, e.g. the trial flag): nothing is owed,
+    // the class did not move. Rows made before the class times were stored fall back to versions.
+    const sentAt1150 = { ...sentEarlier, dueAt: due, occasion: sameClass };
+    const shorterLead = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, { ...DEFAULT_RULES, meetingLeadMs: 5 * 60_000 });
+    const at1152 = new Date('2026-12-01T11:52:00Z');
+    expect(reconcileDeliveries([sentAt1150], shorterLead, { live: true, reason: '' }, 2, at1152)).toEqual([]);
+    expect(reconcileDeliveries([{ ...sentAt1150, occasion: null }], shorterLead, { live: true, reason: '' }, 2, at1152)).toEqual([{ action: 'rearm', id: 1, planned: shorterLead[0] }]);
+    // The class really moved (to 12:30) with the shorter lead: owed again at 12:25.
+    const later = plannedDeliveries({ startsAt: new Date('2026-12-01T12:30:00Z'), endsAt: new Date('2026-12-01T13:20:00Z'), hasFeedbackUrl: false }, { ...DEFAULT_RULES, meetingLeadMs: 5 * 60_000 });
+    expect(reconcileDeliveries([sentAt1150], later, { live: true, reason: '' }, 2, at1152)).toEqual([{ action: 'rearm', id: 1, planned: later[0] }]);
     // Moved, but the new time is past already: nothing.
     expect(reconcileDeliveries([sentEarlier], wanted, { live: true, reason: '' }, 2, after)).toEqual([]);
     // The booking moved to another class at the same time (same due, even the same version number): owed again.
-    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '', moved: true }, 2, before)).toEqual([{ action: 'rearm', id: 1, planned: wanted[0] }]);
+    expect(reconcileDeliveries([{ ...sentEarlier, dueAt: due, scheduleVersion: 2, occasion: sameClass }], wanted, { live: true, reason: '', moved: true }, 2, before)).toEqual([{ action: 'rearm', id: 1, planned: wanted[0] }]);
     // A tried, pending message of a moved booking keeps its time but gets a new key.
     expect(reconcileDeliveries([{ ...sentEarlier, state: 'pending', attempts: 2, dueAt: due, scheduleVersion: 2 }], wanted, { live: true, reason: '', moved: true }, 2, before)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
   });
@@ -61,11 +74,11 @@ describe('due times', () => {
 
 describe('kinds made by events', () => {
   const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
-  const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2, attempts: 0 };
-  const replay = { id: 8, kind: 'replay_url' as const, state: 'pending', dueAt: end, notAfter: end, scheduleVersion: 1, attempts: 0 };
+  const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2, attempts: 0, occasion: null };
+  const replay = { id: 8, kind: 'replay_url' as const, state: 'pending', dueAt: end, notAfter: end, scheduleVersion: 1, attempts: 0, occasion: null };
 
   it('are neither re-timed nor cancelled as unwanted by the booking sync', () => {
-    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1, attempts: 0 };
+    const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1, attempts: 0, occasion: { startsAt: start, endsAt: end } };
     expect(reconcileDeliveries([meeting, replay, notice], wanted, { live: true, reason: '' }, 1, before)).toEqual([]);
   });
 

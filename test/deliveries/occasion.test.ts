@@ -1,0 +1,64 @@
+import { sql, type Kysely } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { up as addOccasion } from '../../src/db/migrations/0008-delivery-occasion.ts';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { upsertSchedules } from '../../src/schedules/schedules.ts';
+import { dialects } from '../support/databases.ts';
+import { openEngineWorld, userId, type EngineWorld } from './world.ts';
+
+/** A message is owed once per occasion: the class times it was made for, stored on the row. */
+describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+
+  it('a lead time changed after a link went out, then the class edited without moving: the link is not sent again', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received()).toHaveLength(1);
+    // The settings now want the link 5 minutes before the start (11:55, still ahead); the class
+    // becomes a trial lesson (a new version, the same times) and its meeting is re-made for it.
+    const rules = { ...deliveryRules(w.h.config.current()), meetingLeadMs: 5 * 60_000 };
+    const edit = (startsAt: string, endsAt: string) =>
+      upsertSchedules(
+        w.h.database.db,
+        w.h.clock,
+        [{ externalId: 'c1', title: 'Class c1', startsAt: new Date(startsAt), endsAt: new Date(endsAt), trial: true, minParticipants: 0, feedbackUrl: null, cancelled: false }],
+        { rules, onDeliveriesChanged: (ids) => engine.notifyChanged(ids) },
+      );
+    await edit('2026-12-01T12:00:00Z', '2026-12-01T12:50:00Z');
+    await w.meetingMoved('c1');
+    await w.at('2026-12-01T11:58:00Z');
+    expect(w.received()).toHaveLength(1);
+    // Moved for real (to 12:30): owed again, at 12:25 under the new lead time.
+    await edit('2026-12-01T12:30:00Z', '2026-12-01T13:20:00Z');
+    await w.meetingMoved('c1');
+    await w.at('2026-12-01T12:26:00Z');
+    expect(w.received().map((r) => [r.to, r.at])).toEqual([
+      [userId(1), '2026-12-01T11:50:00.000Z'],
+      [userId(1), '2026-12-01T12:25:00.000Z'],
+    ]);
+  });
+
+  it('the migration fills in the class times of rows made for the class as it is now, and leaves the others unknown', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('now', '2026-12-01T12:00:00Z', 50, [1]);
+    await w.klass('older', '2026-12-01T14:00:00Z', 50, [2], { feedbackUrl: null });
+    // A row made for an earlier version of its class: the times it was made for are not known.
+    const olderIds = w.h.database.db.selectFrom('appointments').select('id').where('external_id', '=', 'older-2');
+    await w.h.database.db.updateTable('deliveries').set({ schedule_version: 0 }).where('appointment_id', 'in', olderIds).execute();
+    for (const column of ['class_starts_at', 'class_ends_at']) await sql`alter table deliveries drop column ${sql.ref(column)}`.execute(w.h.database.db);
+    await addOccasion(w.h.database.db as unknown as Kysely<unknown>, dialect);
+    const rows = await w.h.database.db.selectFrom('deliveries').select(['kind', 'schedule_version', 'class_starts_at', 'class_ends_at']).orderBy('id').execute();
+    const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
+    expect(rows.map((r) => [r.kind, r.schedule_version, iso(r.class_starts_at), iso(r.class_ends_at)])).toEqual([
+      ['meeting_url', 1, '2026-12-01T12:00:00.000Z', '2026-12-01T12:50:00.000Z'],
+      ['feedback_url', 1, '2026-12-01T12:00:00.000Z', '2026-12-01T12:50:00.000Z'],
+      ['meeting_url', 0, null, null],
+    ]);
+  });
+});
