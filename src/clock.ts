@@ -8,6 +8,11 @@ export interface Clock {
    * `virtual`: tests and simulations; the database is handed this clock's time instead.
    */
   readonly kind: 'system' | 'virtual';
+  /**
+   * Virtual clocks only: how far the database's clock is from this one (negative: behind), so a test
+   * can run replicas whose clocks disagree with the database's, as they do in production.
+   */
+  readonly databaseOffsetMs?: number;
   /** The current instant. */
   now(): Date;
   /** Like `setTimeout`, on this clock's time. Returns a handle for `clearTimeout`. */
@@ -75,6 +80,8 @@ export interface VirtualClock extends Clock {
   pendingTimers(): number;
   /** When the earliest armed timer fires, if any (lets a test step from one wake-up to the next). */
   nextTimerAt(): Date | undefined;
+  /** The database's clock is this far from this one (negative: behind); 0 by default. */
+  databaseOffsetMs: number;
 }
 
 export function virtualClock(start: Date | string = '2026-01-01T00:00:00Z'): VirtualClock {
@@ -107,6 +114,7 @@ export function virtualClock(start: Date | string = '2026-01-01T00:00:00Z'): Vir
 
   const clock: VirtualClock = {
     kind: 'virtual',
+    databaseOffsetMs: 0,
     now: () => new Date(now),
     setTimeout(fn, ms) {
       const id = nextId++;

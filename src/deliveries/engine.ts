@@ -280,10 +280,10 @@ export function createSendPath(deps: EngineDeps) {
       }
       return count;
     },
-    /** Claims (the oldest due, up to `limit`, or only the given ids) and sends. */
-    async claimAndSend(limit: number, ids?: readonly number[]): Promise<PageReport> {
+    /** Claims (the oldest due, up to `limit`, or only the given ids; at a cron tick, what is due by it) and sends. */
+    async claimAndSend(limit: number, o: { ids?: readonly number[]; dueBy?: Date } = {}): Promise<PageReport> {
       const token = randomUUID();
-      const claimed = await claiming.run(() => claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...(ids ? { ids } : {}) }));
+      const claimed = await claiming.run(() => claimDue(db, clock, { owner, token, leaseMs: deps.settings().leaseMs, limit, ...o }));
       return processClaimed(claimed, token);
     },
     release: () => releaseClaims(db, owner),

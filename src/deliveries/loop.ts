@@ -48,9 +48,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   let retryAt: number | undefined;
   /** When the last round ran, if it claimed nothing (undefined if it claimed something). */
   let idleRoundAt: number | undefined;
+  /** Cron trigger: the tick the next round is for (what is due by it is claimed, whatever the database's clock says). */
+  let tick: Date | undefined;
 
   const drainByStrategy = async (): Promise<DrainReport> => {
     const s = deps.settings();
+    const dueBy = tick;
+    tick = undefined;
     // Once per round, not per page: what is past its window is expired before anything is claimed.
     const total: DrainReport = { claimed: 0, byState: {}, expired: await sendPath.expire() };
     const add = (r: PageReport): void => {
@@ -66,7 +70,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       // Two pages in flight at once (see batched).
       const worker = async (): Promise<void> => {
         for (let page = pages.shift(); page; page = pages.shift()) {
-          add(await sendPath.claimAndSend(s.batchSize, page));
+          add(await sendPath.claimAndSend(s.batchSize, { ids: page, ...(dueBy ? { dueBy } : {}) }));
           // Those that will be retried (backoff, paused channel, moved class) go back on the wheel now,
           // not at the next refresh; on the wheel in force, which a refresh may have replaced meanwhile.
           const again = await db.selectFrom('deliveries').select(['id', 'available_at']).where('id', 'in', page).where('state', '=', 'pending').execute();
@@ -77,7 +81,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       return total;
     }
     if (s.strategy === 'all-at-once') {
-      add(await sendPath.claimAndSend(1_000_000_000));
+      add(await sendPath.claimAndSend(1_000_000_000, dueBy ? { dueBy } : {}));
       return total;
     }
     // batched: keyset pages of batchSize; each claim takes the next oldest page. Two pages are in
@@ -85,7 +89,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     let more = true;
     const worker = async (): Promise<void> => {
       do {
-        const page = await sendPath.claimAndSend(s.batchSize);
+        const page = await sendPath.claimAndSend(s.batchSize, dueBy ? { dueBy } : {});
         add(page);
         if (page.claimed < s.batchSize) more = false;
       } while (more && !stopped);
@@ -154,11 +158,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const s = deps.settings();
     const now = clock.now().getTime();
     let at: number;
+    let nextTick: Date | undefined;
     if (s.trigger === 'cron') {
       // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
       // yet) is owed already and goes out after its backoff, not at the next tick.
       if (retryAt !== undefined && retryAt <= now) retryAt = undefined;
-      at = Math.min(nextCronTick(s.cron, s.timeZone, new Date(now))?.getTime() ?? now + s.pollMs, retryAt ?? Infinity);
+      nextTick = nextCronTick(s.cron, s.timeZone, new Date(now));
+      at = Math.min(nextTick?.getTime() ?? now + s.pollMs, retryAt ?? Infinity);
     } else if (s.strategy === 'timing-wheel') {
       at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
     } else {
@@ -175,6 +181,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const floor = idleRoundAt !== undefined && at <= idleRoundAt ? IDLE_RETRY_MS : 0;
     wakeTimer = clock.setTimeout(() => {
       wakeTimer = undefined;
+      if (nextTick?.getTime() === at) tick = nextTick;
       void round()
         .then(arm)
         .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));

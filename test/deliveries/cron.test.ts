@@ -92,4 +92,14 @@ describe.each(dialects)('cron trigger on %s', (dialect) => {
     await w.at('2026-12-01T12:19:59Z');
     expect(w.received()).toHaveLength(1); // what was not due at the tick still waits for the next one
   });
+  it('sends at the tick what is due by it when the database\'s clock is a little behind ours', async () => {
+    w = await openEngineWorld(dialect, { notifications: { trigger: 'cron' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null }); // due 11:50Z, a tick
+    w.h.clock.databaseOffsetMs = -150; // by the database it is 11:49:59.850 at the tick
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    // Not half an hour later at the next tick (the class would have started).
+    expect(w.received().map((r) => [r.to, r.at])).toEqual([[userId(1), '2026-12-01T11:50:00.000Z']]);
+  });
 });

@@ -43,6 +43,30 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     }
   });
 
+  it.each(STRATEGIES)('%s: a database clock a little behind ours delays a due delivery by at most that and a short pause, without spinning', async (strategy) => {
+    w = await openEngineWorld(dialect, { notifications: { strategy } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    w.h.clock.databaseOffsetMs = -100;
+    let claims = 0;
+    const watched: KyselyPlugin = {
+      transformQuery({ node }) {
+        if (node.kind === 'UpdateQueryNode' && node.with) claims++;
+        return node;
+      },
+      transformResult: ({ result }) => Promise.resolve(result),
+    };
+    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    await w.at('2026-12-01T11:49:59Z');
+    const before = claims;
+    await w.at('2026-12-01T11:50:01Z');
+    const sent = w.received();
+    expect(sent).toHaveLength(1);
+    const late = Date.parse(sent[0]?.at ?? '') - Date.parse('2026-12-01T11:50:00Z');
+    expect(late).toBeGreaterThanOrEqual(100); // never before the database says it is due
+    expect(late).toBeLessThanOrEqual(350);
+    expect(claims - before).toBeLessThanOrEqual(4);
+  });
+
   it('sends a class moved after the timing wheel loaded it at the new time only', async () => {
     w = await openEngineWorld(dialect, { notifications: { strategy: 'timing-wheel' } });
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
