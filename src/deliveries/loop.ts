@@ -73,8 +73,13 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
           add(await sendPath.claimAndSend(s.batchSize, { ids: page, ...(dueBy ? { dueBy } : {}) }));
           // Those that will be retried (backoff, paused channel, moved class) go back on the wheel now,
           // not at the next refresh; on the wheel in force, which a refresh may have replaced meanwhile.
-          const again = await db.selectFrom('deliveries').select(['id', 'available_at']).where('id', 'in', page).where('state', '=', 'pending').execute();
-          for (const r of again) (wheel ?? w).add(r.id, new Date(r.available_at).getTime());
+          // So do rows another worker still holds (its lease not run out yet by the database's clock,
+          // or renewed): at their lease's expiry, to be taken over if that worker died.
+          const again = await db.selectFrom('deliveries').select(['id', 'state', 'available_at', 'lease_expires_at']).where('id', 'in', page).where('state', 'in', ['pending', 'sending']).execute();
+          for (const r of again) {
+            const at = r.state === 'pending' ? r.available_at : r.lease_expires_at;
+            if (at !== null) (wheel ?? w).add(r.id, new Date(at).getTime());
+          }
         }
       };
       await Promise.all([worker(), worker()]);

@@ -203,6 +203,20 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'attempts']).execute()).toEqual([{ state: 'sent', attempts: 2 }]);
   });
 
+  it.each(STRATEGIES)('%s: a dead worker\'s delivery is taken over within a moment of its lease running out by a database clock behind ours', async (strategy) => {
+    w = await openEngineWorld(dialect, { notifications: { strategy } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    await w.h.database.db.updateTable('deliveries').set({ state: 'sending', attempts: 1, lease_owner: 'dead', lease_token: 'dead-token', lease_expires_at: new Date('2026-12-01T11:51:00Z') }).execute();
+    w.h.clock.databaseOffsetMs = -100;
+    await w.at('2026-12-01T11:50:40Z'); // the wheel's refreshes fall at :10 and :40, not at the expiry
+    await w.engine().start();
+    await w.at('2026-12-01T11:51:00.100Z');
+    expect(w.received()).toEqual([]);
+    // Not at the next refresh of the wheel, a poll interval later.
+    await w.at('2026-12-01T11:51:00.400Z');
+    expect(w.received().map((r) => r.to)).toEqual([userId(1)]);
+  });
+
   it('a heartbeat keeps the lease of a batch stalled past the lease: no other worker takes it', async () => {
     w = await openEngineWorld(dialect, { notifications: { lease: '6s' } });
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
