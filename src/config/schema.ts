@@ -349,6 +349,12 @@ export const configSchema = z.strictObject({
       lineRequests: durationSchema.nullable().prefault('90d'),
       /** Sent or failed multicast chunks and their member sets (kept for resends; LINE forgets a retry key after 24 h). */
       multicastChunks: durationSchema.nullable().prefault('30d'),
+      /**
+       * Settled deliveries, counted from when each stopped being useful (the class's end; the
+       * feedback link's late window). They are the record of what each student was sent, so they
+       * are kept for ever unless set; a busy platform adds two rows per booking.
+       */
+      deliveries: durationSchema.nullable().prefault(null),
     })
     .prefault({}),
   imagemap: z

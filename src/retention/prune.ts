@@ -60,3 +60,26 @@ export function pruneMulticastChunks(db: Db, before: Date): Promise<number> {
     (ids) => db.deleteFrom('line_multicasts').where('id', 'in', ids).execute(),
   );
 }
+
+/**
+ * Deliveries settled (sent, expired, failed, skipped, cancelled) that stopped being useful before
+ * `before`: the meeting link after its class, the feedback link after its late window. Oldest
+ * first, so each batch is found at the start of the primary key.
+ */
+export function pruneDeliveries(db: Db, before: Date): Promise<number> {
+  return deleteInBatches(
+    BATCH,
+    async (limit) =>
+      (
+        await db
+          .selectFrom('deliveries')
+          .select('id')
+          .where('state', 'in', ['sent', 'expired', 'failed', 'skipped', 'cancelled'])
+          .where('not_after', '<', before)
+          .orderBy('id')
+          .limit(limit)
+          .execute()
+      ).map((r) => r.id),
+    (ids) => db.deleteFrom('deliveries').where('id', 'in', ids).execute(),
+  );
+}

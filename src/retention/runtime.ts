@@ -5,10 +5,10 @@ import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { pruneLineEvents, pruneLineRequests, pruneMeetingEvents, pruneMulticastChunks } from './prune.ts';
+import { pruneDeliveries, pruneLineEvents, pruneLineRequests, pruneMeetingEvents, pruneMulticastChunks } from './prune.ts';
 
 /** What one pass deleted, by table. */
-export type Pruned = Partial<Record<'line_events' | 'meeting_events' | 'line_requests' | 'line_multicasts', number>>;
+export type Pruned = Partial<Record<'line_events' | 'meeting_events' | 'line_requests' | 'line_multicasts' | 'deliveries', number>>;
 
 /** One pass: each table whose retention is set loses its finished rows older than that. */
 export async function pruneOnce(db: Db, now: Date, retention: Config['retention']): Promise<Pruned> {
@@ -20,6 +20,7 @@ export async function pruneOnce(db: Db, now: Date, retention: Config['retention'
   }
   if (retention.lineRequests) out.line_requests = await pruneLineRequests(db, before(retention.lineRequests));
   if (retention.multicastChunks) out.line_multicasts = await pruneMulticastChunks(db, before(retention.multicastChunks));
+  if (retention.deliveries) out.deliveries = await pruneDeliveries(db, before(retention.deliveries));
   return out;
 }
 

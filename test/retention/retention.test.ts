@@ -101,6 +101,40 @@ describe.each(dialects)('retention on %s', (dialect) => {
   });
 });
 
+describe.each(dialects)('delivery retention on %s', (dialect) => {
+  it('deletes settled deliveries that stopped being useful before their retention; keeps the rest, and all of them by default', async () => {
+    const database = await open(dialect);
+    const { db } = database;
+    const clock = virtualClock(NOW);
+    const channel = await insertLineChannel(db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'A', slug: 'a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
+    const member = await db.insertInto('members').values({ channel_id: channel.id, line_user_id: `U${'1'.repeat(32)}`, following: 'following', created_at: NOW, updated_at: NOW }).returning('id').executeTakeFirstOrThrow();
+    const schedule = await db
+      .insertInto('schedules')
+      .values({ external_id: 's', title: 't', starts_at: daysAgo(400), ends_at: daysAgo(399), trial: false, cancelled: false, min_participants: 0, version: 1, meeting_state: 'none', created_at: NOW, updated_at: NOW })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const rows: [string, 'sent' | 'expired' | 'cancelled' | 'pending', number][] = [
+      ['old-sent', 'sent', 181],
+      ['old-expired', 'expired', 200],
+      ['old-cancelled', 'cancelled', 300],
+      ['old-pending', 'pending', 300], // not settled: the engine expires it, with its reason, first
+      ['new-sent', 'sent', 179],
+    ];
+    for (const [key, state, age] of rows) {
+      const appointment = await db.insertInto('appointments').values({ external_id: key, schedule_id: schedule.id, member_id: member.id, cancelled: false, created_at: NOW, updated_at: NOW }).returning('id').executeTakeFirstOrThrow();
+      await db
+        .insertInto('deliveries')
+        .values({ appointment_id: appointment.id, kind: 'meeting_url', due_at: daysAgo(age), not_after: daysAgo(age), available_at: daysAgo(age), state, attempts: 1, retry_key: key, schedule_version: 1, created_at: NOW, updated_at: NOW })
+        .execute();
+    }
+    const left = async () => (await db.selectFrom('deliveries').select('retry_key').orderBy('id').execute()).map((r) => r.retry_key);
+    expect(await pruneOnce(db, NOW, parseConfig({}, 'test').retention)).not.toHaveProperty('deliveries');
+    expect(await left()).toHaveLength(5);
+    expect(await pruneOnce(db, NOW, parseConfig({ retention: { deliveries: '180d' } }, 'test').retention)).toMatchObject({ deliveries: 3 });
+    expect(await left()).toEqual(['old-pending', 'new-sent']);
+  });
+});
+
 describe('retention settings', () => {
   it('refuses an interval under a minute (a tight delete loop), and takes null as "keep for ever"', () => {
     expect(() => parseConfig({ retention: { interval: '0s' } }, 'test')).toThrow(/retention.interval must be at least 1m/);
