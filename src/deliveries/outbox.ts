@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.ts';
-import type { Db } from '../db/database.ts';
+import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
 import { plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
@@ -29,14 +29,20 @@ export async function syncDeliveries(
     feedbackUrl: string | null;
     version: number;
   }[] = [];
+  const postgres = dialectOf(trx) === 'postgres';
   const load = async (column: 'appointments.schedule_id' | 'appointments.id', ids: readonly number[]) => {
     for (const chunk of chunked([...new Set(ids)])) {
-      const rows = await trx
+      let query = trx
         .selectFrom('appointments')
         .innerJoin('schedules', 'schedules.id', 'appointments.schedule_id')
         .select(['appointments.id', 'appointments.cancelled', 'schedules.cancelled as schedule_cancelled', 'schedules.starts_at', 'schedules.ends_at', 'schedules.feedback_url', 'schedules.version'])
-        .where(column, 'in', chunk)
-        .execute();
+        .where(column, 'in', chunk);
+      // The class as it is when this transaction commits: a booking written while its class moves
+      // would otherwise get deliveries for the old version that the move's own sync did not see
+      // (it could not see the uncommitted booking). KEY SHARE waits for a schedule upsert holding
+      // its row FOR UPDATE, and makes one wait for us; the provisioner's plain updates are not held.
+      if (postgres) query = query.forKeyShare('schedules');
+      const rows = await query.execute();
       for (const r of rows) {
         bookings.push({
           appointmentId: r.id,
