@@ -9,6 +9,7 @@ import type { OutMessage } from '../line/messages.ts';
 import type { SendOutcome } from '../line/outcomes.ts';
 import { claimDue, complete, completeSent, expireOverdue, releaseClaims, renewLeases, type ClaimedDelivery, type Completion } from './claim.ts';
 import { loadSendContexts, type ReplayLinker } from './context.ts';
+import { syncDeliveries } from './outbox.ts';
 import { interleaveByRate, planDispatch } from './dispatch.ts';
 import type { DeliveryMetrics } from './metrics.ts';
 import { recheck, type SendContext } from './recheck.ts';
@@ -143,6 +144,21 @@ export function createSendPath(deps: EngineDeps) {
     metrics.outcomes.inc({ state: c.state }, n);
   };
 
+  /**
+   * Re-applies the rules to bookings whose row was made for another version of their class: a move
+   * whose sync could not see the booking leaves such a row behind, and it would never be due again.
+   */
+  const resync = async (appointmentIds: readonly number[]): Promise<void> => {
+    const touched = await db
+      .transaction()
+      .execute((trx) => syncDeliveries(trx, clock, deps.settings().rules, { appointmentIds }))
+      .catch((error: unknown) => {
+        logger.error({ err: coerceError(error), appointments: appointmentIds.length }, 'could not re-sync deliveries made for an older version of their class; retrying at their next claim');
+        return [];
+      });
+    if (touched.length) logger.warn({ deliveries: touched }, 'deliveries made for an older version of their class were re-timed');
+  };
+
   /** Processes what a claim returned; resolves when every delivery has an outcome. */
   const processClaimed = async (claimed: readonly ClaimedDelivery[], token: string): Promise<PageReport> => {
     const report: PageReport = { claimed: claimed.length, byState: {} };
@@ -168,6 +184,8 @@ export function createSendPath(deps: EngineDeps) {
       }, settings.leaseMs / 3);
     };
     beat();
+    /** Bookings with a row made for another version of its class (see `resync`). */
+    const stale: number[] = [];
     try {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed, deps.replayLink);
@@ -183,6 +201,7 @@ export function createSendPath(deps: EngineDeps) {
           continue;
         }
         const verdict = recheck(context, now);
+        if (!verdict.send && verdict.stale) stale.push(d.appointmentId);
         if (!verdict.send) {
           if (verdict.alert) {
             logger.error({ delivery: d.id, schedule: context.schedule.externalId }, verdict.alert);
@@ -258,6 +277,7 @@ export function createSendPath(deps: EngineDeps) {
       // stopping early would leave requests LINE took unrecorded while the page's lease is let go.
       const settled = await Promise.allSettled(jobs);
       await flushSent(token);
+      if (stale.length) await resync(stale);
       const failed = settled.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
       return report;

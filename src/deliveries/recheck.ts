@@ -30,7 +30,11 @@ export interface SendContext {
   endedEarly?: string | null;
 }
 
-export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: string };
+/** `stale`: the row was made for another version of its class; its booking's deliveries must be re-synced. */
+export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: string; stale?: true };
+
+/** How long a row made for another version of its class waits if re-syncing it did not mend it. */
+export const STALE_RETRY_MS = 5_000;
 
 /** How long to wait before looking again for a meeting link that is not there yet. */
 export const NO_LINK_RETRY_MS = 60_000;
@@ -46,9 +50,15 @@ export function recheck(c: SendContext, now: Date): Verdict {
   if (c.schedule.cancelled && c.kind !== 'class_cancelled') return { send: false, completion: { state: 'cancelled', reason: 'class cancelled' } };
   if (c.appointmentCancelled) return { send: false, completion: { state: 'cancelled', reason: 'booking cancelled' } };
   const timed = c.kind === 'meeting_url' || c.kind === 'feedback_url';
-  if ((timed && c.scheduleVersion !== c.schedule.version) || c.dueAt.getTime() > now.getTime()) {
-    // The class moved after this row was claimed: hand it back; the outbox has its new time.
-    return { send: false, completion: { state: 'pending', afterMs: Math.max(0, c.dueAt.getTime() - now.getTime()), reason: null, countAttempt: false } };
+  if (timed && c.scheduleVersion !== c.schedule.version) {
+    // Made for another version of the class: the class moved after the claim (the outbox has
+    // re-timed the row already), or the row missed a move. The engine re-applies the booking's
+    // rules to it; the pause keeps a row that cannot be mended from being claimed in a loop.
+    return { send: false, completion: { state: 'pending', afterMs: Math.max(STALE_RETRY_MS, c.dueAt.getTime() - now.getTime()), reason: `made for version ${c.scheduleVersion} of the class, which is at ${c.schedule.version}`, countAttempt: false }, stale: true };
+  }
+  if (c.dueAt.getTime() > now.getTime()) {
+    // Fired early (a wheel or a replica ahead of the database's clock): not yet.
+    return { send: false, completion: { state: 'pending', afterMs: c.dueAt.getTime() - now.getTime(), reason: null, countAttempt: false } };
   }
   if (now.getTime() > c.notAfter.getTime()) return { send: false, completion: { state: 'expired', reason: `too late: useful until ${c.notAfter.toISOString()}` } };
   if (c.member.following === 'unfollowed') return { send: false, completion: { state: 'skipped', reason: 'the student unfollowed (blocked) the LINE account' } };

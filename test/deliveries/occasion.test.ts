@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { up as addOccasion } from '../../src/db/migrations/0008-delivery-occasion.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
@@ -42,6 +42,34 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
       [userId(1), '2026-12-01T11:50:00.000Z'],
       [userId(1), '2026-12-01T12:25:00.000Z'],
     ]);
+  });
+
+  it('a row left behind by a move (made for an older version) is re-synced at its claim and goes out at the new time, without a claim loop', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    // The class moved to 13:00 and its meeting with it, but the booking's row was not re-timed (a
+    // move whose sync could not see the booking): it is still due 11:50, for version 1.
+    await w.h.database.db
+      .updateTable('schedules')
+      .set((eb) => ({ starts_at: new Date('2026-12-01T13:00:00Z'), ends_at: new Date('2026-12-01T13:50:00Z'), version: eb('version', '+', 1), meeting_version: eb('version', '+', 1) }))
+      .execute();
+    let claims = 0;
+    const watched: KyselyPlugin = {
+      transformQuery({ node }) {
+        if (node.kind === 'UpdateQueryNode' && node.with) claims++;
+        return node;
+      },
+      transformResult: ({ result }) => Promise.resolve(result),
+    };
+    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    await w.at('2026-12-01T11:49:59Z');
+    const before = claims;
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received()).toEqual([]);
+    expect(claims - before).toBeLessThan(10);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'schedule_version']).executeTakeFirstOrThrow()).toEqual({ state: 'pending', schedule_version: 2 });
+    await w.at('2026-12-01T12:51:00Z');
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);
   });
 
   it('the migration fills in the class times of rows made for the class as it is now, and leaves the others unknown', async () => {

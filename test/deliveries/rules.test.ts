@@ -109,7 +109,7 @@ describe('the check before sending', () => {
     ['sends', base, { send: true, link: 'https://zoom.example/j/1' }],
     ['cancelled class', { ...base, schedule: { ...base.schedule, cancelled: true } }, { state: 'cancelled' }],
     ['cancelled booking', { ...base, appointmentCancelled: true }, { state: 'cancelled' }],
-    ['moved class (newer version)', { ...base, schedule: { ...base.schedule, version: 4 } }, { state: 'pending', countAttempt: false }],
+    ['moved class (newer version): a pause, never 0 ms (a row missed by the move would be claimed in a loop)', { ...base, schedule: { ...base.schedule, version: 4 } }, { state: 'pending', afterMs: 5_000, countAttempt: false, reason: expect.stringMatching(/version 3 .* at 4/) }],
     ['not due yet', { ...base, dueAt: new Date('2026-12-01T11:55:00Z') }, { state: 'pending', afterMs: 300_000 }],
     ['too late', { ...base, notAfter: new Date('2026-12-01T11:49:00Z') }, { state: 'expired' }],
     ['unfollowed student', { ...base, member: { ...base.member, following: 'unfollowed' as const } }, { state: 'skipped' }],
@@ -135,6 +135,11 @@ describe('the check before sending', () => {
     const verdict = recheck(context, now);
     if ('send' in expected) expect(verdict).toEqual(expected);
     else expect(verdict.send ? null : verdict.completion).toMatchObject(expected);
+  });
+
+  it('marks a row made for another version of its class stale (the engine re-syncs its booking); a row fired early is only not due', () => {
+    expect(recheck({ ...base, schedule: { ...base.schedule, version: 4 } }, now)).toMatchObject({ send: false, stale: true });
+    expect(recheck({ ...base, dueAt: new Date('2026-12-01T11:55:00Z') }, now)).not.toHaveProperty('stale');
   });
 
   it('raises an alert when the meeting link is missing', () => {
