@@ -41,7 +41,8 @@ export async function syncDeliveries(
       // would otherwise get deliveries for the old version that the move's own sync did not see
       // (it could not see the uncommitted booking). KEY SHARE waits for a schedule upsert holding
       // its row FOR UPDATE, and makes one wait for us; the provisioner's plain updates are not held.
-      if (postgres) query = query.forKeyShare('schedules');
+      // In id order, as the schedule upsert takes its locks, so the two do not deadlock on a batch.
+      if (postgres) query = query.orderBy('schedules.id').forKeyShare('schedules');
       const rows = await query.execute();
       for (const r of rows) {
         bookings.push({

@@ -126,7 +126,8 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
   for (const chunk of chunked([...new Set(externalIds)])) {
     let query = db.selectFrom('schedules').selectAll().where('external_id', 'in', chunk);
     // SQLite serialises writers already; PostgreSQL needs the row lock so two syncs don't interleave.
-    if (postgres) query = query.forUpdate();
+    // Locked in id order, as the deliveries sync of a booking batch takes them (no deadlock between the two).
+    if (postgres) query = query.orderBy('id').forUpdate();
     for (const row of await query.execute()) out.set(row.external_id, row);
   }
   return out;
