@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Clock } from './clock.ts';
+import type { Config } from './config/schema.ts';
 import type { ConfigStore } from './config/store.ts';
 import { redactUrl } from './config/store.ts';
 import { openDatabase, type Database } from './db/database.ts';
@@ -74,8 +75,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   const { config, env, clock, logger } = options;
   const initial = config.current();
   const adminToken = env.SCHEDULER_ADMIN_TOKEN || undefined;
-  if (!adminToken && !isLoopbackHost(initial.http.host)) {
-    throw new StartupError(`SCHEDULER_ADMIN_TOKEN is not set: refusing to serve the admin API on non-loopback address ${initial.http.host}`);
+  const exposure = reachableFromOutside(initial);
+  if (!adminToken && exposure) {
+    throw new StartupError(`SCHEDULER_ADMIN_TOKEN is not set: refusing to serve the admin API (join links, students' LINE ids, channel tokens) when ${exposure}`);
   }
 
   const database = await openDatabase(initial.database.url, { poolSize: initial.database.poolSize });
@@ -273,4 +275,18 @@ export async function createApp(options: AppOptions): Promise<App> {
     await release();
     throw error;
   }
+}
+
+/**
+ * Why the service can be reached from beyond this machine, if it can: bound to another address, or
+ * behind a reverse proxy or tunnel (it trusts one, or LINE and Zoom are told a public address), where
+ * every request arrives from loopback and a loopback bind protects nothing.
+ */
+function reachableFromOutside(config: Config): string | undefined {
+  if (!isLoopbackHost(config.http.host)) return `bound to non-loopback address ${config.http.host}`;
+  if (config.http.trustProxy) return 'http.trustProxy is on (a reverse proxy forwards outside requests)';
+  const publicHost = new URL(config.http.publicBaseUrl).hostname;
+  if (!isLoopbackHost(publicHost)) return `http.publicBaseUrl (${publicHost}) is not a loopback address (a proxy or tunnel forwards outside requests)`;
+  if (config.line.webhookDomain) return `line.webhookDomain is set (a proxy forwards LINE's requests)`;
+  return undefined;
 }

@@ -156,3 +156,38 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+describe('the admin API without SCHEDULER_ADMIN_TOKEN', () => {
+  const start = (http: object, line: object = {}) =>
+    createApp({
+      config: createConfigStore(parseConfig({ database: { url: 'sqlite::memory:' }, http: { port: 0, ...http }, line }, 'test'), { env: {} }, virtualClock('2026-12-01T00:00:00Z')),
+      env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') },
+      clock: virtualClock('2026-12-01T00:00:00Z'),
+      logger: pino({ level: 'silent' }),
+      workers: false,
+    });
+
+  it.each([
+    ['bound beyond loopback', { host: '0.0.0.0' }, {}, /non-loopback address 0\.0\.0\.0/],
+    ['behind a trusted reverse proxy', { trustProxy: true }, {}, /http\.trustProxy/],
+    ['with a public address for LINE and Zoom (a proxy or tunnel in front)', { publicBaseUrl: 'https://sched.example.com' }, {}, /http\.publicBaseUrl \(sched\.example\.com\)/],
+    ['with a LINE webhook domain', {}, { webhookDomain: 'line.example.com' }, /line\.webhookDomain/],
+  ])('refuses to start when it can be reached from outside: %s', async (_name, http, line, reason) => {
+    await expect(start(http, line)).rejects.toThrow(reason);
+  });
+
+  it('serves a loopback-only service, but refuses requests a proxy forwarded', async () => {
+    const app = await start({});
+    try {
+      expect((await app.http.inject({ method: 'GET', url: '/api/line-channels' })).statusCode).toBe(200);
+      for (const headers of [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }]) {
+        const proxied = await app.http.inject({ method: 'GET', url: '/api/line-channels', headers });
+        expect(proxied.statusCode).toBe(401);
+        expect(proxied.json()).toMatchObject({ error: 'unauthorized', message: expect.stringMatching(/SCHEDULER_ADMIN_TOKEN/) });
+        expect((await app.http.inject({ method: 'GET', url: '/metrics', headers })).statusCode).toBe(401);
+      }
+    } finally {
+      await app.stop();
+    }
+  });
+});

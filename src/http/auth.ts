@@ -9,7 +9,13 @@ import { body } from './errors.ts';
 export function adminAuth(token: string | undefined) {
   const expected = token ? digest(token) : undefined;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!expected) return; // no token: only allowed on loopback, checked at start
+    if (!expected) {
+      // No token: allowed only on a loopback-only service (checked at start). A request a proxy
+      // forwarded came from elsewhere, whatever the socket says.
+      if (request.headers.forwarded === undefined && request.headers['x-forwarded-for'] === undefined) return;
+      await reply.code(401).send(body('unauthorized', 'a proxied request needs SCHEDULER_ADMIN_TOKEN to be set on the service'));
+      return;
+    }
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(.+)$/i.exec(header);
     if (!match?.[1] || !timingSafeEqual(digest(match[1].trim()), expected)) {

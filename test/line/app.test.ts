@@ -40,11 +40,14 @@ describe.each(dialects)('the composed service (createApp) on %s', (dialect) => {
       clock,
     );
     const logger = createLogger({ level: 'warn', destination: new Writable({ write: (_c, _e, callback) => callback() }) });
-    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger, workers: false });
+    // A public address and a webhook domain: a proxy is in front, so the admin API needs its token.
+    app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64'), SCHEDULER_ADMIN_TOKEN: 'admin-token' }, clock, logger, workers: false });
+    const admin = { authorization: 'Bearer admin-token' };
 
     const created = await app.http.inject({
       method: 'POST',
       url: '/api/line-channels',
+      headers: admin,
       payload: { label: 'Main', slug: 'main', channelId: channel.channelId, channelSecret: channel.channelSecret, channelAccessToken: channel.accessToken },
     });
     expect(created.statusCode).toBe(201);
@@ -60,7 +63,7 @@ describe.each(dialects)('the composed service (createApp) on %s', (dialect) => {
     const member = await app.database.db.selectFrom('members').select(['line_user_id', 'following', 'display_name']).executeTakeFirst();
     expect(member).toEqual({ line_user_id: ALICE, following: 'following', display_name: 'Alice' });
     // The channel learned its bot user id from the verified webhook.
-    expect((await app.http.inject({ method: 'GET', url: `/api/line-channels/${created.json().id}` })).json()).toMatchObject({ botUserId: channel.botUserId });
+    expect((await app.http.inject({ method: 'GET', url: `/api/line-channels/${created.json().id}`, headers: admin })).json()).toMatchObject({ botUserId: channel.botUserId });
 
     const image = await app.http.inject({ method: 'GET', url: `/imagemap/${app.line.imagemap.current()?.hash}/240` });
     expect([image.statusCode, image.headers['content-type']]).toEqual([200, 'image/png']);
