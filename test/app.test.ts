@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/app.ts';
@@ -157,7 +158,7 @@ describe.each(dialects)('the whole service on %s', (dialect) => {
   });
 });
 
-describe('the admin API without SCHEDULER_ADMIN_TOKEN', () => {
+describe('what the service shows to whoever reaches it', () => {
   const start = (http: object, line: object = {}) =>
     createApp({
       config: createConfigStore(parseConfig({ database: { url: 'sqlite::memory:' }, http: { port: 0, ...http }, line }, 'test'), { env: {} }, virtualClock('2026-12-01T00:00:00Z')),
@@ -174,6 +175,20 @@ describe('the admin API without SCHEDULER_ADMIN_TOKEN', () => {
     ['with a LINE webhook domain', {}, { webhookDomain: 'line.example.com' }, /line\.webhookDomain/],
   ])('refuses to start when it can be reached from outside: %s', async (_name, http, line, reason) => {
     await expect(start(http, line)).rejects.toThrow(reason);
+  });
+
+  it('readiness says the database failed without the driver\'s text (the probe is unauthenticated)', async () => {
+    const app = await start({});
+    try {
+      expect((await app.http.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+      await sql`drop table kysely_migration`.execute(app.database.db);
+      const probe = await app.http.inject({ method: 'GET', url: '/readyz' });
+      expect(probe.statusCode).toBe(503);
+      expect(probe.json()).toMatchObject({ checks: { database: 'error (see the log)' } });
+      expect(probe.body).not.toMatch(/kysely_migration|no such table/);
+    } finally {
+      await app.stop();
+    }
   });
 
   it('serves a loopback-only service, but refuses requests a proxy forwarded', async () => {

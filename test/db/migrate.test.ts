@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate, pendingMigrations } from '../../src/db/migrate.ts';
 import { openDatabase } from '../../src/db/database.ts';
@@ -19,6 +20,12 @@ describe.each(dialects)('migrations on %s', (dialect) => {
     const again = await migrate(database.db, dialect);
     expect(again.applied).toEqual([]);
     expect(again.alreadyApplied).toBeGreaterThan(0);
+  });
+
+  it('reports a migration not applied (the readiness probe) from its record alone', async () => {
+    database = await openTestDatabase(dialect);
+    await sql`delete from kysely_migration where name = ${'0008-delivery-occasion'}`.execute(database.db);
+    expect(await pendingMigrations(database.db)).toEqual(['0008-delivery-occasion']);
   });
 
   it('enforces the data model constraints in the database', async () => {
