@@ -74,6 +74,19 @@ export function dialectOf(db: Db): Dialect {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }
 
+/**
+ * True for a write that lost a race with another transaction and was rolled back whole: a unique
+ * violation (two first writes of one key), a deadlock, a serialization failure, a lock not granted,
+ * or SQLite busy. Repeating the request is safe and will see the other's result.
+ */
+export function isConcurrencyFailure(error: unknown): boolean {
+  if (isUniqueViolation(error)) return true;
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  const errcode = (error as { errcode?: unknown }).errcode;
+  return code === '40P01' || code === '40001' || code === '55P03' || errcode === 5 || errcode === 6;
+}
+
 /** True for a unique-constraint violation on either dialect. */
 export function isUniqueViolation(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { isConcurrencyFailure } from '../db/database.ts';
 import { DomainError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -39,6 +40,11 @@ export function errorHandler(logger: Logger) {
     if (status >= 400 && status < 500) {
       // Fastify's own 4xx (malformed JSON, empty body): safe to show.
       return reply.code(status).send(body('invalid', error.message));
+    }
+    if (isConcurrencyFailure(error)) {
+      // Another request wrote the same rows at the same moment; this one's transaction was rolled back whole.
+      logger.warn({ err: error, method: request.method, url: request.url }, 'request lost a race with another write; the caller may retry');
+      return reply.code(503).header('retry-after', '1').send(body('unavailable', 'another request wrote the same items at the same time; nothing was written, retry'));
     }
     logger.error({ err: error, method: request.method, url: request.url }, 'request failed');
     return reply.code(500).send(body('internal', 'internal error; see the service log'));
