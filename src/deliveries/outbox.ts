@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
-import { plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
+import { plannedDeliveries, reconcileDeliveries, TIMED_KINDS, type DeliveryRules } from './rules.ts';
 
 /**
  * The outbox: called inside the transaction that changes schedules or appointments, so the
@@ -145,18 +145,38 @@ export async function syncDeliveries(
   return touched;
 }
 
-/** Re-applies the rules to every booking that still has a delivery waiting (after lead times change). */
-export async function resyncPendingDeliveries(db: Db, clock: Clock, rules: DeliveryRules): Promise<number[]> {
-  const rows = await db
-    .selectFrom('deliveries')
-    .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
-    .select('appointments.schedule_id')
-    .distinct()
-    .where('deliveries.state', '=', 'pending')
-    .execute();
+/**
+ * Re-applies the rules to the bookings whose waiting deliveries were timed by other lead times than
+ * `rules` (the settings changed, by a reload or across a restart). The class times stored on each row
+ * tell which ones, so only those bookings are re-synced; a row older than those columns is re-synced
+ * whatever it holds.
+ */
+export async function resyncDriftedDeliveries(db: Db, clock: Clock, rules: DeliveryRules): Promise<number[]> {
+  const drifted = new Set<number>();
+  const PAGE = 10_000;
+  for (let after = 0; ; ) {
+    const rows = await db
+      .selectFrom('deliveries')
+      .select(['id', 'appointment_id', 'kind', 'due_at', 'not_after', 'class_starts_at', 'class_ends_at'])
+      .where('state', '=', 'pending')
+      .where('kind', 'in', TIMED_KINDS)
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(PAGE)
+      .execute();
+    for (const r of rows) {
+      const planned =
+        r.class_starts_at && r.class_ends_at
+          ? plannedDeliveries({ startsAt: toDate(r.class_starts_at), endsAt: toDate(r.class_ends_at), hasFeedbackUrl: true }, rules).find((p) => p.kind === r.kind)
+          : undefined;
+      if (!planned || planned.dueAt.getTime() !== toDate(r.due_at).getTime() || planned.notAfter.getTime() !== toDate(r.not_after).getTime()) drifted.add(r.appointment_id);
+    }
+    if (rows.length < PAGE) break;
+    after = rows.at(-1)?.id ?? after;
+  }
   const touched: number[] = [];
-  for (const chunk of chunked(rows.map((r) => r.schedule_id), 200)) {
-    touched.push(...(await db.transaction().execute((trx) => syncDeliveries(trx, clock, rules, { scheduleIds: chunk }))));
+  for (const chunk of chunked([...drifted], 200)) {
+    touched.push(...(await db.transaction().execute((trx) => syncDeliveries(trx, clock, rules, { appointmentIds: chunk }))));
   }
   return touched;
 }

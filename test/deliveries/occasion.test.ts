@@ -1,6 +1,7 @@
 import { sql, type Kysely, type KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { up as addOccasion } from '../../src/db/migrations/0008-delivery-occasion.ts';
+import { resyncDriftedDeliveries } from '../../src/deliveries/outbox.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
@@ -70,6 +71,28 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
     expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'schedule_version']).executeTakeFirstOrThrow()).toEqual({ state: 'pending', schedule_version: 2 });
     await w.at('2026-12-01T12:51:00Z');
     expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);
+  });
+
+  it('new lead times (a reload, or a restart with new settings) re-time the waiting deliveries timed by the old ones, and only those', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2]);
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [3], { feedbackUrl: null });
+    const rules = deliveryRules(w.h.config.current());
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, rules)).toEqual([]);
+    const touched = await resyncDriftedDeliveries(w.h.database.db, w.h.clock, { ...rules, meetingLeadMs: 5 * 60_000 });
+    const rows = await w.h.database.db.selectFrom('deliveries').select(['id', 'kind', 'due_at', 'available_at']).orderBy('id').execute();
+    const iso = (v: Date | string) => new Date(v).toISOString();
+    expect(rows.map((r) => [r.kind, iso(r.due_at), iso(r.available_at)])).toEqual([
+      ['meeting_url', '2026-12-01T11:55:00.000Z', '2026-12-01T11:55:00.000Z'],
+      ['feedback_url', '2026-12-01T12:40:00.000Z', '2026-12-01T12:40:00.000Z'],
+      ['meeting_url', '2026-12-01T11:55:00.000Z', '2026-12-01T11:55:00.000Z'],
+      ['feedback_url', '2026-12-01T12:40:00.000Z', '2026-12-01T12:40:00.000Z'],
+      ['meeting_url', '2026-12-01T13:55:00.000Z', '2026-12-01T13:55:00.000Z'],
+    ]);
+    expect(touched.sort((a, b) => a - b)).toEqual(rows.filter((r) => r.kind === 'meeting_url').map((r) => r.id));
+    // A sent link stays as it was sent.
+    await w.h.database.db.updateTable('deliveries').set({ state: 'sent' }).where('kind', '=', 'meeting_url').execute();
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, rules)).toEqual([]);
   });
 
   it('the migration fills in the class times of rows made for the class as it is now, and leaves the others unknown', async () => {
