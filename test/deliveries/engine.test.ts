@@ -1,9 +1,9 @@
-import { sql, type KyselyPlugin } from 'kysely';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
-import { openEngineWorld, userId, type EngineWorld } from './world.ts';
+import { openEngineWorld, userId, watchClaims, type EngineWorld } from './world.ts';
 
 const STRATEGIES = ['all-at-once', 'batched', 'timing-wheel'] as const;
 
@@ -47,24 +47,17 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     w = await openEngineWorld(dialect, { notifications: { strategy } });
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
     w.h.clock.databaseOffsetMs = -100;
-    let claims = 0;
-    const watched: KyselyPlugin = {
-      transformQuery({ node }) {
-        if (node.kind === 'UpdateQueryNode' && node.with) claims++;
-        return node;
-      },
-      transformResult: ({ result }) => Promise.resolve(result),
-    };
-    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    const claims = watchClaims(w.h.database.db);
+    await w.engine(undefined, claims.db).start();
     await w.at('2026-12-01T11:49:59Z');
-    const before = claims;
+    const before = claims.count();
     await w.at('2026-12-01T11:50:01Z');
     const sent = w.received();
     expect(sent).toHaveLength(1);
     const late = Date.parse(sent[0]?.at ?? '') - Date.parse('2026-12-01T11:50:00Z');
     expect(late).toBeGreaterThanOrEqual(100); // never before the database says it is due
     expect(late).toBeLessThanOrEqual(350);
-    expect(claims - before).toBeLessThanOrEqual(4);
+    expect(claims.count() - before).toBeLessThanOrEqual(4);
   });
 
   it('sends a class moved after the timing wheel loaded it at the new time only', async () => {
@@ -374,27 +367,11 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     w = await openEngineWorld(dialect, { notifications: { strategy: 'batched', batchSize: 100 } });
     const students = Array.from({ length: 30 }, (_, i) => i + 1);
     await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
-    // Watches the claim statements (the only UPDATE with a CTE) as they reach the real database.
-    let claiming = 0;
-    let most = 0;
-    const claims = new Set<unknown>();
-    const watched: KyselyPlugin = {
-      transformQuery({ node, queryId }) {
-        if (node.kind === 'UpdateQueryNode' && node.with) {
-          claims.add(queryId);
-          most = Math.max(most, ++claiming);
-        }
-        return node;
-      },
-      async transformResult({ queryId, result }) {
-        if (claims.delete(queryId)) claiming--;
-        return Promise.resolve(result);
-      },
-    };
-    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    const claims = watchClaims(w.h.database.db);
+    await w.engine(undefined, claims.db).start();
     await w.at('2026-12-01T11:50:00Z');
     // Two claims racing through SKIP LOCKED on PostgreSQL could each take part of the class.
-    expect(most).toBe(1);
+    expect(claims.mostAtOnce()).toBe(1);
     expect(w.h.emulator.requests().map((r) => `${r.endpoint} ${r.status}`)).toEqual(['multicast 200']);
     expect(w.received().flatMap((r) => r.to.split(',')).sort()).toEqual(students.map(userId).sort());
   });

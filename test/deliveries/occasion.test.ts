@@ -1,11 +1,11 @@
-import { sql, type Kysely, type KyselyPlugin } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { up as addOccasion } from '../../src/db/migrations/0008-delivery-occasion.ts';
 import { resyncDriftedDeliveries } from '../../src/deliveries/outbox.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
-import { openEngineWorld, userId, type EngineWorld } from './world.ts';
+import { openEngineWorld, userId, watchClaims, type EngineWorld } from './world.ts';
 
 /** A message is owed once per occasion: the class times it was made for, stored on the row. */
 describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
@@ -54,20 +54,13 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
       .updateTable('schedules')
       .set((eb) => ({ starts_at: new Date('2026-12-01T13:00:00Z'), ends_at: new Date('2026-12-01T13:50:00Z'), version: eb('version', '+', 1), meeting_version: eb('version', '+', 1) }))
       .execute();
-    let claims = 0;
-    const watched: KyselyPlugin = {
-      transformQuery({ node }) {
-        if (node.kind === 'UpdateQueryNode' && node.with) claims++;
-        return node;
-      },
-      transformResult: ({ result }) => Promise.resolve(result),
-    };
-    await w.engine(undefined, w.h.database.db.withPlugin(watched)).start();
+    const claims = watchClaims(w.h.database.db);
+    await w.engine(undefined, claims.db).start();
     await w.at('2026-12-01T11:49:59Z');
-    const before = claims;
+    const before = claims.count();
     await w.at('2026-12-01T11:51:00Z');
     expect(w.received()).toEqual([]);
-    expect(claims - before).toBeLessThan(10);
+    expect(claims.count() - before).toBeLessThan(10);
     expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'schedule_version']).executeTakeFirstOrThrow()).toEqual({ state: 'pending', schedule_version: 2 });
     await w.at('2026-12-01T12:51:00Z');
     expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T12:50:00.000Z']);

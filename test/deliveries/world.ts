@@ -1,3 +1,4 @@
+import type { KyselyPlugin } from 'kysely';
 import { Registry } from 'prom-client';
 import { createDeliveryEngine, type DeliveryEngine } from '../../src/deliveries/loop.ts';
 import { createSendPath } from '../../src/deliveries/engine.ts';
@@ -120,4 +121,30 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
       await h.close();
     },
   };
+}
+
+/**
+ * The engine's claim statements (the only UPDATE with a CTE) as they reach the real database: how
+ * many so far, and the most in flight at once. Pass `db` to `engine(owner, db)`.
+ */
+export function watchClaims(db: Db): { db: Db; count(): number; mostAtOnce(): number } {
+  let count = 0;
+  let inFlight = 0;
+  let most = 0;
+  const claims = new Set<unknown>();
+  const plugin: KyselyPlugin = {
+    transformQuery({ node, queryId }) {
+      if (node.kind === 'UpdateQueryNode' && node.with) {
+        claims.add(queryId);
+        count++;
+        most = Math.max(most, ++inFlight);
+      }
+      return node;
+    },
+    transformResult({ queryId, result }) {
+      if (claims.delete(queryId)) inFlight--;
+      return Promise.resolve(result);
+    },
+  };
+  return { db: db.withPlugin(plugin), count: () => count, mostAtOnce: () => most };
 }

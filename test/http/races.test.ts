@@ -14,7 +14,7 @@ describe.each(dialects.filter((d) => d === 'postgres'))('two requests writing th
     h = await openHarness(dialect);
     const { db } = h.database;
     const payload = { title: 'A', startsAt: '2026-12-01T20:00:00+08:00', endsAt: '2026-12-01T20:50:00+08:00', trial: false, minParticipants: 0, feedbackUrl: null };
-    let request: ReturnType<typeof h.app.inject> | undefined;
+    let request: Promise<{ statusCode: number; headers: Record<string, unknown>; json(): unknown }> | undefined;
     // The other writer creates c-1 and has not committed when this request inserts it too.
     await db.transaction().execute(async (trx) => {
       await trx
