@@ -45,6 +45,8 @@ export async function downloadToStore(store: RecordingStore, clock: Clock, timeo
   const timer = clock.setTimeout(() => controller.abort(new Error(`download timed out after ${timeoutMs} ms`)), timeoutMs);
   const onOuterAbort = (): void => controller.abort(req.signal?.reason);
   req.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  // Aborted already: the listener would never fire.
+  if (req.signal?.aborted) onOuterAbort();
   try {
     return await attempt(store, req, controller.signal);
   } catch (error) {

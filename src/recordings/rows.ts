@@ -158,21 +158,6 @@ export async function renewRecordingLease(db: Db, clock: Clock, token: string, l
   return Number(result.numUpdatedRows) > 0;
 }
 
-/**
- * The commit of a settled `stored` row failed (the rename): back to pending, with the reason, while
- * nothing else has touched the row. Not fenced by a lease (settling released it); by its checksum.
- */
-export async function unsettleStored(db: Db, id: number, checksum: string, fields: Updateable<RecordingsTable>): Promise<boolean> {
-  const result = await db
-    .updateTable('recordings')
-    .set({ ...fields, state: 'pending', checksum_sha256: null, content_type: null, stored_at: null })
-    .where('id', '=', id)
-    .where('state', '=', 'stored')
-    .where('checksum_sha256', '=', checksum)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
-}
-
 /** Records an attempt's end, only while the claim is still ours (fencing). Releases the lease. */
 export async function settleRecording(db: Db, id: number, token: string, fields: Updateable<RecordingsTable>): Promise<boolean> {
   const result = await db

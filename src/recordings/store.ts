@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 
 /**
  * Where recording files are kept. Each claim writes a partial of its own (named by partialName), so
  * a worker that lost its lease can never write into the bytes its successor uses; the successor
- * resumes from a copy. A partial becomes the object only by commit, after the fenced settle, so the
- * final key never holds a half-written file. Small on purpose: an S3-compatible store maps partials
- * to multipart uploads (copy = UploadPartCopy) and commit to completing one.
+ * resumes from a copy. A partial becomes the object only by commit, which is atomic and never
+ * replaces an object: the final key never holds a half-written file, and an object never changes
+ * once there. Small on purpose: an S3-compatible store maps partials to multipart uploads
+ * (copy = UploadPartCopy) and commit to completing one with `If-None-Match: *`.
  */
 export interface RecordingStore {
   /** Bytes of the partial (0 when there is none). */
@@ -26,8 +27,11 @@ export interface RecordingStore {
   discardPartial(partial: string): Promise<void>;
   /** Every partial of `key`, whichever claim wrote it. */
   partialsOf(key: string): Promise<string[]>;
-  /** Makes the partial the object at `key`, atomically, only if it holds exactly `size` bytes. */
-  commit(partial: string, key: string, size: number): Promise<void>;
+  /**
+   * Makes the partial the object at `key`, atomically, only if it holds exactly `size` bytes. Never
+   * replaces an object: 'exists' when one is there already (another claim's), the partial then kept.
+   */
+  commit(partial: string, key: string, size: number): Promise<'committed' | 'exists'>;
   /** Size of the committed object, or null when there is none. */
   size(key: string): Promise<number | null>;
   /** The committed object's bytes in [start, end] (inclusive), or all of them. */
@@ -107,11 +111,29 @@ export function filesystemStore(dir: string): RecordingStore {
       return names.filter((n) => n.startsWith(prefix) && SUFFIX.test(n.slice(prefix.length))).map((n) => `${key}.${n.slice(prefix.length)}`);
     },
     async commit(partial, key, size) {
-      const actual = await sizeOf(partialPath(partial));
-      if (actual !== size) throw new Error(`the partial ${partial} has ${actual ?? 'no'} bytes where ${size} were verified`);
+      const from = partialPath(partial);
       const target = finalPath(key);
+      const actual = await sizeOf(from);
+      if (actual !== size) {
+        // Committed already (the partial went with it): idempotent; the caller checks what is there.
+        if ((await sizeOf(target)) !== null) return 'exists';
+        throw new Error(`the partial ${partial} has ${actual ?? 'no'} bytes where ${size} were verified`);
+      }
       await mkdir(dirname(target), { recursive: true });
-      await rename(partialPath(partial), target);
+      try {
+        // link, unlike rename, refuses to replace: two claims can never swap the object under a reader.
+        await link(from, target);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return 'exists';
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+        // No hard links on this filesystem: check, then rename (racing only a claim that lost its lease).
+        if ((await sizeOf(target)) !== null) return 'exists';
+        await rename(from, target);
+        return 'committed';
+      }
+      await rm(from, { force: true }).catch(() => undefined);
+      return 'committed';
     },
     size: async (key) => sizeOf(finalPath(key)),
     read: (key, range) => createReadStream(finalPath(key), range ? { start: range.start, end: range.end } : {}),

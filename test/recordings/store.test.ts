@@ -72,6 +72,20 @@ describe('filesystemStore', () => {
     expect(await store.partialsOf('m/f.mp4')).toEqual([a]);
   });
 
+  it('never replaces an object: a later commit answers exists and keeps its partial; a repeat is idempotent', async () => {
+    const a = partialName('m/f.mp4', 'worker-a#1');
+    const b = partialName('m/f.mp4', 'worker-b#2');
+    await store.append(a, 0, chunks('first'));
+    await store.append(b, 0, chunks('other'));
+    expect(await store.commit(a, 'm/f.mp4', 5)).toBe('committed');
+    expect(await store.partialsOf('m/f.mp4')).toEqual([b]);
+    expect(await store.commit(b, 'm/f.mp4', 5)).toBe('exists');
+    expect(await text(store.read('m/f.mp4'))).toBe('first');
+    expect(await text(store.readPartial(b))).toBe('other');
+    // A commit repeated after it happened (its partial gone with it) finds the object in place.
+    expect(await store.commit(a, 'm/f.mp4', 5)).toBe('exists');
+  });
+
   it('refuses keys that leave the directory, and deletes', async () => {
     expect(() => store.read('../x')).toThrow(/invalid storage key/);
     await expect(store.size('/etc/passwd')).rejects.toThrow(/invalid storage key/);
