@@ -155,7 +155,8 @@ export interface SchedulesTable {
 }
 
 export type LiveStatus = 'waiting' | 'started' | 'ended';
-export type MonitorState = 'pending' | 'ok' | 'below_minimum' | 'ended_empty' | 'not_started' | 'skipped';
+/** `ending`: the meeting is being ended at Zoom (recorded first, so a check cut off midway is finished by the next). */
+export type MonitorState = 'pending' | 'ok' | 'below_minimum' | 'ending' | 'ended_empty' | 'not_started' | 'skipped';
 export type HeadcountState = 'ok' | 'below_minimum' | 'cancelled';
 export type HeadcountStage = 'provision' | 'send';
 

@@ -128,7 +128,7 @@ const monitoringView = z.object({
   endedAt: z.string().nullable(),
   attendance: z.number().describe('students in the meeting now (host and our own accounts excluded)'),
   attendancePeak: z.number(),
-  verdict: z.string().nullable().describe('attendance check at start + monitor.graceMinutes: ok | below_minimum | ended_empty | not_started | skipped | pending'),
+  verdict: z.string().nullable().describe('attendance check at start + monitor.graceMinutes: ok | below_minimum | ending | ended_empty | not_started | skipped | pending'),
   reason: z.string().nullable(),
   headcount: z.object({ state: z.string().nullable().describe('ok | below_minimum | cancelled'), reason: z.string().nullable(), checkedBefore: z.string().nullable() }),
 });

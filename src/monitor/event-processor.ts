@@ -9,10 +9,10 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { fullJitterDelay, type BackoffPolicy } from '../retry.ts';
-import { parseZoomEnvelope, type ParsedZoomWebhook } from '../zoom/webhook.ts';
+import { parseZoomEnvelope } from '../zoom/webhook.ts';
 import { eventLabel, outcomeLabel } from './attendance.ts';
 import { poolHosts } from './live.ts';
-import { applyMeetingEvent, deferMeetingEvent, finishMeetingEvent, pendingMeetingEvents, type StoredEvent } from './events.ts';
+import { applyMeetingEvent, deferMeetingEvent, finishMeetingEvent, forgetDownloadToken, pendingMeetingEvents, withoutDownloadToken, type StoredEvent } from './events.ts';
 
 /**
  * Zoom webhook events after intake: stored once per event key, acknowledged, then applied here to
@@ -88,20 +88,29 @@ export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRunt
     }
   };
 
-  /** One event: claimed, applied and marked in one transaction (recordings: see below). */
+  /** One event, then its download_token dropped once it is done (a retry still needs it). */
   const processOne = async (stored: StoredEvent, hosts: ReadonlySet<string>): Promise<void> => {
-    let parsed: ParsedZoomWebhook;
+    let body: unknown;
     try {
-      parsed = parseZoomEnvelope(fromJson(stored.payload));
+      body = fromJson(stored.payload);
     } catch (cause) {
-      parsed = { ok: false, problem: `not JSON (${coerceError(cause).message})` };
+      return setAside(stored, `not JSON (${coerceError(cause).message})`);
     }
-    if (!parsed.ok) {
-      // The stored bytes will not change: trying again would fail the same way.
-      logger.error({ eventId: stored.id, event: stored.event, problem: parsed.problem }, 'Zoom webhook event payload is invalid; set aside');
-      await settle(stored, 'failed', `stored payload: ${parsed.problem}`);
-      return;
-    }
+    await applyOne(stored, body, hosts);
+    const scrubbed = withoutDownloadToken(body);
+    if (scrubbed !== null) await forgetDownloadToken(db, stored.id, scrubbed).catch((error: unknown) => logger.warn({ eventId: stored.id, err: coerceError(error) }, 'could not drop the download_token of a stored Zoom event'));
+  };
+
+  /** The stored bytes will not change: trying again would fail the same way. */
+  const setAside = async (stored: StoredEvent, problem: string): Promise<void> => {
+    logger.error({ eventId: stored.id, event: stored.event, problem }, 'Zoom webhook event payload is invalid; set aside');
+    await settle(stored, 'failed', `stored payload: ${problem}`);
+  };
+
+  /** One event: claimed, applied and marked in one transaction (recordings: see below). */
+  const applyOne = async (stored: StoredEvent, body: unknown, hosts: ReadonlySet<string>): Promise<void> => {
+    const parsed = parseZoomEnvelope(body);
+    if (!parsed.ok) return setAside(stored, parsed.problem);
     const event = parsed.event;
     try {
       if (event.event === 'recording.completed') {

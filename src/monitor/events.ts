@@ -110,6 +110,21 @@ export async function deferMeetingEvent(db: Db, id: number, seenAttempts: number
   return rows.length > 0;
 }
 
+/**
+ * The stored payload without Zoom's `download_token` (a bearer credential for the recording files),
+ * or null when it has none. Processing needs it once; the recordings table keeps it encrypted.
+ */
+export function withoutDownloadToken(payload: unknown): string | null {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload) || !('download_token' in payload)) return null;
+  const { download_token: _token, ...rest } = payload as Record<string, unknown>;
+  return JSON.stringify(rest);
+}
+
+/** Replaces a processed event's payload with one without its download_token (an unprocessed one still needs it). */
+export async function forgetDownloadToken(db: Db, id: number, payload: string): Promise<void> {
+  await db.updateTable('meeting_events').set({ payload }).where('id', '=', id).where('processed_at', 'is not', null).execute();
+}
+
 /** The latest end stored for a meeting instance (processed or not). */
 export async function instanceEndedAt(db: Db, meetingId: string, meetingUuid: string): Promise<Date | null> {
   const row = await db

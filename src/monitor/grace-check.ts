@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
+import { inTransaction } from '../db/transaction.ts';
 import type { Logger } from '../logger.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { hostWriteDay } from '../zoom/allocation.ts';
@@ -15,7 +16,7 @@ import { participantRole } from './attendance.ts';
 import { deleteStep, graceVerdict } from './grace.ts';
 import { bookedCounts } from './headcount.ts';
 import { applyLiveSnapshot, applyLiveStatus, poolHosts } from './live.ts';
-import { cancelLinksOfEndedClass, presentOthers, renewGraceLease, settleGraceWork, type GraceWork } from './monitor-work.ts';
+import { cancelLinksOfEndedClass, forgetEndedMeeting, presentOthers, retryGraceWork, settleGraceWork, startEnding, type GraceWork } from './monitor-work.ts';
 
 export interface GraceCheckDeps {
   db: Db;
@@ -28,7 +29,10 @@ export interface GraceCheckDeps {
   onDeliveriesChanged?: ((ids: number[]) => void) | undefined;
 }
 
-/** What one check concluded: the stored state, or `retry`/`lost` (lease gone: another replica decides). */
+/**
+ * What one check concluded: the stored state, `retry`, `lost` (lease gone: another replica decides,
+ * or the class moved before anything was done) or `moved` (moved while its meeting was being ended).
+ */
 export type GraceOutcome = string;
 
 /** How often, and how far apart, a DELETE refused as "in progress" is tried again. */
@@ -54,7 +58,9 @@ const dashboardItem = z.object({
  * The check of one class at start + grace. Evidence is gathered first and the verdict taken on it
  * before anything is written, so a poll cannot erase what the webhooks saw; afterwards the poll and
  * the dashboard may only correct the stored state upwards (more students, a start). Ending is the
- * one destructive step: it happens only while this replica still holds the class's lease.
+ * one destructive step: it happens only while this replica still holds the class's lease and the
+ * class has not moved, and the decision is stored first, so an end cut off after Zoom acted on it is
+ * finished by the next check.
  */
 export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhookSeen: boolean): Promise<GraceOutcome> {
   const { db, clock, config, client, logger, owner } = deps;
@@ -71,21 +77,28 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
   }
 
   let polled: 'waiting' | 'started' | 'missing' | null = null;
+  let pollFailed = false;
   let meetingUuid = w.meetingId;
   let hostId: string | null = null;
-  let dashboard: { count: number; participants: Parameters<typeof applyLiveSnapshot>[2]['participants'] } | null = null;
+  let dashboard: Dashboard | null = null;
   if (creds && cfg.monitor.reconcile) {
     try {
       const meeting = await client.getMeeting(creds, w.meetingId);
       polled = meeting.status === 'started' ? 'started' : 'waiting';
       meetingUuid = meeting.uuid ?? w.meetingId;
       hostId = meeting.host_id ?? null;
-      if (polled === 'started' && cfg.monitor.dashboardParticipants) dashboard = await dashboardStudents(deps, creds, w.meetingId, hostId);
     } catch (error) {
       if (isMeetingGone(error)) polled = 'missing';
-      else logger.warn({ schedule: w.externalId, err: error }, 'meeting status poll failed; judging by webhooks alone');
+      else {
+        pollFailed = true;
+        logger.warn({ schedule: w.externalId, err: error }, 'meeting status poll failed; judging by webhooks alone');
+      }
     }
+    if (polled === 'started' && cfg.monitor.dashboardParticipants) dashboard = await dashboardOrUnknown(deps, creds, w, hostId);
   }
+
+  // An end cut off after Zoom deleted the meeting (a crash, a failed write): finish it.
+  if (w.ending && polled === 'missing') return finishEnd(deps, w, `${w.reason ?? 'no student present'}; meeting gone at Zoom when checked again: ended and deleted`);
 
   const now = clock.now();
   const facts = await db.selectFrom('schedules').select(['attendance', 'attendance_peak', 'live_status']).where('id', '=', w.id).executeTakeFirst();
@@ -110,34 +123,68 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
     await applyLiveSnapshot(db, now, { scheduleId: w.id, meetingId: w.meetingId, meetingUuid, hostId, participants: dashboard.participants });
   }
 
+  const log = { schedule: w.externalId, booked, present: verdict.present, minimum: w.minimum };
+  const retryLater = async (why: string): Promise<GraceOutcome> => {
+    logger.warn(log, `attendance check: ${why}`);
+    await retryGraceWork(db, { id: w.id, owner, version: w.version, now: clock.now(), reason: why, retryAt: new Date(clock.now().getTime() + RETRY_LATER_MS) });
+    return 'retry';
+  };
+  // The meeting may be gone at Zoom already: no verdict on it until Zoom says whether it is.
+  if (w.ending && pollFailed && !verdict.end) return retryLater(`${verdict.reason}; the meeting was being ended and Zoom could not be asked whether it still exists, trying again`);
+
   let reason = verdict.reason;
-  let ended = false;
   if (verdict.end && !creds) {
     reason = `${reason}; not ended: ${credsProblem ?? 'no credentials'}`;
   } else if (verdict.end && creds) {
-    // Still ours? A stalled check must not end a class another replica has judged since.
-    if (!(await renewGraceLease(db, { id: w.id, owner, until: new Date(clock.now().getTime() + LEASE_MS) }))) return 'lost';
+    // Still ours, and the same occasion? A stalled check must not end a class another replica has
+    // judged since, nor one the platform moved.
+    if (!(await startEnding(db, { id: w.id, owner, version: w.version, now: clock.now(), until: new Date(clock.now().getTime() + LEASE_MS), reason }))) return 'lost';
     const note = await endEmpty(deps, creds, w, polled);
-    if (note === null) {
-      const retryAt = new Date(clock.now().getTime() + RETRY_LATER_MS);
-      await settleGraceWork(db, { id: w.id, owner, now: clock.now(), state: 'pending', reason: `${reason}; Zoom still reports it in progress, trying again`, retryAt });
-      return 'retry';
-    }
-    reason = `${reason}; ${note}`;
-    ended = true;
-    const cancelled = await cancelLinksOfEndedClass(db, clock.now(), w.id, reason);
-    if (cancelled.length) deps.onDeliveriesChanged?.(cancelled);
+    if (note === null) return retryLater(`${reason}; Zoom still reports it in progress, trying again`);
+    return finishEnd(deps, w, `${reason}; ${note}`, log);
   }
-  const state = ended ? 'ended_empty' : verdict.state === 'ended_empty' ? 'below_minimum' : verdict.state;
-  if (!(await settleGraceWork(db, { id: w.id, owner, now: clock.now(), state, reason, endedEmpty: ended }))) return 'lost';
-  const log = { schedule: w.externalId, booked, present: verdict.present, minimum: w.minimum };
-  if (ended) logger.warn(log, `class ended early: ${reason}`);
-  else if (state !== 'ok') logger.warn(log, `attendance check: ${reason}`);
+  const state = verdict.state === 'ended_empty' ? 'below_minimum' : verdict.state;
+  if (!(await settleGraceWork(db, { id: w.id, owner, version: w.version, now: clock.now(), state, reason }))) return 'lost';
+  if (state !== 'ok') logger.warn(log, `attendance check: ${reason}`);
   return state;
 }
 
+/**
+ * Records a class ended as empty and cancels its pending links, together or not at all. When the
+ * platform moved the class meanwhile, the meeting Zoom just ended cannot serve the new time: the
+ * class is left without one (the provisioner makes a new one) and its re-timed links stand.
+ */
+async function finishEnd(deps: GraceCheckDeps, w: GraceWork, reason: string, log: Record<string, unknown> = { schedule: w.externalId }): Promise<GraceOutcome> {
+  const { db, clock, owner, logger } = deps;
+  const now = clock.now();
+  const cancelled = await inTransaction(db, async (trx) => {
+    if (!(await settleGraceWork(trx, { id: w.id, owner, version: w.version, now, state: 'ended_empty', reason, endedEmpty: true }))) return null;
+    return cancelLinksOfEndedClass(trx, { now, scheduleId: w.id, version: w.version, reason });
+  });
+  if (cancelled === null) {
+    if (!(await forgetEndedMeeting(db, { id: w.id, meetingId: w.meetingId, version: w.version, now }))) return 'lost';
+    logger.warn(log, `class moved while its empty meeting was being ended: a new meeting will be made (${reason})`);
+    return 'moved';
+  }
+  if (cancelled.length) deps.onDeliveriesChanged?.(cancelled);
+  logger.warn(log, `class ended early: ${reason}`);
+  return 'ended_empty';
+}
+
+/** The dashboard's students, or null (unknown) when it fails: it lags the meeting (404/3001) and is rate limited. */
+async function dashboardOrUnknown(deps: GraceCheckDeps, creds: ZoomCredentials, w: GraceWork, hostId: string | null): Promise<Dashboard | null> {
+  try {
+    return await dashboardStudents(deps, creds, w.meetingId, hostId);
+  } catch (error) {
+    deps.logger.warn({ schedule: w.externalId, err: error }, 'dashboard participants unavailable; judging without them');
+    return null;
+  }
+}
+
+type Dashboard = { count: number; participants: Parameters<typeof applyLiveSnapshot>[2]['participants'] };
+
 /** The students the dashboard lists as in the meeting now, keyed as the webhooks key them. */
-async function dashboardStudents(deps: GraceCheckDeps, creds: ZoomCredentials, meetingId: string, hostId: string | null) {
+async function dashboardStudents(deps: GraceCheckDeps, creds: ZoomCredentials, meetingId: string, hostId: string | null): Promise<Dashboard> {
   const hosts = await poolHosts(deps.db);
   const participants = (await deps.client.liveParticipants(creds, meetingId)).flatMap((raw) => {
     const p = dashboardItem.safeParse(raw);

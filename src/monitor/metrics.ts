@@ -3,7 +3,7 @@ import { Counter, type Registry } from 'prom-client';
 export interface MonitorMetrics {
   /** Booked-headcount checks by stage (provision, send) and verdict (ok, below_minimum, cancelled). */
   headcount: Counter<'stage' | 'state'>;
-  /** Grace-time verdicts: ok, below_minimum, ended_empty, not_started, skipped, retry, error. */
+  /** Grace-time outcomes: ok, below_minimum, ended_empty, not_started, skipped, retry, error, lost, moved. */
   grace: Counter<'state'>;
 }
 

@@ -2,6 +2,12 @@ import { dialectOf, type Db } from '../db/database.ts';
 import { toDate } from '../db/row.ts';
 import type { LiveStatus, MonitorState } from '../db/tables.ts';
 
+/**
+ * Recorded before the meeting is ended at Zoom: a check cut off after Zoom deleted the meeting is
+ * finished by the next one instead of being judged anew on a meeting that is gone.
+ */
+const ENDING = 'ending' satisfies MonitorState;
+
 /** A started class due its grace-time check, as claimed by one monitor. */
 export interface GraceWork {
   id: number;
@@ -13,11 +19,18 @@ export interface GraceWork {
   meetingId: string;
   attendance: number;
   liveStatus: LiveStatus | null;
+  /** The schedule version claimed: a move bumps it, and every write of this check is fenced on it. */
+  version: number;
+  /** An earlier check decided to end the meeting and may have been cut off part way (see startEnding). */
+  ending: boolean;
+  /** The reason stored by the earlier check (the verdict, while ending). */
+  reason: string | null;
 }
 
 /**
  * Claims classes whose meeting is ready, that started at least `graceMs` ago and have not ended,
- * with no verdict yet (or a retry due), under a lease so replicas never check one class twice.
+ * with no verdict yet, a retry due, or an end left unfinished (verdict ended_empty, meeting still
+ * ready), under a lease so replicas never check one class twice.
  */
 export async function claimGraceWork(db: Db, o: { owner: string; now: Date; graceMs: number; leaseMs: number; limit: number }): Promise<GraceWork[]> {
   let pick = db
@@ -28,7 +41,7 @@ export async function claimGraceWork(db: Db, o: { owner: string; now: Date; grac
     .where('meeting_id', 'is not', null)
     .where('starts_at', '<=', new Date(o.now.getTime() - o.graceMs))
     .where('ends_at', '>', o.now)
-    .where((eb) => eb.or([eb('monitor_state', 'is', null), eb('monitor_state', '=', 'pending')]))
+    .where((eb) => eb.or([eb('monitor_state', 'is', null), eb('monitor_state', 'in', ['pending', ENDING])]))
     .where((eb) => eb.or([eb('monitor_lease_expires_at', 'is', null), eb('monitor_lease_expires_at', '<', o.now)]))
     .orderBy('starts_at')
     .limit(o.limit);
@@ -37,7 +50,7 @@ export async function claimGraceWork(db: Db, o: { owner: string; now: Date; grac
     .updateTable('schedules')
     .set({ monitor_lease_owner: o.owner, monitor_lease_expires_at: new Date(o.now.getTime() + o.leaseMs) })
     .where('id', 'in', pick)
-    .returning(['id', 'external_id', 'starts_at', 'ends_at', 'min_participants', 'meeting_account_id', 'meeting_id', 'attendance', 'live_status'])
+    .returning(['id', 'external_id', 'starts_at', 'ends_at', 'min_participants', 'meeting_account_id', 'meeting_id', 'attendance', 'live_status', 'version', 'monitor_state', 'monitor_reason'])
     .execute();
   return rows.map((r) => ({
     id: r.id,
@@ -49,6 +62,9 @@ export async function claimGraceWork(db: Db, o: { owner: string; now: Date; grac
     meetingId: r.meeting_id ?? '',
     attendance: r.attendance,
     liveStatus: r.live_status,
+    version: r.version,
+    ending: r.monitor_state === ENDING,
+    reason: r.monitor_reason,
   }));
 }
 
@@ -59,10 +75,10 @@ export async function meetingsWithEvents(db: Db, meetingIds: readonly string[]):
   return new Set(rows.flatMap((r) => (r.meeting_id === null ? [] : [r.meeting_id])));
 }
 
-/** Records the verdict and releases the lease, only while the lease is ours (fencing). */
+/** Records the verdict and releases the lease, only while the lease and the schedule version are ours (fencing). */
 export async function settleGraceWork(
   db: Db,
-  o: { id: number; owner: string; now: Date; state: MonitorState; reason: string; endedEmpty?: boolean; retryAt?: Date },
+  o: { id: number; owner: string; version: number; now: Date; state: MonitorState; reason: string; endedEmpty?: boolean },
 ): Promise<boolean> {
   const result = await db
     .updateTable('schedules')
@@ -71,33 +87,104 @@ export async function settleGraceWork(
       monitor_reason: o.reason,
       monitor_checked_at: o.now,
       monitor_lease_owner: null,
-      monitor_lease_expires_at: o.retryAt ?? null,
+      monitor_lease_expires_at: null,
       updated_at: o.now,
       // An ended class frees its host from now on, and its meeting is gone.
       ...(o.endedEmpty ? { meeting_state: 'ended_empty' as const, live_status: 'ended' as const, live_ended_at: o.now, host_window_end: o.now } : {}),
     })
     .where('id', '=', o.id)
     .where('monitor_lease_owner', '=', o.owner)
+    .where('version', '=', o.version)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
 
-/** The meeting and feedback links of a class ended as empty are void: cancel what is still waiting. */
-export async function cancelLinksOfEndedClass(db: Db, now: Date, scheduleId: number, reason: string): Promise<number[]> {
+/**
+ * Hands the class back to be checked again from `retryAt` (fenced like settleGraceWork). An end in
+ * progress stays one, with its verdict as the reason: the meeting may be gone at Zoom already.
+ */
+export async function retryGraceWork(db: Db, o: { id: number; owner: string; version: number; now: Date; reason: string; retryAt: Date }): Promise<boolean> {
+  const result = await db
+    .updateTable('schedules')
+    .set((eb) => ({
+      monitor_state: eb.case().when('monitor_state', '=', ENDING).then(eb.val<MonitorState>(ENDING)).else(eb.val<MonitorState>('pending')).end(),
+      monitor_reason: eb.case().when('monitor_state', '=', ENDING).then(eb.ref('monitor_reason')).else(o.reason).end(),
+      monitor_checked_at: o.now,
+      monitor_lease_owner: null,
+      monitor_lease_expires_at: o.retryAt,
+      updated_at: o.now,
+    }))
+    .where('id', '=', o.id)
+    .where('monitor_lease_owner', '=', o.owner)
+    .where('version', '=', o.version)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Records the decision to end the meeting before Zoom is asked (see ENDING) and extends the lease;
+ * false when the lease or the schedule version is no longer ours (another replica, or a move).
+ */
+export async function startEnding(db: Db, o: { id: number; owner: string; version: number; now: Date; until: Date; reason: string }): Promise<boolean> {
+  const result = await db
+    .updateTable('schedules')
+    .set({ monitor_state: ENDING, monitor_reason: o.reason, monitor_checked_at: o.now, monitor_lease_expires_at: o.until, updated_at: o.now })
+    .where('id', '=', o.id)
+    .where('monitor_lease_owner', '=', o.owner)
+    .where('version', '=', o.version)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * The meeting and feedback links of a class ended as empty are void: cancel what is still waiting.
+ * Only links of the version that was judged: a move re-times them for a new occasion.
+ */
+export async function cancelLinksOfEndedClass(db: Db, o: { now: Date; scheduleId: number; version: number; reason: string }): Promise<number[]> {
   const rows = await db
     .updateTable('deliveries')
-    .set({ state: 'cancelled', last_error: `class ended early: ${reason}`, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now })
+    .set({ state: 'cancelled', last_error: `class ended early: ${o.reason}`, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: o.now })
     .where('state', 'in', ['pending', 'sending'])
     .where('kind', 'in', ['meeting_url', 'feedback_url'])
-    .where('appointment_id', 'in', (eb) => eb.selectFrom('appointments').select('id').where('schedule_id', '=', scheduleId))
+    .where('schedule_version', '=', o.version)
+    .where('appointment_id', 'in', (eb) => eb.selectFrom('appointments').select('id').where('schedule_id', '=', o.scheduleId))
     .returning('id')
     .execute();
   return rows.map((r) => r.id);
 }
 
-/** Extends this replica's lease on one class's check; false when it is no longer ours. */
-export async function renewGraceLease(db: Db, o: { id: number; owner: string; until: Date }): Promise<boolean> {
-  const result = await db.updateTable('schedules').set({ monitor_lease_expires_at: o.until }).where('id', '=', o.id).where('monitor_lease_owner', '=', o.owner).executeTakeFirst();
+/**
+ * The class moved while its check ended its meeting at Zoom: that meeting cannot serve the new
+ * time, so the class has none and the provisioner makes one. Left alone while the provisioner holds
+ * the class (it finds the meeting gone and makes a new one itself) or the meeting was replaced.
+ */
+export async function forgetEndedMeeting(db: Db, o: { id: number; meetingId: string; version: number; now: Date }): Promise<boolean> {
+  const result = await db
+    .updateTable('schedules')
+    .set({
+      meeting_state: 'none',
+      meeting_id: null,
+      meeting_uuid: null,
+      join_url: null,
+      start_url: null,
+      passcode: null,
+      meeting_version: null,
+      meeting_account_id: null,
+      host_window_start: null,
+      host_window_end: null,
+      live_status: null,
+      live_started_at: null,
+      live_ended_at: null,
+      attendance: 0,
+      attendance_peak: 0,
+      updated_at: o.now,
+    })
+    .where('id', '=', o.id)
+    .where('meeting_id', '=', o.meetingId)
+    .where('meeting_state', '=', 'ready')
+    .where('version', '<>', o.version)
+    .where((eb) => eb.or([eb('meeting_lease_expires_at', 'is', null), eb('meeting_lease_expires_at', '<', o.now)]))
+    .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
 

@@ -15,7 +15,7 @@ import { applyLiveStatus } from './live.ts';
 import { checkAndReportHeadcount } from './headcount.ts';
 import { classesMissingReplayLinks, oweReplayLinks } from '../deliveries/owed.ts';
 import type { MonitorMetrics } from './metrics.ts';
-import { claimGraceWork, dueForSendCheck, meetingsWithEvents, overrunMeetings, releaseGraceLeases, settleGraceWork } from './monitor-work.ts';
+import { claimGraceWork, dueForSendCheck, meetingsWithEvents, overrunMeetings, releaseGraceLeases, retryGraceWork } from './monitor-work.ts';
 import { checkAttendance, RETRY_LATER_MS } from './grace-check.ts';
 
 export interface MonitorDeps {
@@ -94,7 +94,8 @@ export function createMonitor(deps: MonitorDeps) {
             state = 'error';
             const reason = coerceError(error).message;
             logger.error({ schedule: w.externalId, reason }, 'attendance check failed; trying again');
-            await settleGraceWork(db, { id: w.id, owner, now: clock.now(), state: 'pending', reason: `check failed: ${reason}`, retryAt: new Date(clock.now().getTime() + RETRY_LATER_MS) }).catch(() => undefined);
+            const retryAt = new Date(clock.now().getTime() + RETRY_LATER_MS);
+            await retryGraceWork(db, { id: w.id, owner, version: w.version, now: clock.now(), reason: `check failed: ${reason}`, retryAt }).catch(() => undefined);
           }
           counts[state] = (counts[state] ?? 0) + 1;
           metrics.grace.inc({ state });

@@ -139,7 +139,17 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
  * deleted at Zoom (ended early as empty, or cancelled and now back) gets a new meeting.
  */
 function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
-  const fresh = { monitor_state: null, monitor_reason: null, monitor_checked_at: null, headcount_stage: null, meeting_attempts: 0, meeting_retry_at: null };
+  // A check of the old time still in flight loses its lease: it must not write onto the new occasion.
+  const fresh = {
+    monitor_state: null,
+    monitor_reason: null,
+    monitor_checked_at: null,
+    monitor_lease_owner: null,
+    monitor_lease_expires_at: null,
+    headcount_stage: null,
+    meeting_attempts: 0,
+    meeting_retry_at: null,
+  };
   const gone = row.meeting_state === 'ended_empty' || (row.meeting_state === 'deleted' && !input.cancelled);
   if (!gone) return fresh;
   return {

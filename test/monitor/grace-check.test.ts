@@ -1,5 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { deliveryRules } from '../../src/deliveries/settings.ts';
+import { insertLineChannel } from '../../src/line/channels.ts';
+import { upsertAppointments } from '../../src/schedules/appointments.ts';
+import type { ZoomClient } from '../../src/zoom/client.ts';
 import { dialects } from '../support/databases.ts';
+import { userId } from '../line/support.ts';
 import { openZoomWorld, silent, type HostSpec, type ZoomWorld } from '../zoom/world.ts';
 import { monitorOf } from './support.ts';
 
@@ -15,6 +20,14 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     return monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client: z.client, logger: silent });
   };
   const meetingNumber = async (id: string) => Number((await z.meetingOf(id)).meetingId);
+  /** A class with a feedback form, booked by two students (a meeting and a feedback link each). */
+  const bookedClass = async (id: string, startsAt: string) => {
+    await insertLineChannel(z.database.db, z.box, z.clock, { label: 'OA', slug: 'school-a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
+    await z.schedule(id, startsAt, 50, { feedbackUrl: `https://forms.example.com/${id}` });
+    const students = [1, 2].map((n) => ({ externalId: `${id}-${n}`, scheduleExternalId: id, student: { channel: 'school-a', lineUserId: userId(n) }, cancelled: false }));
+    await upsertAppointments(z.database.db, z.clock, students, { rules: deliveryRules(z.config.current()) });
+  };
+  const links = () => z.database.db.selectFrom('deliveries').select(['kind', 'state', 'class_starts_at']).orderBy('id').execute();
   const verdictOf = (id: string) =>
     z.database.db.selectFrom('schedules').select(['meeting_state', 'monitor_state', 'monitor_reason', 'attendance', 'live_status']).where('external_id', '=', id).executeTakeFirstOrThrow();
 
@@ -49,6 +62,102 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     expect(z.em.meetings().filter((m) => !m.deleted)).toHaveLength(1);
     await z.clock.set(new Date('2026-12-02T12:10:00Z'));
     expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+  });
+
+  it('a class moved while its check is ending it gets a new meeting, keeps its new links and is checked at its new time', async () => {
+    await open();
+    await bookedClass('c1', '2026-12-01T12:00:00Z');
+    await z.provisioner().runPass();
+    const first = await meetingNumber('c1');
+    let moves = 1;
+    const client: ZoomClient = {
+      ...z.client,
+      // The platform moves the class to tomorrow while the check's Zoom calls are in flight.
+      deleteMeeting: async (creds, meetingId) => {
+        if (moves-- > 0) await z.schedule('c1', '2026-12-02T12:00:00Z', 50, { feedbackUrl: 'https://forms.example.com/c1' });
+        return z.client.deleteMeeting(creds, meetingId);
+      },
+    };
+    const monitor = monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client, logger: silent });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ moved: 1 });
+    expect(z.em.meeting(first)?.deleted).toBe(true);
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'none', monitor_state: null });
+    const tomorrow = new Date('2026-12-02T12:00:00Z').getTime();
+    expect((await links()).map((l) => [l.kind, l.state, new Date(l.class_starts_at ?? 0).getTime()])).toEqual([
+      ['meeting_url', 'pending', tomorrow],
+      ['feedback_url', 'pending', tomorrow],
+      ['meeting_url', 'pending', tomorrow],
+      ['feedback_url', 'pending', tomorrow],
+    ]);
+    await z.clock.set(new Date('2026-12-01T13:00:00Z'));
+    expect((await z.provisioner().runPass()).outcomes).toEqual({ created: 1 });
+    const second = await meetingNumber('c1');
+    expect(second).not.toBe(first);
+    expect(z.em.meeting(second)?.deleted).toBe(false);
+    await z.clock.set(new Date('2026-12-02T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(z.em.meeting(second)?.deleted).toBe(true);
+  });
+
+  it('a meeting deleted at Zoom just before a failure is settled as ended on the next check, not skipped', async () => {
+    await open();
+    await bookedClass('c1', '2026-12-01T12:00:00Z');
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    let failures = 1;
+    const client: ZoomClient = {
+      ...z.client,
+      deleteMeeting: async (creds, meetingId) => {
+        await z.client.deleteMeeting(creds, meetingId);
+        if (failures-- > 0) throw new Error('connection reset after the DELETE was accepted');
+      },
+    };
+    const monitor = monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client, logger: silent });
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ error: 1 });
+    expect(z.em.meeting(id)?.deleted).toBe(true);
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ready' });
+    // Zoom cannot be asked whether the meeting still exists: no verdict on it yet.
+    const outage = z.em.faults.add({ method: 'GET', path: `/v2/meetings/${id}`, times: Infinity, fault: { status: 500, body: { code: 500, message: 'down' } } });
+    await z.clock.set(new Date('2026-12-01T12:11:01Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ retry: 1 });
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ready' });
+    outage.remove();
+    await z.clock.set(new Date('2026-12-01T12:12:02Z'));
+    expect((await monitor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty', live_status: 'ended' });
+    expect((await verdictOf('c1')).monitor_reason).toMatch(/^no student present 10 minutes after the start \(2 booked\): nobody started the meeting; /);
+    expect((await links()).map((l) => [l.kind, l.state])).toEqual([
+      ['meeting_url', 'cancelled'],
+      ['feedback_url', 'cancelled'],
+      ['meeting_url', 'cancelled'],
+      ['feedback_url', 'cancelled'],
+    ]);
+  });
+
+  it('another replica completes an end a crashed one left after Zoom deleted the meeting', async () => {
+    await open();
+    await bookedClass('c1', '2026-12-01T12:00:00Z');
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    const dying: ZoomClient = {
+      ...z.client,
+      // The DELETE lands, then the process dies: the call never returns.
+      deleteMeeting: async (creds, meetingId) => {
+        await z.client.deleteMeeting(creds, meetingId);
+        await new Promise<never>(() => undefined);
+      },
+    };
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    void monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client: dying, logger: silent }).runPass();
+    await vi.waitFor(() => expect(z.em.meeting(id)?.deleted).toBe(true));
+    const survivor = monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client: z.client, logger: silent });
+    expect((await survivor.runPass()).graceChecked).toEqual({}); // the lease is still the dead replica's
+    await z.clock.set(new Date('2026-12-01T12:15:01Z'));
+    expect((await survivor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
+    expect((await links()).every((l) => l.state === 'cancelled')).toBe(true);
   });
 
   it('ends a live meeting where only the host is (dashboard), then deletes it', async () => {

@@ -72,6 +72,18 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
     expect(await liveOf(h, c.scheduleId)).toMatchObject({ attendance: 1 });
   });
 
+  it('a dashboard that answers 404/3001 (lagging) counts as unknown: the live class is judged, not skipped', async () => {
+    const monitor = await open({ schoolPlan: 'business', config: { monitor: { dashboardParticipants: true } } });
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.script(c.meetingId, [{ atMinute: 1, join: { name: 'Ann', email: 'ann@example.com' } }]);
+    await at('2026-12-01T01:10:00Z');
+    const lag = h.em.faults.add({ method: 'GET', path: /\/metrics\/meetings\//, fault: { status: 404, body: { code: 3001, message: 'Meeting ID is invalid or has not ended.' } } });
+    expect((await monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    expect(lag.hits()).toBe(1);
+    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ready', monitor_state: 'ok', monitor_reason: '1 student present 10 minutes after the start' });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+  });
+
   it('with the status poll off, a meeting.started but a lost join is reported, never ended', async () => {
     const monitor = await open({ config: { monitor: { reconcile: false } } });
     const c = await h.schedule('c1', '2026-12-01T01:00:00Z');

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { fromJson } from '../../src/db/row.ts';
 import { updateZoomAccount } from '../../src/zoom/accounts.ts';
 import { signZoomBody } from '../../src/zoom/webhook.ts';
 import { dialects } from '../support/databases.ts';
@@ -228,6 +229,21 @@ describe.each(dialects)('Zoom webhooks on %s', (dialect) => {
     const rows = await eventRows(h);
     expect(rows.map((r) => [r.event, r.meeting_id, r.outcome])).toContainEqual(['recording.completed', String(meetingId), 'stored: 2 files']);
     expect(rows.every((r) => r.meeting_id === String(meetingId))).toBe(true);
+  });
+
+  it("recording.completed: the download_token reaches the recordings hook, but the stored event does not keep it", async () => {
+    h = await open(dialect, { onRecording: true });
+    const { meetingId } = await h.schedule('c1');
+    h.em.addRecording(meetingId);
+    await h.settle();
+    expect(h.recordings).toEqual([expect.objectContaining({ downloadToken: expect.any(String) })]);
+    const token = h.recordings[0]?.downloadToken ?? '';
+    const row = await h.database.db.selectFrom('meeting_events').select(['payload', 'outcome']).where('event', '=', 'recording.completed').executeTakeFirstOrThrow();
+    expect(row.outcome).toBe('stored: 2 files');
+    const stored = fromJson(row.payload) as Record<string, unknown>;
+    expect(stored).toMatchObject({ event: 'recording.completed', payload: { object: { id: meetingId } } });
+    expect(stored).not.toHaveProperty('download_token');
+    expect(JSON.stringify(stored)).not.toContain(token);
   });
 
   it('recordings without a handler, unknown events and meetings of no class are stored and ignored', async () => {
