@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
 
@@ -47,10 +47,12 @@ export function readRaw(source: ConfigSource): Record<string, unknown> {
     } catch (error) {
       throw new ConfigError([`cannot read ${source.file}: ${(error as Error).message}`], source.file);
     }
+    const lines = new LineCounter();
     try {
-      fromFile = parseYaml(text) ?? {};
+      // No pretty errors: their code frame quotes the offending line, which may hold a password.
+      fromFile = parseYaml(text, { prettyErrors: false, lineCounter: lines }) ?? {};
     } catch (error) {
-      throw new ConfigError([`YAML syntax error: ${(error as Error).message}`], source.file);
+      throw new ConfigError([`YAML syntax error: ${yamlProblem(error, lines)}`], source.file);
     }
     if (typeof fromFile !== 'object' || Array.isArray(fromFile)) {
       throw new ConfigError(['the file must hold a mapping of keys at the top level'], source.file);
@@ -66,6 +68,15 @@ export function readRaw(source: ConfigSource): Record<string, unknown> {
     setPath(merged, path, parseEnvValue(value), name);
   }
   return merged;
+}
+
+/** The reason and where (line, column), never the source text around it. */
+function yamlProblem(error: unknown, lines: LineCounter): string {
+  if (!(error instanceof YAMLError)) return (error as Error).message;
+  const offset = error.pos[0];
+  if (offset < 0) return error.message;
+  const { line, col } = lines.linePos(offset);
+  return `${error.message} at line ${line}, column ${col}`;
 }
 
 /** Env values are YAML scalars, so `8080` is a number and `true` a boolean; anything else stays a string. */

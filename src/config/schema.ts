@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration, type Duration } from './duration.ts';
+import { formatDuration, parseDuration, type Duration } from './duration.ts';
 import { cronProblem } from '../deliveries/cron.ts';
 import { existsSync } from 'node:fs';
 import { templateProblems, type TemplateRule } from '../line/templates.ts';
@@ -18,6 +18,14 @@ export const durationSchema = z.string().transform((text, ctx): Duration => {
   }
   return parsed;
 });
+
+/**
+ * The period of a loop, poll or sweep, or a lease: (nearly) zero would spin, also after a live
+ * reload, and a lease that short is taken over while its work is in flight.
+ */
+const durationAtLeast = (minMs: number) => durationSchema.refine((d) => d.ms >= minMs, { error: `must be at least ${formatDuration(minMs)}` });
+const period = durationAtLeast(1_000);
+const lease = durationAtLeast(5_000);
 
 export function isValidTimeZone(zone: string): boolean {
   try {
@@ -139,7 +147,7 @@ export const configSchema = z.strictObject({
       provisioning: z
         .strictObject({
           /** How often to look for schedules that need a meeting created, moved or deleted. */
-          interval: durationSchema.prefault('5m'),
+          interval: period.prefault('5m'),
           /** Only schedules starting within this much time get a meeting. */
           horizon: durationSchema.prefault('48h'),
           /** Schedules claimed per pass (each replica claims its own batch). */
@@ -148,7 +156,7 @@ export const configSchema = z.strictObject({
           concurrency: z.int().min(1).max(200).default(32),
           perAccountConcurrency: z.int().min(1).max(50).default(8),
           /** Lease on one schedule's meeting work; renewed while the call is in flight. */
-          lease: durationSchema.prefault('2m'),
+          lease: lease.prefault('2m'),
           /** Wait before retrying a schedule whose meeting failed or found no host. */
           retryDelay: durationSchema.prefault('5m'),
         })
@@ -180,9 +188,9 @@ export const configSchema = z.strictObject({
       /** Largest webhook body accepted (LINE's are a few KB). */
       webhookBodyLimitBytes: z.int().min(1024).max(10 * 1024 * 1024).default(1024 * 1024),
       /** How often the channel pool checks the database for added, changed or disabled channels. */
-      channelRefresh: durationSchema.prefault('5s'),
+      channelRefresh: period.prefault('5s'),
       /** How often stored webhook events left unprocessed (a crash, another replica) are picked up. */
-      eventSweep: durationSchema.prefault('30s'),
+      eventSweep: period.prefault('30s'),
       /**
        * Which LINE calls go to the request log (line_requests): `problems` keeps every call that did not
        * simply succeed (timeouts, 5xx, 4xx, 409s, with their request ids and reasons); a success's
@@ -205,7 +213,7 @@ export const configSchema = z.strictObject({
       /** Backoff after a retryable failure (5xx, timeout, network, rate-limit 429): full jitter. */
       retry: z.strictObject({ baseDelay: durationSchema.prefault('1s'), maxDelay: durationSchema.prefault('5m') }).prefault({}),
       /** After LINE answers "monthly limit reached", the channel pauses this long before trying again. */
-      quotaRecheck: durationSchema.prefault('1h'),
+      quotaRecheck: period.prefault('1h'),
     })
     .prefault({}),
   /** What students receive. Templates: {title}, {date}, {start}, {end} (local, in `timezone`), {url}. */
@@ -262,9 +270,9 @@ export const configSchema = z.strictObject({
       strategy: z.enum(['all-at-once', 'batched', 'timing-wheel']).default('batched'),
       batchSize: z.int().min(1).max(100_000).default(1000),
       /** Lease on claimed deliveries, renewed while in flight; a dead worker's claims return after it. */
-      lease: durationSchema.prefault('60s'),
+      lease: lease.prefault('60s'),
       /** Continuous trigger: the longest sleep (notices other replicas' changes); also the wheel's refresh period. */
-      pollInterval: durationSchema.prefault('30s'),
+      pollInterval: period.prefault('30s'),
       /** Timing wheel: how far ahead it preloads. */
       lookahead: durationSchema.prefault('2h'),
       /**
@@ -276,7 +284,7 @@ export const configSchema = z.strictObject({
       /** Send a class's identical messages as multicast where that drains a peak faster. */
       multicast: z.boolean().default(true),
       /** Retry delay while a channel is paused with no known end. */
-      pausedRetry: durationSchema.prefault('15m'),
+      pausedRetry: period.prefault('15m'),
     })
     .superRefine((n, ctx) => {
       const problem = cronProblem(n.cron, 'UTC');
@@ -298,7 +306,7 @@ export const configSchema = z.strictObject({
       /** End (then delete) a meeting with no student present at grace time. */
       endEmpty: z.boolean().default(true),
       /** How often to look for meetings due a grace check and to reconcile live state with the API. */
-      interval: durationSchema.prefault('1m'),
+      interval: period.prefault('1m'),
       /** Poll GET /meetings/{id} for meetings whose webhooks may be missing (not configured or lost). */
       reconcile: z.boolean().default(true),
       /** Also read live participants from the dashboard API (Business plans and up; Heavy rate limit). */
@@ -306,7 +314,7 @@ export const configSchema = z.strictObject({
       /** Zoom webhook timestamps older than this are rejected as replays. */
       webhookTolerance: durationSchema.prefault('5m'),
       /** How often stored webhook events left unprocessed (a crash, another replica) are picked up. */
-      eventSweep: durationSchema.prefault('30s'),
+      eventSweep: period.prefault('30s'),
       /** Largest Zoom webhook body accepted (recording.completed with many files is the largest). */
       webhookBodyLimitBytes: z.int().min(1024).max(10 * 1024 * 1024).default(1024 * 1024),
     })
@@ -321,8 +329,11 @@ export const configSchema = z.strictObject({
       fileTypes: z.array(z.string().min(1).transform((s) => s.toUpperCase())).min(1).default(['MP4', 'M4A', 'TRANSCRIPT', 'CHAT', 'CC']),
       /** Downloads at once. */
       concurrency: z.int().min(1).max(32).default(2),
-      /** How often to ask Zoom for recordings of ended meetings (missed recording.completed events). */
-      sweepInterval: durationSchema.prefault('30m'),
+      /**
+       * How often to ask Zoom for recordings of ended meetings (missed recording.completed events).
+       * Each class waiting for one is asked again every interval, so a floor of 1m spares Zoom's rate limit.
+       */
+      sweepInterval: durationAtLeast(60_000).prefault('30m'),
       /** How far back the sweep looks at ended classes. */
       sweepLookback: durationSchema.prefault('72h'),
       /** Deadline of one download attempt. */
@@ -335,7 +346,7 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       /** Lease on one file's download; renewed while the bytes flow. */
-      lease: durationSchema.prefault('2m'),
+      lease: lease.prefault('2m'),
     })
     .prefault({}),
   /** How long finished bookkeeping is kept (null: for ever). Deliveries and recordings are not pruned. */

@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { ConfigError, loadConfig, type ConfigSource } from './load.ts';
@@ -86,9 +86,15 @@ export function createConfigStore(initial: Config, source: ConfigSource, clock: 
     watchFile() {
       if (!source.file || watcher) return;
       const file = resolve(source.file);
-      // Watch the directory: editors and config management replace the file by rename.
+      let seen = identity(file);
+      // Watch the directory: editors and config management replace the file by rename. Kubernetes
+      // swaps a `..data` symlink instead, so events naming other entries count when the file we
+      // would read (links followed) changed; unrelated churn (a database beside it) never delays a reload.
       watcher = watch(dirname(file), (_event, name) => {
-        if (name !== null && name !== basename(file)) return;
+        const now = identity(file);
+        const changed = now !== seen;
+        seen = now;
+        if (name !== null && name !== basename(file) && !changed) return;
         if (pending) clock.clearTimeout(pending);
         pending = clock.setTimeout(() => {
           pending = undefined;
@@ -105,6 +111,16 @@ export function createConfigStore(initial: Config, source: ConfigSource, clock: 
       reloadListeners.clear();
     },
   };
+}
+
+/** What the config path leads to, links followed: a swapped link or a rewritten file changes it. */
+function identity(file: string): string {
+  try {
+    const stat = statSync(file, { bigint: true, throwIfNoEntry: false });
+    return stat ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}` : 'missing';
+  } catch {
+    return 'unreadable';
+  }
 }
 
 /** key path → JSON text of the leaf value (Durations show as written). */

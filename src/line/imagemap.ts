@@ -41,7 +41,11 @@ export async function getImagemapImage(db: Db, hash: string, width: number): Pro
 export interface ImagemapImages {
   /** The image in force for new messages (undefined until `ensure` succeeded once). */
   current(): ImagemapRef | undefined;
-  /** Renders and stores the configured source unless already stored; makes it current. */
+  /**
+   * Renders and stores the configured source unless already stored; makes it current unless a later
+   * `ensure` was called meanwhile (the later source wins, whichever finishes first). Resolves to this
+   * call's image.
+   */
   ensure(): Promise<ImagemapRef>;
   get(hash: string, width: number): Promise<ImagemapImage | undefined>;
   /** Resolves once the latest `ensure` has finished, well or not. */
@@ -53,9 +57,15 @@ const CACHE_ENTRIES = 20;
 export function createImagemapImages(deps: { db: Db; clock: Clock; config: ConfigStore }): ImagemapImages {
   let current: ImagemapRef | undefined;
   let latest: Promise<unknown> = Promise.resolve();
+  // Each call's number: a slow render of an older source must not replace a newer one already in force.
+  let requested = 0;
   const cache = new Map<string, ImagemapImage>();
 
-  const ensure = async (): Promise<ImagemapRef> => {
+  const ensure = async (generation: number): Promise<ImagemapRef> => {
+    const settle = (ref: ImagemapRef): ImagemapRef => {
+      if (generation === requested) current = ref;
+      return ref;
+    };
     const path = deps.config.current().imagemap.source;
     const source = path === null ? defaultImagemapSource() : await readFile(path);
     const hash = imagemapHash(source);
@@ -65,20 +75,16 @@ export function createImagemapImages(deps: { db: Db; clock: Clock; config: Confi
       .where('hash', '=', hash)
       .where('width', '=', LIMITS.imagemapWidth)
       .executeTakeFirst();
-    if (stored) {
-      current = { hash, height: stored.height };
-      return current;
-    }
+    if (stored) return settle({ hash, height: stored.height });
     const rendered = await renderImagemap(source);
     await saveImagemap(deps.db, deps.clock, rendered);
-    current = { hash: rendered.hash, height: rendered.height };
-    return current;
+    return settle({ hash: rendered.hash, height: rendered.height });
   };
 
   return {
     current: () => current,
     ensure() {
-      const run = ensure();
+      const run = ensure(++requested);
       latest = run.catch(() => undefined);
       return run;
     },

@@ -71,7 +71,11 @@ export async function startLine(options: LineRuntimeOptions): Promise<LineRuntim
   const unsubscribe = config.onChange((_next, _previous, changed) => {
     if (!changed.some((key) => key.startsWith('imagemap.'))) return;
     imagemap.ensure().then(
-      (ref) => logger.info({ hash: ref.hash, height: ref.height }, 'imagemap image changed'),
+      (ref) => {
+        // A later change may have overtaken this one while it rendered; its image is the one in force.
+        if (imagemap.current()?.hash === ref.hash) logger.info({ hash: ref.hash, height: ref.height }, 'imagemap image changed');
+        else logger.info({ hash: ref.hash, current: imagemap.current()?.hash }, 'imagemap image stored but not used: a later source change overtook it');
+      },
       (error: unknown) => logger.error({ err: coerceError(error) }, 'the new imagemap source could not be used; the previous image stays in force'),
     );
   });

@@ -84,6 +84,28 @@ describe('loading the configuration', () => {
     }
   });
 
+  /** `{ a: { b: value } }` from `a.b`. */
+  const at = (key: string, value: unknown): Record<string, unknown> => key.split('.').reduceRight<Record<string, unknown>>((inner, part) => ({ [part]: inner }), value as Record<string, unknown>);
+
+  // A loop, poll or sweep of (nearly) no time would spin, and a lease that short is taken over mid-send.
+  it.each([
+    ['zoom.provisioning.interval', '0s', '1s'],
+    ['zoom.provisioning.lease', '4s', '5s'],
+    ['line.channelRefresh', '0s', '1s'],
+    ['line.eventSweep', '999ms', '1s'],
+    ['line.quotaRecheck', '0s', '1s'],
+    ['notifications.lease', '0ms', '5s'],
+    ['notifications.pollInterval', '0s', '1s'],
+    ['notifications.pausedRetry', '0s', '1s'],
+    ['monitor.interval', '0s', '1s'],
+    ['monitor.eventSweep', '0s', '1s'],
+    ['recordings.sweepInterval', '59s', '1m'],
+    ['recordings.lease', '1s', '5s'],
+  ])('rejects %s: %s, naming the key and its floor (%s), and takes the floor itself', (key, tooShort, floor) => {
+    expect(() => parseConfig(at(key, tooShort), 'test')).toThrow(`${key}: must be at least ${floor}`);
+    expect(() => parseConfig(at(key, floor), 'test')).not.toThrow();
+  });
+
   it('reports YAML syntax errors and unreadable files as config errors', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'http: [unclosed\n');

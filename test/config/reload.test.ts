@@ -1,7 +1,7 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { createConfigStore, type ConfigStore, type ReloadOutcome } from '../../src/config/store.ts';
@@ -77,5 +77,67 @@ describe('hot reload', () => {
     expect(store.reload('signal')).toMatchObject({ status: 'unchanged', changed: [] });
     writeFileSync(file, 'log:\n  level: error\nreload:\n  debounce: 20ms\n');
     expect(store.reload('api')).toMatchObject({ status: 'applied', changed: ['log.level'] });
+  });
+
+  it('rejects a reload that would make a loop spin (a zero poll interval) and keeps the old value', () => {
+    writeFileSync(file, 'notifications:\n  pollInterval: 0s\nreload:\n  debounce: 20ms\n');
+    const outcome = store.reload('api');
+    expect(outcome).toMatchObject({ status: 'rejected' });
+    expect(outcome.error).toContain('notifications.pollInterval: must be at least 1s');
+    expect(store.current().notifications.pollInterval.ms).toBe(30_000);
+  });
+
+  it('reports a YAML syntax error by line and column without quoting the line, which may hold a password', () => {
+    writeFileSync(file, 'database:\n  url: postgres://sched:pa: ss@db.internal/sched\n');
+    const outcome = store.reload('api');
+    expect(outcome.status).toBe('rejected');
+    expect(outcome.error).toMatch(/YAML syntax error: .+ at line 2, column 8$/);
+    // GET /api/config shows the last outcome, and the log repeats its error.
+    for (const shown of [outcome.error, JSON.stringify(store.lastReload())]) {
+      expect(shown).not.toContain('pa: ss');
+      expect(shown).not.toContain('db.internal');
+    }
+  });
+});
+
+/**
+ * Kubernetes mounts a ConfigMap as `config.yaml -> ..data/config.yaml` and `..data -> ..<timestamp>/`,
+ * and updates it by swapping `..data`: the directory's events never name `config.yaml`.
+ */
+describe('hot reload from a Kubernetes ConfigMap volume', () => {
+  let dir: string;
+  let store: ConfigStore | undefined;
+
+  /** What kubelet's atomic writer does: a new timestamped directory, a `..data_tmp` link to it renamed over `..data`. */
+  const publish = (stamp: string, text: string): void => {
+    mkdirSync(join(dir, stamp));
+    writeFileSync(join(dir, stamp, 'config.yaml'), text);
+    symlinkSync(stamp, join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'scheduler-configmap-'));
+  });
+  afterEach(() => {
+    store?.close();
+    store = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies an update made by swapping the ..data symlink', async () => {
+    const first = '..2026_12_01_00_00_00.000000001';
+    publish(first, 'log:\n  level: info\nreload:\n  debounce: 20ms\n');
+    const file = join(dir, 'config.yaml');
+    symlinkSync('..data/config.yaml', file);
+    store = createConfigStore(loadConfig({ file, env: {} }), { file, env: {} }, systemClock());
+    const outcomes: ReloadOutcome[] = [];
+    store.onReload((outcome) => outcomes.push(outcome));
+    store.watchFile();
+
+    publish('..2026_12_01_00_05_00.000000002', 'log:\n  level: debug\nreload:\n  debounce: 20ms\n');
+    rmSync(join(dir, first), { recursive: true }); // kubelet then removes the old version
+    await vi.waitFor(() => expect(store?.current().log.level).toBe('debug'), { timeout: 3000, interval: 10 });
+    expect(outcomes.filter((o) => o.status !== 'unchanged')).toEqual([expect.objectContaining({ trigger: 'file', status: 'applied', changed: ['log.level'] })]);
   });
 });
