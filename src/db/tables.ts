@@ -103,6 +103,8 @@ export interface SchedulesTable {
   cancelled: Flag;
   /** Bumped whenever the time or the cancelled flag changes; deliveries and meetings remember it. */
   version: number;
+  /** The platform's revision of this class, if it sends one: older writes are ignored. */
+  source_revision: number | null;
   meeting_state: MeetingState;
   meeting_account_id: number | null;
   meeting_id: string | null;
@@ -166,6 +168,8 @@ export interface AppointmentsTable {
   schedule_id: number;
   member_id: number;
   cancelled: Flag;
+  /** The platform's revision of this booking, if it sends one: older writes are ignored. */
+  source_revision: number | null;
   created_at: Instant;
   updated_at: Instant;
 }

@@ -96,6 +96,13 @@ export const lineChannelView = z.object({
 });
 
 // Schedules
+/** The platform's own revision of an item (a version, or an updated-at in ms): older writes are ignored. */
+const revision = z
+  .int()
+  .min(0)
+  .max(Number.MAX_SAFE_INTEGER)
+  .optional()
+  .describe("optional: the platform's revision of this item, growing with each change (a version, or an updated-at in ms). A write older than the one stored is ignored (outcome stale), so a delayed or retried request cannot undo a newer one");
 export const scheduleBody = z.strictObject({
   title: z.string().trim().min(1).max(200),
   startsAt: instant,
@@ -104,11 +111,12 @@ export const scheduleBody = z.strictObject({
   minParticipants: z.int().min(0).max(10_000).default(0),
   feedbackUrl: httpsUrl.nullable().default(null),
   cancelled: z.boolean().default(false),
+  revision: revision,
 });
 export const scheduleBulk = z.strictObject({
   items: z.array(scheduleBody.extend({ externalId })).min(1).max(5000),
 });
-const upsertOutcome = z.enum(['created', 'updated', 'unchanged']);
+const upsertOutcome = z.enum(['created', 'updated', 'unchanged', 'stale']).describe('stale: older than the revision stored, ignored');
 export const upsertResults = z.object({
   results: z.array(z.object({ externalId: z.string(), id: z.number(), outcome: upsertOutcome })),
 });
@@ -143,6 +151,7 @@ export const scheduleView = z.object({
   feedbackUrl: z.string().nullable(),
   cancelled: z.boolean(),
   version: z.number(),
+  revision: z.number().nullable().describe("the platform's revision last applied (null: it sends none)"),
   meeting: meetingView,
   monitoring: monitoringView,
   createdAt: z.string(),
@@ -193,6 +202,7 @@ export const appointmentBody = z.strictObject({
   scheduleExternalId: externalId,
   student: z.strictObject({ channel: slug.describe('slug of the LINE channel the student follows'), lineUserId }),
   cancelled: z.boolean().default(false),
+  revision: revision,
 });
 export const appointmentBulk = z.strictObject({
   items: z.array(appointmentBody.extend({ externalId })).min(1).max(5000),

@@ -6,7 +6,7 @@ import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
 import { findLineChannelsBySlug } from '../line/channels.ts';
 import { ensureMembers, memberKey } from '../line/members.ts';
-import type { UpsertOutcome } from './schedule-rules.ts';
+import { isStale, type UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES } from '../deliveries/rules.ts';
 import type { OutboxOptions } from './schedules.ts';
@@ -16,6 +16,8 @@ export interface AppointmentInput {
   scheduleExternalId: string;
   student: { channel: string; lineUserId: string };
   cancelled: boolean;
+  /** The platform's revision of the booking, if it sends one (grows with each change there). */
+  revision?: number | null | undefined;
 }
 
 export interface AppointmentUpsertResult {
@@ -59,10 +61,10 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
       inputs.map((input) => ({ channelId: channelOf(input), lineUserId: input.student.lineUserId })),
     );
 
-    const existing = new Map<string, { id: number; schedule_id: number; member_id: number; cancelled: boolean | number }>();
+    const existing = new Map<string, { id: number; schedule_id: number; member_id: number; cancelled: boolean | number; source_revision: number | null }>();
     const postgres = dialectOf(trx) === 'postgres';
     for (const chunk of chunked(inputs.map((i) => i.externalId))) {
-      let query = trx.selectFrom('appointments').select(['id', 'external_id', 'schedule_id', 'member_id', 'cancelled']).where('external_id', 'in', chunk);
+      let query = trx.selectFrom('appointments').select(['id', 'external_id', 'schedule_id', 'member_id', 'cancelled', 'source_revision']).where('external_id', 'in', chunk);
       if (postgres) query = query.forUpdate();
       for (const row of await query.execute()) existing.set(row.external_id, row);
     }
@@ -79,12 +81,17 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
         fresh.push({ input, scheduleId, memberId });
         continue;
       }
+      if (isStale(row.source_revision, input.revision)) {
+        results.push({ externalId: input.externalId, id: row.id, outcome: 'stale' });
+        continue;
+      }
       const same = row.schedule_id === scheduleId && row.member_id === memberId && toBool(row.cancelled) === input.cancelled;
       if (row.schedule_id !== scheduleId || row.member_id !== memberId) moved.push(row.id);
-      if (!same) {
+      if (!same || (input.revision != null && input.revision !== row.source_revision)) {
+        // Unchanged but newer still records the revision: a write between the two is older now.
         await trx
           .updateTable('appointments')
-          .set({ schedule_id: scheduleId, member_id: memberId, cancelled: input.cancelled, updated_at: now })
+          .set({ schedule_id: scheduleId, member_id: memberId, cancelled: input.cancelled, source_revision: input.revision ?? row.source_revision, ...(same ? {} : { updated_at: now }) })
           .where('id', '=', row.id)
           .execute();
       }
@@ -99,6 +106,7 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
             schedule_id: scheduleId,
             member_id: memberId,
             cancelled: input.cancelled,
+            source_revision: input.revision ?? null,
             created_at: now,
             updated_at: now,
           })),
@@ -108,7 +116,7 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
       for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created' });
     }
     // Outbox: each new or changed booking gets its deliveries in this same transaction.
-    const changed = results.filter((r) => r.outcome !== 'unchanged').map((r) => r.id);
+    const changed = results.filter((r) => r.outcome === 'created' || r.outcome === 'updated').map((r) => r.id);
     if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed, movedAppointmentIds: moved })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));

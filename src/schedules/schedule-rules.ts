@@ -11,6 +11,8 @@ export interface ScheduleInput {
   minParticipants: number;
   feedbackUrl: string | null;
   cancelled: boolean;
+  /** The platform's revision of the class, if it sends one (grows with each change there). */
+  revision?: number | null | undefined;
 }
 
 /** The stored fields that a PUT replaces, with the version they are at. */
@@ -27,7 +29,16 @@ export function checkSchedule(input: ScheduleInput, prefix = ''): DomainError[] 
   return problems;
 }
 
-export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
+/** `stale`: older than the revision stored (a delayed or retried write); ignored. */
+export type UpsertOutcome = 'created' | 'updated' | 'unchanged' | 'stale';
+
+/**
+ * Whether a write carrying `incoming` is older than what is stored. Only when both have a revision:
+ * a platform that sends none gets last-write-wins, and the same revision again is applied (a retry).
+ */
+export function isStale(stored: number | null | undefined, incoming: number | null | undefined): boolean {
+  return stored != null && incoming != null && incoming < stored;
+}
 
 /**
  * What a PUT does to an existing schedule. The version moves whenever the time, the cancelled flag or
@@ -37,6 +48,7 @@ export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
  * on a licensed one), so its meeting must be looked at again too.
  */
 export function planScheduleUpdate(existing: ScheduleFields, input: ScheduleInput): { outcome: UpsertOutcome; version: number } {
+  if (isStale(existing.revision, input.revision)) return { outcome: 'stale', version: existing.version };
   const meetingChanged =
     existing.startsAt.getTime() !== input.startsAt.getTime() ||
     existing.endsAt.getTime() !== input.endsAt.getTime() ||

@@ -94,16 +94,19 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
       if (plan.outcome === 'updated') {
         await trx
           .updateTable('schedules')
-          .set({ ...columnsOf(effective), ...(plan.version !== row.version ? afterMove(row, effective) : {}), version: plan.version, updated_at: now })
+          .set({ ...columnsOf(effective), ...revisionOf(input, row.source_revision), ...(plan.version !== row.version ? afterMove(row, effective) : {}), version: plan.version, updated_at: now })
           .where('id', '=', row.id)
           .execute();
+      } else if (plan.outcome === 'unchanged' && input.revision != null && input.revision !== row.source_revision) {
+        // Nothing changed, but a write between the stored revision and this one is now older.
+        await trx.updateTable('schedules').set({ source_revision: input.revision }).where('id', '=', row.id).execute();
       }
       results.push({ externalId: input.externalId, id: row.id, outcome: plan.outcome, version: plan.version });
     }
     for (const chunk of chunked(fresh)) {
       const rows = await trx
         .insertInto('schedules')
-        .values(chunk.map((input) => ({ ...columnsOf(input), external_id: input.externalId, version: 1, meeting_state: 'none' as const, created_at: now, updated_at: now })))
+        .values(chunk.map((input) => ({ ...columnsOf(input), source_revision: input.revision ?? null, external_id: input.externalId, version: 1, meeting_state: 'none' as const, created_at: now, updated_at: now })))
         .returning(['id', 'external_id'])
         .execute();
       for (const row of rows) results.push({ externalId: row.external_id, id: row.id, outcome: 'created', version: 1 });
@@ -184,6 +187,11 @@ function columnsOf(input: ScheduleInput) {
   };
 }
 
+/** The revision to store: the incoming one if it has one, else the stored one stays. */
+function revisionOf(input: { revision?: number | null | undefined }, stored: number | null): { source_revision: number | null } {
+  return { source_revision: input.revision ?? stored };
+}
+
 function fieldsOf(row: Selectable<SchedulesTable>) {
   return {
     title: row.title,
@@ -194,6 +202,7 @@ function fieldsOf(row: Selectable<SchedulesTable>) {
     feedbackUrl: row.feedback_url,
     cancelled: toBool(row.cancelled),
     version: row.version,
+    revision: row.source_revision,
   };
 }
 

@@ -64,6 +64,30 @@ describe.each(dialects)('schedules and appointments over the admin API on %s', (
     expect((await rowCounts(h.database)).schedules).toBe(0);
   });
 
+  it('ignores a write older than the revision stored, so a delayed or retried request cannot undo a newer one', async () => {
+    const at = (hour: number) => ({ ...schedule, startsAt: `2026-12-01T${hour}:00:00+08:00`, endsAt: `2026-12-01T${hour}:40:00+08:00` });
+    expect((await put('c-1', { ...at(20), revision: 1 })).statusCode).toBe(201);
+    expect((await put('c-1', { ...at(21), revision: 3 })).json()).toMatchObject({ outcome: 'updated', version: 2, revision: 3 });
+    // Revision 2 (20:30) was sent before 3 but arrives after it.
+    const late = await put('c-1', { ...at(20), title: 'late', revision: 2 });
+    expect(late.statusCode).toBe(200);
+    expect(late.json()).toMatchObject({ outcome: 'stale', version: 2, revision: 3, title: schedule.title, startsAt: '2026-12-01T13:00:00.000Z' });
+    // Unchanged but newer: the revision is recorded, so 4 is older than 5 from now on.
+    expect((await put('c-1', { ...at(21), revision: 5 })).json()).toMatchObject({ outcome: 'unchanged', revision: 5 });
+    expect((await put('c-1', { ...at(22), revision: 4 })).json()).toMatchObject({ outcome: 'stale', startsAt: '2026-12-01T13:00:00.000Z' });
+    // A platform that sends no revision gets last-write-wins; the stored revision stays.
+    expect((await put('c-1', at(22))).json()).toMatchObject({ outcome: 'updated', revision: 5, startsAt: '2026-12-01T14:00:00.000Z' });
+    expect((await put('c-1', { ...at(20), revision: -1 })).statusCode).toBe(400);
+    // Bookings: a cancellation at revision 2 is not undone by revision 1 arriving late.
+    const booking = (cancelled: boolean, revision: number) => h.app.inject({ method: 'PUT', url: '/api/appointments/a-1', payload: { scheduleExternalId: 'c-1', student: { channel: 'main', lineUserId: userId(1) }, cancelled, revision } });
+    expect((await booking(true, 2)).json()).toMatchObject({ outcome: 'created' });
+    expect((await booking(false, 1)).json()).toMatchObject({ outcome: 'stale' });
+    const bulk = await h.app.inject({ method: 'POST', url: '/api/appointments/bulk', payload: { items: [{ externalId: 'a-1', scheduleExternalId: 'c-1', student: { channel: 'main', lineUserId: userId(1) }, cancelled: false, revision: 1 }] } });
+    expect(bulk.json()).toMatchObject({ results: [{ externalId: 'a-1', outcome: 'stale' }] });
+    expect(await h.database.db.selectFrom('appointments').select(['cancelled', 'source_revision']).executeTakeFirstOrThrow()).toMatchObject({ source_revision: 2 });
+    expect(Boolean((await h.database.db.selectFrom('appointments').select('cancelled').executeTakeFirstOrThrow()).cancelled)).toBe(true);
+  });
+
   it('keeps the stored schedule when an update is invalid', async () => {
     await put('c-1', schedule);
     const bad = await put('c-1', { ...schedule, endsAt: '2026-12-01T19:00:00+08:00' });

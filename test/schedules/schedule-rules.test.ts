@@ -34,4 +34,16 @@ describe('schedule rules', () => {
   ])('changing %s → %s, version %d', (_name, change, outcome, version) => {
     expect(planScheduleUpdate(stored, { ...base, ...change })).toEqual({ outcome, version });
   });
+
+  it.each([
+    ['an older revision', 7, 6, 'stale'],
+    ['the same revision again (a retry)', 7, 7, 'updated'],
+    ['a newer revision', 7, 8, 'updated'],
+    ['no revision stored (the platform sent none before)', null, 1, 'updated'],
+    ['no revision sent (last write wins)', 7, undefined, 'updated'],
+  ] as const)('a write with %s → %s', (_name, storedRevision, revision, outcome) => {
+    const plan = planScheduleUpdate({ ...stored, revision: storedRevision }, { ...base, startsAt: new Date('2026-12-01T13:00:00Z'), revision });
+    expect(plan.outcome).toBe(outcome);
+    expect(plan.version).toBe(outcome === 'stale' ? 4 : 5);
+  });
 });

@@ -107,7 +107,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 
 function scheduleJson(s: Schedule): z.output<typeof scheduleView> {
   const monitoring = { ...s.monitoring, startedAt: isoOrNull(s.monitoring.startedAt), endedAt: isoOrNull(s.monitoring.endedAt) };
-  return { ...s, monitoring, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt), createdAt: iso(s.createdAt), updatedAt: iso(s.updatedAt) };
+  return { ...s, revision: s.revision ?? null, monitoring, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt), createdAt: iso(s.createdAt), updatedAt: iso(s.updatedAt) };
 }
 
 function makeCursor(s: Schedule): string {
