@@ -23,6 +23,11 @@ const ZONE = 'Asia/Taipei';
 const students = { aki: `U${'a1'.repeat(16)}`, ben: `U${'b2'.repeat(16)}`, chen: `U${'c3'.repeat(16)}`, dana: `U${'d4'.repeat(16)}` };
 const names: Record<string, string> = { [students.aki]: 'Aki', [students.ben]: 'Ben', [students.chen]: 'Chen', [students.dana]: 'Dana' };
 
+/** The demo's output is its story, on stdout (the service's own log is silenced). */
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
 async function main(): Promise<void> {
   const clock = virtualClock('2026-12-01T09:00:00Z'); // 17:00 in Taipei
   const dir = await mkdtemp(join(tmpdir(), 'scheduler-demo-'));
@@ -65,9 +70,9 @@ async function main(): Promise<void> {
   const local = (d: Date): string => d.toLocaleTimeString('en-GB', { timeZone: ZONE, hour: '2-digit', minute: '2-digit' });
   const at = async (hhmm: string, title: string): Promise<void> => {
     await clock.set(new Date(`2026-12-01T${hhmm}:00+08:00`));
-    console.log(`\n${hhmm}  ${title}`);
+    print(`\n${hhmm}  ${title}`);
   };
-  const say = (line: string): void => console.log(`       ${line}`);
+  const say = (line: string): void => print(`       ${line}`);
   const settleWebhooks = async (): Promise<void> => {
     for (let i = 0; i < 3; i++) {
       await zoom.webhooks.settle();
@@ -172,7 +177,7 @@ async function main(): Promise<void> {
         say(`${a.externalId}: ${a.deliveries.map((d) => `${d.kind} ${d.state}${d.latenessMs !== null ? ` (${d.latenessMs} ms late)` : ''}${d.state !== 'sent' && d.lastError ? ` (${d.lastError})` : ''}`).join('; ')}`);
       }
     }
-    console.log(`\nZoom: ${zoom.counters().meetings.created} meetings created, ${zoom.counters().meetings.deleted} deleted; LINE: ${line.received().length} messages delivered. Times are in ${ZONE}; it is ${local(clock.now())} there.`);
+    print(`\nZoom: ${zoom.counters().meetings.created} meetings created, ${zoom.counters().meetings.deleted} deleted; LINE: ${line.received().length} messages delivered. Times are in ${ZONE}; it is ${local(clock.now())} there.`);
   } finally {
     await app.stop();
     await zoom.close();
