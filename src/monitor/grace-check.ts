@@ -16,7 +16,7 @@ import { participantRole } from './attendance.ts';
 import { deleteStep, graceVerdict } from './grace.ts';
 import { bookedCounts } from './headcount.ts';
 import { applyLiveSnapshot, applyLiveStatus, poolHosts } from './live.ts';
-import { cancelLinksOfEndedClass, forgetEndedMeeting, presentOthers, retryGraceWork, settleGraceWork, startEnding, type GraceWork } from './monitor-work.ts';
+import { cancelLinksOfEndedClass, forgetEndedMeeting, presentOthers, retryGraceWork, settleGraceWork, startEnding, studentsSeen, unappliedParticipantEvents, type GraceWork } from './monitor-work.ts';
 
 export interface GraceCheckDeps {
   db: Db;
@@ -101,6 +101,8 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
   if (w.ending && polled === 'missing') return finishEnd(deps, w, `${w.reason ?? 'no student present'}; meeting gone at Zoom when checked again: ended and deleted`);
 
   const now = clock.now();
+  // Before the applied state: an event applied in between is then counted in one or the other.
+  const unapplied = await unappliedParticipantEvents(db, w.meetingId);
   const facts = await db.selectFrom('schedules').select(['attendance', 'attendance_peak', 'live_status']).where('id', '=', w.id).executeTakeFirst();
   const booked = (await bookedCounts(db, [w.id])).get(w.id) ?? 0;
   const verdict = graceVerdict({
@@ -108,11 +110,13 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
     booked,
     attendance: facts?.attendance ?? 0,
     peak: facts?.attendance_peak ?? 0,
+    studentsSeen: await studentsSeen(db, w.id, w.meetingId),
     othersPresent: await presentOthers(db, w.id),
     webhookSeen,
     webhookLive: facts?.live_status ?? null,
     polled,
     dashboard: dashboard?.count ?? null,
+    unappliedParticipantEvents: unapplied,
     graceMinutes: cfg.monitor.graceMinutes,
     endEmpty: cfg.monitor.endEmpty,
   });
@@ -131,6 +135,9 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
   };
   // The meeting may be gone at Zoom already: no verdict on it until Zoom says whether it is.
   if (w.ending && pollFailed && !verdict.end) return retryLater(`${verdict.reason}; the meeting was being ended and Zoom could not be asked whether it still exists, trying again`);
+  // Stored events are applied within seconds, or retried for up to ~35 minutes: judge again soon
+  // while a next check still falls before the class ends (never claimed after it, so never left pending).
+  if (verdict.recheck && clock.now().getTime() + RETRY_LATER_MS + cfg.monitor.interval.ms < w.endsAt.getTime()) return retryLater(`${verdict.reason}; checking again`);
 
   let reason = verdict.reason;
   if (verdict.end && !creds) {

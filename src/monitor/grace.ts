@@ -13,6 +13,11 @@ export interface GraceFacts {
   /** Students present now, and the most at once, by the webhooks. */
   attendance: number;
   peak: number;
+  /**
+   * Students with a participant row in this meeting, present or not. `peak` misses one whose join
+   * was lost, or applied after their leave (then stale), yet a leave proves they were there.
+   */
+  studentsSeen: number;
   /** The host or our own accounts present by the webhooks (they explain a live meeting without students). */
   othersPresent: number;
   /** Whether any webhook event was received for this meeting (webhooks work for it). */
@@ -23,6 +28,11 @@ export interface GraceFacts {
   polled: 'waiting' | 'started' | 'missing' | null;
   /** Students present by the dashboard API; null when not asked. */
   dashboard: number | null;
+  /**
+   * Participant events of this meeting stored but not applied yet (a backlog, or a failed apply
+   * waiting out its backoff): the facts above do not show them, and any may be a student's join.
+   */
+  unappliedParticipantEvents: number;
   graceMinutes: number;
   endEmpty: boolean;
 }
@@ -34,12 +44,15 @@ export interface GraceVerdict {
   reason: string;
   /** The best count of students present. */
   present: number | null;
+  /** Judge again shortly: stored events about to be applied may change the verdict. */
+  recheck?: true;
 }
 
 /**
  * Ending a class is the one destructive act here, so it needs every source to agree that no
  * student is there and never was, plus positive evidence of why the meeting looks the way it does.
- * Any student seen anywhere wins: sources are only ever combined upwards.
+ * Any student seen anywhere wins: sources are only ever combined upwards. Participant events stored
+ * but not applied yet are evidence unread, so they hold off an end until they are applied.
  */
 export function graceVerdict(f: GraceFacts): GraceVerdict {
   const at = `${f.graceMinutes} minutes after the start`;
@@ -50,9 +63,16 @@ export function graceVerdict(f: GraceFacts): GraceVerdict {
     if (f.minimum > 0 && present < f.minimum) return { state: 'below_minimum', end: false, reason: `${counted}, below the minimum of ${f.minimum} (${f.booked} booked)`, present };
     return { state: 'ok', end: false, reason: counted, present };
   }
-  if (f.peak > 0) {
+  const attended = Math.max(f.peak, f.studentsSeen);
+  if (attended > 0) {
     // Students came and went: they may come back (a dropped connection); never lock them out.
-    return { state: 'below_minimum', end: false, reason: `no student present ${at}, though ${f.peak} attended earlier; not ended`, present: 0 };
+    return { state: 'below_minimum', end: false, reason: `no student present ${at}, though ${attended} attended earlier; not ended`, present: 0 };
+  }
+  if (f.unappliedParticipantEvents > 0) {
+    // Whatever explains the empty meeting below, a student's join (and leave) may be waiting here.
+    const n = f.unappliedParticipantEvents;
+    const events = n === 1 ? '1 participant event of this meeting is' : `${n} participant events of this meeting are`;
+    return { state: 'below_minimum', end: false, reason: `no student seen ${at}, but ${events} stored and not applied yet: a join may be among them; not ended`, present: null, recheck: true };
   }
   const empty = `no student present ${at} (${f.booked} booked)`;
   // Why the meeting looks empty, when that is certain: nobody has it open (a join-before-host

@@ -200,6 +200,36 @@ export async function presentOthers(db: Db, scheduleId: number): Promise<number>
   return Number(row?.n ?? 0);
 }
 
+/** Students ever seen in the class's meeting, present or not (a leave without its join counts). */
+export async function studentsSeen(db: Db, scheduleId: number, meetingId: string): Promise<number> {
+  const row = await db
+    .selectFrom('meeting_participants')
+    .select((eb) => eb.fn.count<number>('participant_key').distinct().as('n'))
+    .where('schedule_id', '=', scheduleId)
+    .where('meeting_id', '=', meetingId)
+    .where('role', '=', 'student')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
+/** The events that change who is in a meeting (as stored in meeting_events.event). */
+const PARTICIPANT_EVENTS = ['meeting.participant_joined', 'meeting.participant_left'];
+
+/**
+ * Participant events of a meeting stored and not applied yet: in the backlog, being applied, or
+ * waiting out a retry after a failed apply (a claim is only visible once its transaction commits).
+ */
+export async function unappliedParticipantEvents(db: Db, meetingId: string): Promise<number> {
+  const row = await db
+    .selectFrom('meeting_events')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('meeting_id', '=', meetingId)
+    .where('processed_at', 'is', null)
+    .where('event', 'in', PARTICIPANT_EVENTS)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export async function releaseGraceLeases(db: Db, owner: string): Promise<void> {
   await db.updateTable('schedules').set({ monitor_lease_owner: null, monitor_lease_expires_at: null }).where('monitor_lease_owner', '=', owner).execute();
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialects } from '../support/databases.ts';
-import { HOSTS, liveOf, monitorOf, openMonitorHarness, type MonitorHarness, type MonitorHarnessOptions } from './support.ts';
+import { breakParticipantInserts, eventRows, HOSTS, liveOf, monitorOf, openMonitorHarness, type MonitorHarness, type MonitorHarnessOptions } from './support.ts';
 
 /** Webhooks and the monitor together: Zoom's signed events over HTTP, then the grace-time check. */
 describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
@@ -14,6 +14,7 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
     return monitorOf({ db: h.database.db, box: h.box, clock: h.clock, config: h.config, client: h.client, logger: h.logger });
   };
   const stateOf = (id: number) => h.database.db.selectFrom('schedules').select(['meeting_state', 'monitor_state', 'monitor_reason']).where('id', '=', id).executeTakeFirstOrThrow();
+  const unappliedJoins = async () => (await eventRows(h)).filter((r) => r.event === 'meeting.participant_joined' && r.processed_at === null).length;
   // Timer by timer, letting each webhook land before time moves on (Zoom waits 3 s for an answer).
   const at = async (iso: string) => {
     const target = new Date(iso).getTime();
@@ -53,6 +54,82 @@ describe.each(dialects)('monitoring with webhooks on %s', (dialect) => {
     expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
     expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start, though 1 attended earlier; not ended');
     expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+  });
+
+  it("a student's join stored but not applied yet (a backlog) keeps a host-only class from being ended; judged again once applied", async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.script(c.meetingId, [{ atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } }]);
+    await at('2026-12-01T01:10:00Z');
+    // Ann joins just as the check runs: her join is stored (acknowledged), the processor has not run yet.
+    h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' });
+    await h.em.webhooks.settle();
+    expect(await unappliedJoins()).toBe(1);
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0, peak: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ retry: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ready', monitor_state: 'pending' });
+    expect((await stateOf(c.scheduleId)).monitor_reason).toBe(
+      'no student seen 10 minutes after the start, but 1 participant event of this meeting is stored and not applied yet: a join may be among them; not ended; checking again',
+    );
+    await at('2026-12-01T01:11:01Z'); // after the retry lease of a minute
+    expect((await monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    expect(await stateOf(c.scheduleId)).toMatchObject({ meeting_state: 'ready', monitor_state: 'ok', monitor_reason: '1 student present 10 minutes after the start' });
+  });
+
+  it('with no time for another check before the class ends, a join not applied yet is reported, not ended and not left pending', async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z', 11);
+    h.em.script(c.meetingId, [{ atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } }]);
+    await at('2026-12-01T01:10:00Z');
+    h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' });
+    await h.em.webhooks.settle();
+    expect(await unappliedJoins()).toBe(1);
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+    expect(await stateOf(c.scheduleId)).toMatchObject({
+      meeting_state: 'ready',
+      monitor_state: 'below_minimum',
+      monitor_reason: 'no student seen 10 minutes after the start, but 1 participant event of this meeting is stored and not applied yet: a join may be among them; not ended',
+    });
+  });
+
+  it("a student's join whose application keeps failing (retry backoff) keeps a host-only class from being ended", async () => {
+    // Backoff 0.5 of the ceiling: Ann's join is tried at 01:02:00, +2.5 s, +7.5 s, … +457.5 s, +607.5 s.
+    const monitor = await open({ random: () => 0.5 });
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.script(c.meetingId, [{ atMinute: -3, join: { name: 'Teacher', userId: HOSTS.t1.id, email: HOSTS.t1.email, role: 'host' } }]);
+    await at('2026-12-01T01:00:00Z');
+    const heal = await breakParticipantInserts(h);
+    h.em.script(c.meetingId, [{ atMinute: 2, join: { name: 'Ann', email: 'ann@example.com' } }]);
+    await at('2026-12-01T01:10:00Z');
+    expect(await unappliedJoins()).toBe(1);
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'started', attendance: 0, peak: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ retry: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+    await heal();
+    await at('2026-12-01T01:13:00Z');
+    expect(await unappliedJoins()).toBe(0);
+    expect((await monitor.runPass()).graceChecked).toEqual({ ok: 1 });
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ attendance: 1, peak: 1 });
+    expect(h.em.meeting(c.meetingId)).toMatchObject({ deleted: false, state: 'started' });
+  });
+
+  it('a student seen only leaving (the join lost) came and left: the stopped meeting is not ended, so they can rejoin', async () => {
+    const monitor = await open();
+    const c = await h.schedule('c1', '2026-12-01T01:00:00Z');
+    h.em.webhooks.drop({ event: 'meeting.participant_joined', times: 1 });
+    // Ann starts the meeting (join before host), then drops: the last leave ends it.
+    h.em.script(c.meetingId, [
+      { atMinute: 2, join: { name: 'Ann', email: 'ann@example.com' } },
+      { atMinute: 5, leave: 'Ann' },
+    ]);
+    await at('2026-12-01T01:10:00Z');
+    expect(await liveOf(h, c.scheduleId)).toMatchObject({ status: 'ended', attendance: 0, peak: 0 });
+    expect((await monitor.runPass()).graceChecked).toEqual({ below_minimum: 1 });
+    expect((await stateOf(c.scheduleId)).monitor_reason).toBe('no student present 10 minutes after the start, though 1 attended earlier; not ended');
+    expect(h.em.meeting(c.meetingId)?.deleted).toBe(false);
+    expect(() => h.em.join(c.meetingId, { name: 'Ann', email: 'ann@example.com' })).not.toThrow();
   });
 
   it('a lost participant_joined is corrected by the dashboard poll, and the class is not ended', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { Registry } from 'prom-client';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
 import { createMonitorMetrics } from '../../src/monitor/metrics.ts';
@@ -79,6 +80,8 @@ export interface MonitorHarnessOptions {
   onRecording?: boolean;
   /** The school account's plan (business has the dashboard API). Default pro. */
   schoolPlan?: 'pro' | 'business';
+  /** The event processor's backoff jitter (a fixed one makes retry times exact). */
+  random?: () => number;
 }
 
 const silent = pino({ level: 'silent' });
@@ -128,6 +131,7 @@ export async function openMonitorHarness(dialect: Dialect, options: MonitorHarne
     config,
     logger,
     metrics,
+    random: options.random,
     ...(options.onRecording
       ? {
           onRecording: async (accountId: string, object: unknown, downloadToken: string | null) => {
@@ -190,12 +194,31 @@ export async function openMonitorHarness(dialect: Dialect, options: MonitorHarne
       }
     },
     async close() {
+      // Deliveries still in flight (a test that failed before settling) would hold the server open.
+      await em.webhooks.settle();
       await app.close();
       await runtime.stop();
       await em.close();
       await database.close();
     },
   };
+}
+
+/**
+ * A real database error inside the applying transaction, without touching our code: a trigger that
+ * rejects every new participant row, as a dropped connection or a serialization failure would
+ * (on PostgreSQL it raises SQLSTATE 40001, serialization_failure). Returns the "heal".
+ */
+export async function breakParticipantInserts(h: MonitorHarness): Promise<() => Promise<void>> {
+  const { db, dialect } = h.database;
+  if (dialect === 'sqlite') {
+    await sql`create trigger fail_participants before insert on meeting_participants begin select raise(abort, 'simulated transient failure'); end`.execute(db);
+    return async () => void (await sql`drop trigger fail_participants`.execute(db));
+  }
+  // Unqualified names land in the test's own schema (first on the search_path; dropped with it).
+  await sql.raw(`create function fail_participants() returns trigger language plpgsql as $$ begin raise exception 'simulated transient failure' using errcode = '40001'; end $$`).execute(db);
+  await sql`create trigger fail_participants before insert on meeting_participants for each row execute function fail_participants()`.execute(db);
+  return async () => void (await sql`drop trigger fail_participants on meeting_participants`.execute(db));
 }
 
 /** The live columns of a schedule. */

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/database.ts';
 import { toDate } from '../../src/db/row.ts';
@@ -7,7 +6,7 @@ import { createZoomWebhookRuntime, MAX_ATTEMPTS, type OnRecording, type ZoomWebh
 import { insertMeetingEvent } from '../../src/monitor/events.ts';
 import { parseZoomEnvelope } from '../../src/zoom/webhook.ts';
 import { dialects } from '../support/databases.ts';
-import { eventRows, HOSTS, liveOf, openMonitorHarness, SCHOOL, type MonitorHarness } from './support.ts';
+import { breakParticipantInserts, eventRows, HOSTS, liveOf, openMonitorHarness, SCHOOL, type MonitorHarness } from './support.ts';
 
 let h: MonitorHarness;
 const opened: MonitorHarness[] = [];
@@ -41,23 +40,6 @@ async function ownRuntime(onRecording?: OnRecording): Promise<{ runtime: ZoomWeb
   runtime.start();
   await runtime.idle();
   return { runtime, metrics };
-}
-
-/**
- * A real database error inside the applying transaction, without touching our code: a trigger that
- * rejects every new participant row, as a dropped connection or a serialization failure would
- * (on PostgreSQL it raises SQLSTATE 40001, serialization_failure). Dropped to "heal" the database.
- */
-async function breakParticipantInserts(): Promise<() => Promise<void>> {
-  const { db, dialect } = h.database;
-  if (dialect === 'sqlite') {
-    await sql`create trigger fail_participants before insert on meeting_participants begin select raise(abort, 'simulated transient failure'); end`.execute(db);
-    return async () => void (await sql`drop trigger fail_participants`.execute(db));
-  }
-  // Unqualified names land in the test's own schema (first on the search_path; dropped with it).
-  await sql.raw(`create function fail_participants() returns trigger language plpgsql as $$ begin raise exception 'simulated transient failure' using errcode = '40001'; end $$`).execute(db);
-  await sql`create trigger fail_participants before insert on meeting_participants for each row execute function fail_participants()`.execute(db);
-  return async () => void (await sql`drop trigger fail_participants on meeting_participants`.execute(db));
 }
 
 async function retryState() {
@@ -105,7 +87,7 @@ describe.each(dialects)('Zoom webhook processing on %s', (dialect) => {
     h = await open(dialect);
     const { scheduleId, meetingId } = await h.schedule('c1');
     const { runtime, metrics } = await ownRuntime();
-    const heal = await breakParticipantInserts();
+    const heal = await breakParticipantInserts(h);
     const t0 = h.clock.now().getTime();
     const meeting = { id: String(meetingId), uuid: 'U-1', host_id: HOSTS.t1.id };
     await store('meeting.started', t0, meeting);
@@ -161,7 +143,7 @@ describe.each(dialects)('Zoom webhook processing on %s', (dialect) => {
     h = await open(dialect);
     const { scheduleId, meetingId } = await h.schedule('c1');
     const { runtime, metrics } = await ownRuntime();
-    await breakParticipantInserts();
+    await breakParticipantInserts(h);
     await store('meeting.participant_joined', h.clock.now().getTime(), { id: String(meetingId), uuid: 'U-1', host_id: HOSTS.t1.id, participant: { user_name: 'Alice', participant_uuid: 'PA', id: '' } });
     await h.database.db.updateTable('meeting_events').set({ attempts: MAX_ATTEMPTS - 1, error: 'earlier' }).execute();
     runtime.wake();
