@@ -1,6 +1,7 @@
 import { dialectOf, type Db } from '../db/database.ts';
 import { toDate } from '../db/row.ts';
 import type { LiveStatus, MonitorState } from '../db/tables.ts';
+import { NO_MEETING } from '../schedules/schedules.ts';
 
 /**
  * Recorded before the meeting is ended at Zoom: a check cut off after Zoom deleted the meeting is
@@ -161,24 +162,7 @@ export async function cancelLinksOfEndedClass(db: Db, o: { now: Date; scheduleId
 export async function forgetEndedMeeting(db: Db, o: { id: number; meetingId: string; version: number; now: Date }): Promise<boolean> {
   const result = await db
     .updateTable('schedules')
-    .set({
-      meeting_state: 'none',
-      meeting_id: null,
-      meeting_uuid: null,
-      join_url: null,
-      start_url: null,
-      passcode: null,
-      meeting_version: null,
-      meeting_account_id: null,
-      host_window_start: null,
-      host_window_end: null,
-      live_status: null,
-      live_started_at: null,
-      live_ended_at: null,
-      attendance: 0,
-      attendance_peak: 0,
-      updated_at: o.now,
-    })
+    .set({ ...NO_MEETING, updated_at: o.now })
     .where('id', '=', o.id)
     .where('meeting_id', '=', o.meetingId)
     .where('meeting_state', '=', 'ready')

@@ -155,25 +155,27 @@ function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
   };
   const gone = row.meeting_state === 'ended_empty' || (row.meeting_state === 'deleted' && !input.cancelled);
   if (!gone) return fresh;
-  return {
-    ...fresh,
-    meeting_state: 'none' as const,
-    meeting_id: null,
-    meeting_uuid: null,
-    join_url: null,
-    start_url: null,
-    passcode: null,
-    meeting_version: null,
-    meeting_account_id: null,
-    host_window_start: null,
-    host_window_end: null,
-    live_status: null,
-    live_started_at: null,
-    live_ended_at: null,
-    attendance: 0,
-    attendance_peak: 0,
-  };
+  return { ...fresh, ...NO_MEETING };
 }
+
+/** A class whose meeting is gone at Zoom and cannot serve it: none on record, so the provisioner makes one. */
+export const NO_MEETING = {
+  meeting_state: 'none',
+  meeting_id: null,
+  meeting_uuid: null,
+  join_url: null,
+  start_url: null,
+  passcode: null,
+  meeting_version: null,
+  meeting_account_id: null,
+  host_window_start: null,
+  host_window_end: null,
+  live_status: null,
+  live_started_at: null,
+  live_ended_at: null,
+  attendance: 0,
+  attendance_peak: 0,
+} as const;
 
 function columnsOf(input: ScheduleInput) {
   return {
