@@ -3,14 +3,11 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildHttpApp } from '../../src/http/app.ts';
-import { createMetrics } from '../../src/metrics.ts';
 import { storageKeyFor } from '../../src/recordings/parse.ts';
 import { replayUrlFor } from '../../src/recordings/replay.ts';
 import { filesystemStore, type RecordingStore } from '../../src/recordings/store.ts';
 import { dialects } from '../support/databases.ts';
-import { silent } from '../zoom/world.ts';
-import { file, openRecordingWorld, type RecordingWorld } from './world.ts';
+import { file, openRecordingWorld, replayApp, type RecordingWorld } from './world.ts';
 
 const SIZE = 50_000;
 const LEASE_MS = 120_000;
@@ -43,17 +40,7 @@ describe.each(dialects)('recording crashes and repairs (%s)', (dialect) => {
     await w.clock.advance(LEASE_MS + 1);
   };
   const replay = async (): Promise<{ status: number; body: Buffer }> => {
-    app ??= await buildHttpApp({
-      db: w.database.db,
-      clock: w.clock,
-      box: w.box,
-      config: w.config,
-      logger: silent,
-      metrics: createMetrics(),
-      adminToken: 'admin',
-      readiness: async () => ({ ready: true, checks: {} }),
-      recordings: { store: real },
-    });
+    app ??= await replayApp(w, real);
     const id = (await row())?.id ?? 0;
     const res = await app.inject({ method: 'GET', url: new URL(replayUrlFor(w.config.current(), w.box, id, w.clock.now())).pathname });
     return { status: res.statusCode, body: res.rawPayload };

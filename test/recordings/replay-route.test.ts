@@ -1,11 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildHttpApp } from '../../src/http/app.ts';
-import { createMetrics } from '../../src/metrics.ts';
 import { replayToken, replayUrlFor } from '../../src/recordings/replay.ts';
 import { dialects } from '../support/databases.ts';
-import { file, openRecordingWorld, type RecordingWorld } from './world.ts';
-import { silent } from '../zoom/world.ts';
+import { file, openRecordingWorld, replayApp, type RecordingWorld } from './world.ts';
 
 describe.each(dialects)('GET /replay/:token (%s)', (dialect) => {
   let w: RecordingWorld;
@@ -17,17 +14,7 @@ describe.each(dialects)('GET /replay/:token (%s)', (dialect) => {
     await rec.ingest(await w.record([file('replay-mp4', 'MP4', 70_000)]));
     await rec.runOnce();
     id = (await w.rows())[0]?.id ?? 0;
-    app = await buildHttpApp({
-      db: w.database.db,
-      clock: w.clock,
-      box: w.box,
-      config: w.config,
-      logger: silent,
-      metrics: createMetrics(),
-      adminToken: 'admin',
-      readiness: async () => ({ ready: true, checks: {} }),
-      recordings: { store: rec.store },
-    });
+    app = await replayApp(w, rec.store);
   });
   afterEach(async () => {
     await app.close();

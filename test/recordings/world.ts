@@ -5,6 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
+import { buildHttpApp } from '../../src/http/app.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import type { RecordingStore } from '../../src/recordings/store.ts';
 import { createConfigStore, type ConfigStore, type ReloadOutcome } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
 import { createRecordingMetrics } from '../../src/recordings/metrics.ts';
@@ -117,4 +120,19 @@ export async function openRecordingWorld(dialect: Dialect, config: Record<string
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The real HTTP app over a recording world (the replay route reads `store`), for `inject`. */
+export function replayApp(w: RecordingWorld, store: RecordingStore): ReturnType<typeof buildHttpApp> {
+  return buildHttpApp({
+    db: w.database.db,
+    clock: w.clock,
+    box: w.box,
+    config: w.config,
+    logger: silent,
+    metrics: createMetrics(),
+    adminToken: 'admin',
+    readiness: async () => ({ ready: true, checks: {} }),
+    recordings: { store },
+  });
 }
