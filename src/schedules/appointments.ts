@@ -65,7 +65,9 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     const postgres = dialectOf(trx) === 'postgres';
     for (const chunk of chunked(inputs.map((i) => i.externalId))) {
       let query = trx.selectFrom('appointments').select(['id', 'external_id', 'schedule_id', 'member_id', 'cancelled', 'source_revision']).where('external_id', 'in', chunk);
-      if (postgres) query = query.forUpdate();
+      // NO KEY UPDATE still serialises two writes of one booking, but not a delivery insert's foreign
+      // key check (KEY SHARE) by a schedule upsert holding the class, which this one then waits for.
+      if (postgres) query = query.forNoKeyUpdate();
       for (const row of await query.execute()) existing.set(row.external_id, row);
     }
 

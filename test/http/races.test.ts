@@ -17,12 +17,14 @@ describe.each(dialects.filter((d) => d === 'postgres'))('two requests writing th
     let request: Promise<{ statusCode: number; headers: Record<string, unknown>; json(): unknown }> | undefined;
     // The other writer creates c-1 and has not committed when this request inserts it too.
     await db.transaction().execute(async (trx) => {
+      const holder = Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid);
       await trx
         .insertInto('schedules')
         .values({ external_id: 'c-1', title: 'A', starts_at: new Date('2026-12-01T12:00:00Z'), ends_at: new Date('2026-12-01T12:50:00Z'), trial: false, cancelled: false, min_participants: 0, version: 1, meeting_state: 'none', created_at: new Date(), updated_at: new Date() })
         .execute();
       request = h.app.inject({ method: 'PUT', url: '/api/schedules/c-1', payload });
-      const waits = async () => Number((await sql<{ n: string }>`select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into "schedules"%'`.execute(db)).rows[0]?.n ?? 0) > 0;
+      // Only this test's sessions can wait on the holder's backend.
+      const waits = async () => Number((await sql<{ n: string }>`select count(*) as n from pg_stat_activity where ${holder} = any(pg_blocking_pids(pid))`.execute(db)).rows[0]?.n ?? 0) > 0;
       await vi.waitFor(async () => expect(await waits()).toBe(true), { timeout: 10_000, interval: 5 });
     });
     const lost = await request;
