@@ -21,7 +21,6 @@ import { createDeliveryEngine, type DeliveryEngine } from './deliveries/loop.ts'
 import { createDeliveryMetrics } from './deliveries/metrics.ts';
 import { resyncDriftedDeliveries } from './deliveries/outbox.ts';
 import { deliveryRules, engineSettings } from './deliveries/settings.ts';
-import type { DeliveryRules } from './deliveries/rules.ts';
 import { claimSqliteProcessLock } from './db/process-lock.ts';
 import { zoomClientFor } from './zoom/wiring.ts';
 import { oweReplayLinks } from './deliveries/owed.ts';
@@ -218,20 +217,29 @@ export async function createApp(options: AppOptions): Promise<App> {
     const retention = createRetention({ db: database.db, clock, config, logger: logger.child({ part: 'retention' }), registry: metrics.registry });
     releasers.push(() => retention.stop());
 
-    /** Waiting deliveries timed by other lead times than these (a reload, or a restart with new settings) are re-timed. */
-    const retime = (rules: DeliveryRules): Promise<void> =>
-      resyncDriftedDeliveries(database.db, clock, rules)
-        .then((ids) => {
-          if (ids.length) logger.info({ deliveries: ids.length }, 'waiting deliveries re-timed to the lead times in force');
-          engine.notifyChanged(ids);
-        })
-        .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'could not re-time waiting deliveries to the lead times in force'));
+    /**
+     * Waiting deliveries timed by other lead times than the ones in force (a reload, or a restart with
+     * new settings) are re-timed; one pass at a time, so a later one cannot be undone by an earlier.
+     */
+    let retiming: Promise<void> = Promise.resolve();
+    const retime = (): Promise<void> => {
+      retiming = retiming.then(() =>
+        resyncDriftedDeliveries(database.db, clock, () => deliveryRules(config.current()), { stop: () => stopping })
+          .then((ids) => {
+            if (ids.length) logger.info({ deliveries: ids.length }, 'waiting deliveries re-timed to the lead times in force');
+            engine.notifyChanged(ids);
+          })
+          .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'could not re-time waiting deliveries to the lead times in force')),
+      );
+      return retiming;
+    };
+    releasers.push(() => retiming);
     const unsubscribe = config.onChange((next, _previous, changed) => {
       logger.level = next.log.level;
       logger.info({ changed }, 'configuration reloaded');
       // New lead times apply to what is already waiting, not only to new bookings.
       if (changed.some((k) => /^notifications\.(meetingUrl\.leadMinutes|feedbackUrl\.(beforeEndMinutes|lateWindow))$/.test(k))) {
-        void retime(deliveryRules(next));
+        void retime();
       }
     });
     const unsubscribeReload = config.onReload((outcome) => {
@@ -268,9 +276,10 @@ export async function createApp(options: AppOptions): Promise<App> {
           retention.start();
           // The first round is the catch-up after downtime; it must not hold up listening. Lead times
           // changed while the service was down apply first.
-          void retime(deliveryRules(config.current())).then(() =>
-            engine.start().catch((error: unknown) => engineLogger.error({ err: coerceError(error) }, 'delivery engine failed to start')),
-          );
+          void retime().then(() => {
+            if (stopping) return; // stopped during the re-time: the engine must not start on a closing database
+            engine.start().catch((error: unknown) => engineLogger.error({ err: coerceError(error) }, 'delivery engine failed to start'));
+          });
         }
         return address;
       },

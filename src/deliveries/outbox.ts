@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { sql, type RawBuilder } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
-import { plannedDeliveries, reconcileDeliveries, TIMED_KINDS, type DeliveryRules } from './rules.ts';
+import { plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
 
 /**
  * The outbox: called inside the transaction that changes schedules or appointments, so the
@@ -147,36 +148,28 @@ export async function syncDeliveries(
 
 /**
  * Re-applies the rules to the bookings whose waiting deliveries were timed by other lead times than
- * `rules` (the settings changed, by a reload or across a restart). The class times stored on each row
- * tell which ones, so only those bookings are re-synced; a row older than those columns is re-synced
- * whatever it holds.
+ * the ones in force (the settings changed, by a reload or across a restart). The database finds them
+ * from the class times stored on each row, in one pass over the waiting rows (the pending index),
+ * so a start with nothing changed costs one query. A row older than those columns counts as drifted.
+ * `rules` is read for each chunk, so a reload during a long pass is followed; `stop` ends it early.
  */
-export async function resyncDriftedDeliveries(db: Db, clock: Clock, rules: DeliveryRules): Promise<number[]> {
-  const drifted = new Set<number>();
-  const PAGE = 10_000;
-  for (let after = 0; ; ) {
-    const rows = await db
-      .selectFrom('deliveries')
-      .select(['id', 'appointment_id', 'kind', 'due_at', 'not_after', 'class_starts_at', 'class_ends_at'])
-      .where('state', '=', 'pending')
-      .where('kind', 'in', TIMED_KINDS)
-      .where('id', '>', after)
-      .orderBy('id')
-      .limit(PAGE)
-      .execute();
-    for (const r of rows) {
-      const planned =
-        r.class_starts_at && r.class_ends_at
-          ? plannedDeliveries({ startsAt: toDate(r.class_starts_at), endsAt: toDate(r.class_ends_at), hasFeedbackUrl: true }, rules).find((p) => p.kind === r.kind)
-          : undefined;
-      if (!planned || planned.dueAt.getTime() !== toDate(r.due_at).getTime() || planned.notAfter.getTime() !== toDate(r.not_after).getTime()) drifted.add(r.appointment_id);
-    }
-    if (rows.length < PAGE) break;
-    after = rows.at(-1)?.id ?? after;
-  }
+export async function resyncDriftedDeliveries(db: Db, clock: Clock, rules: () => DeliveryRules, o: { stop?: () => boolean } = {}): Promise<number[]> {
+  const r = rules();
+  const postgres = dialectOf(db) === 'postgres';
+  const plus = (column: 'class_starts_at' | 'class_ends_at', ms: number) =>
+    postgres ? sql`(${sql.ref(column)} + make_interval(secs => ${ms / 1000}))` : sql`strftime('%Y-%m-%dT%H:%M:%fZ', ${sql.ref(column)}, ${`${ms >= 0 ? '+' : ''}${ms / 1000} seconds`})`;
+  const later = (a: RawBuilder<unknown>, b: RawBuilder<unknown>) => (postgres ? sql`greatest(${a}, ${b})` : sql`max(${a}, ${b})`);
+  // The same arithmetic as plannedDeliveries, on the stored class times.
+  const drifted = await sql<{ appointment_id: number }>`
+    select distinct appointment_id from deliveries where state = 'pending' and (
+      (kind = 'meeting_url' and (class_starts_at is null or due_at <> ${plus('class_starts_at', -r.meetingLeadMs)} or not_after <> class_ends_at))
+      or (kind = 'feedback_url' and (class_starts_at is null
+        or due_at <> ${later(sql.ref('class_starts_at'), plus('class_ends_at', -r.feedbackBeforeEndMs))}
+        or not_after <> ${plus('class_ends_at', r.feedbackLateWindowMs)})))`.execute(db);
   const touched: number[] = [];
-  for (const chunk of chunked([...drifted], 200)) {
-    touched.push(...(await db.transaction().execute((trx) => syncDeliveries(trx, clock, rules, { appointmentIds: chunk }))));
+  for (const chunk of chunked(drifted.rows.map((row) => Number(row.appointment_id)), 200)) {
+    if (o.stop?.()) break;
+    touched.push(...(await db.transaction().execute((trx) => syncDeliveries(trx, clock, rules(), { appointmentIds: chunk }))));
   }
   return touched;
 }

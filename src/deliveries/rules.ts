@@ -114,7 +114,8 @@ export function reconcileDeliveries(
     const moved = active.moved === true || d.scheduleVersion !== version;
     const dueMoved = d.dueAt.getTime() !== planned.dueAt.getTime();
     if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned, newKey: d.attempts > 0 });
-    else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved)) {
+    // A waiting row made before class times were stored gets them (without them it counts as drifted).
+    else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved || (d.state === 'pending' && !d.occasion))) {
       changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });
     } else if (SETTLED.has(d.state) && planned.dueAt.getTime() > now.getTime() && (active.moved === true || (dueMoved && occasionMoved(d, planned, version)))) {
       changes.push({ action: 'rearm', id: d.id, planned });

@@ -71,8 +71,8 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2]);
     await w.klass('c2', '2026-12-01T14:00:00Z', 50, [3], { feedbackUrl: null });
     const rules = deliveryRules(w.h.config.current());
-    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, rules)).toEqual([]);
-    const touched = await resyncDriftedDeliveries(w.h.database.db, w.h.clock, { ...rules, meetingLeadMs: 5 * 60_000 });
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toEqual([]);
+    const touched = await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => ({ ...rules, meetingLeadMs: 5 * 60_000 }));
     const rows = await w.h.database.db.selectFrom('deliveries').select(['id', 'kind', 'due_at', 'available_at']).orderBy('id').execute();
     const iso = (v: Date | string) => new Date(v).toISOString();
     expect(rows.map((r) => [r.kind, iso(r.due_at), iso(r.available_at)])).toEqual([
@@ -85,7 +85,17 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
     expect(touched.sort((a, b) => a - b)).toEqual(rows.filter((r) => r.kind === 'meeting_url').map((r) => r.id));
     // A sent link stays as it was sent.
     await w.h.database.db.updateTable('deliveries').set({ state: 'sent' }).where('kind', '=', 'meeting_url').execute();
-    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, rules)).toEqual([]);
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toEqual([]);
+    // The feedback link's late window; a class shorter than the feedback lead (its link due at the
+    // start) is not taken for drifted.
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => ({ ...rules, feedbackLateWindowMs: 3_600_000 }))).toHaveLength(2);
+    await w.klass('short', '2026-12-01T15:00:00Z', 5, [4]);
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toHaveLength(2);
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toEqual([]);
+    // Rows from before the class times were stored are re-synced once, and carry them from then on.
+    await w.h.database.db.updateTable('deliveries').set({ class_starts_at: null, class_ends_at: null }).where('kind', '=', 'feedback_url').execute();
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toHaveLength(3);
+    expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toEqual([]);
   });
 
   it('the migration fills in the class times of rows made for the class as it is now, and leaves the others unknown', async () => {

@@ -35,6 +35,9 @@ describe('due times', () => {
       { action: 'revive', id: 1, planned: wanted[0], newKey: false },
       { action: 'create', planned: wanted[1] },
     ]);
+    // A waiting row made before class times were stored: re-timed in place to record them, key kept.
+    const planned = wanted[0] ?? { dueAt: start, notAfter: end };
+    expect(reconcileDeliveries([{ ...meeting, dueAt: planned.dueAt, notAfter: planned.notAfter, scheduleVersion: 2, occasion: null }], wanted.slice(0, 1), { live: true, reason: '' }, 2, before)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: false }]);
     // Lead times changed, same class (same version): the same message, its key kept.
     expect(reconcileDeliveries([meeting, { ...feedback, state: 'pending' }], wanted.slice(0, 1), { live: true, reason: '' }, 1, before)).toEqual([
       { action: 'retime', id: 1, planned: wanted[0], newKey: false },
