@@ -157,6 +157,12 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     armed = p.catch(() => undefined);
     return p;
   };
+  /** When the next lease of a row being sent runs out (any replica's), in ms; Infinity if none. */
+  const nextLeaseExpiry = async (): Promise<number> => {
+    const lease = await db.selectFrom('deliveries').select((eb) => eb.fn.min('lease_expires_at').as('at')).where('state', '=', 'sending').executeTakeFirst();
+    return lease?.at ? new Date(lease.at).getTime() : Infinity;
+  };
+
   const armNow = async (): Promise<void> => {
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);
@@ -167,17 +173,16 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     if (s.trigger === 'cron') {
       // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
       // yet) is owed already and goes out after its backoff, not at the next tick.
+      // A dead worker's claims are taken over when their lease runs out, not at the next tick.
       if (retryAt !== undefined && retryAt <= now) retryAt = undefined;
       nextTick = nextCronTick(s.cron, s.timeZone, new Date(now));
-      at = Math.min(nextTick?.getTime() ?? now + s.pollMs, retryAt ?? Infinity);
+      at = Math.min(nextTick?.getTime() ?? now + s.pollMs, retryAt ?? Infinity, await nextLeaseExpiry());
     } else if (s.strategy === 'timing-wheel') {
       at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
     } else {
       // Continuous polling: sleep until the next due row or lease expiry (any replica's), at most pollInterval.
       const next = await db.selectFrom('deliveries').select((eb) => eb.fn.min('available_at').as('at')).where('state', '=', 'pending').executeTakeFirst();
-      const lease = await db.selectFrom('deliveries').select((eb) => eb.fn.min('lease_expires_at').as('at')).where('state', '=', 'sending').executeTakeFirst();
-      const nextAt = Math.min(...[next?.at, lease?.at].map((a) => (a ? new Date(a).getTime() : Infinity)));
-      at = Math.min(nextAt, now + s.pollMs);
+      at = Math.min(next?.at ? new Date(next.at).getTime() : Infinity, await nextLeaseExpiry(), now + s.pollMs);
     }
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);

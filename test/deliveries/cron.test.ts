@@ -102,4 +102,14 @@ describe.each(dialects)('cron trigger on %s', (dialect) => {
     // Not half an hour later at the next tick (the class would have started).
     expect(w.received().map((r) => [r.to, r.at])).toEqual([[userId(1), '2026-12-01T11:50:00.000Z']]);
   });
+  it('takes over a dead worker\'s claim when its lease runs out, not at the next tick', async () => {
+    w = await openEngineWorld(dialect, { notifications: { trigger: 'cron' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    // Claimed at the 11:50 tick by a worker that died; its lease runs out at 11:51.
+    await w.h.database.db.updateTable('deliveries').set({ state: 'sending', attempts: 1, lease_owner: 'dead', lease_token: 'dead-token', lease_expires_at: new Date('2026-12-01T11:51:00Z') }).execute();
+    await w.at('2026-12-01T11:50:30Z');
+    await w.engine().start();
+    await w.at('2026-12-01T11:52:00Z');
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T11:51:00.000Z']);
+  });
 });
