@@ -98,10 +98,12 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
     expect(await resyncDriftedDeliveries(w.h.database.db, w.h.clock, () => rules)).toEqual([]);
   });
 
-  it('the migration fills in the class times of rows made for the class as it is now, and leaves the others unknown', async () => {
+  it('the migration fills in the class times of rows still useful and made for the class as it is now, and leaves the others unknown', async () => {
+    // The migration runs on the database's real clock: classes far ahead, and one long past.
     w = await openEngineWorld(dialect);
-    await w.klass('now', '2026-12-01T12:00:00Z', 50, [1]);
-    await w.klass('older', '2026-12-01T14:00:00Z', 50, [2], { feedbackUrl: null });
+    await w.klass('now', '2099-12-01T12:00:00Z', 50, [1]);
+    await w.klass('older', '2099-12-01T14:00:00Z', 50, [2], { feedbackUrl: null });
+    await w.klass('past', '2020-12-01T12:00:00Z', 50, [3], { feedbackUrl: null });
     // A row made for an earlier version of its class: the times it was made for are not known.
     const olderIds = w.h.database.db.selectFrom('appointments').select('id').where('external_id', '=', 'older-2');
     await w.h.database.db.updateTable('deliveries').set({ schedule_version: 0 }).where('appointment_id', 'in', olderIds).execute();
@@ -110,9 +112,10 @@ describe.each(dialects)('the occasion of a delivery on %s', (dialect) => {
     const rows = await w.h.database.db.selectFrom('deliveries').select(['kind', 'schedule_version', 'class_starts_at', 'class_ends_at']).orderBy('id').execute();
     const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
     expect(rows.map((r) => [r.kind, r.schedule_version, iso(r.class_starts_at), iso(r.class_ends_at)])).toEqual([
-      ['meeting_url', 1, '2026-12-01T12:00:00.000Z', '2026-12-01T12:50:00.000Z'],
-      ['feedback_url', 1, '2026-12-01T12:00:00.000Z', '2026-12-01T12:50:00.000Z'],
+      ['meeting_url', 1, '2099-12-01T12:00:00.000Z', '2099-12-01T12:50:00.000Z'],
+      ['feedback_url', 1, '2099-12-01T12:00:00.000Z', '2099-12-01T12:50:00.000Z'],
       ['meeting_url', 0, null, null],
+      ['meeting_url', 1, null, null], // history: left alone
     ]);
   });
 });

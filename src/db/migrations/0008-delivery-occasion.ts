@@ -10,9 +10,11 @@ export async function up(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
   const instant = dialect === 'postgres' ? sql`timestamptz` : sql`text`;
   await db.schema.alterTable('deliveries').addColumn('class_starts_at', instant).execute();
   await db.schema.alterTable('deliveries').addColumn('class_ends_at', instant).execute();
-  // Only rows made for the class as it is now: for the others the occasion is unknown (null), and
-  // the rule falls back to comparing versions and due times, as before.
+  // Only rows still useful (history of past classes is left alone: rewriting years of it would hold
+  // the table for minutes), and only those made for the class as it is now: for the others the
+  // occasion is unknown (null), and the rule falls back to comparing versions and due times.
   const current = (column: string) =>
     sql`(select s.${sql.ref(column)} from appointments a join schedules s on s.id = a.schedule_id where a.id = deliveries.appointment_id and s.version = deliveries.schedule_version)`;
-  await sql`update deliveries set class_starts_at = ${current('starts_at')}, class_ends_at = ${current('ends_at')} where kind in ('meeting_url', 'feedback_url')`.execute(db);
+  const now = dialect === 'postgres' ? sql`now()` : sql`strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`;
+  await sql`update deliveries set class_starts_at = ${current('starts_at')}, class_ends_at = ${current('ends_at')} where kind in ('meeting_url', 'feedback_url') and not_after > ${now}`.execute(db);
 }
