@@ -81,7 +81,8 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
   let meetingUuid = w.meetingId;
   let hostId: string | null = null;
   let dashboard: Dashboard | null = null;
-  if (creds && cfg.monitor.reconcile) {
+  // An end in progress asks Zoom whatever monitor.reconcile says: only Zoom knows if it went through.
+  if (creds && (cfg.monitor.reconcile || w.ending)) {
     try {
       const meeting = await client.getMeeting(creds, w.meetingId);
       polled = meeting.status === 'started' ? 'started' : 'waiting';
@@ -134,6 +135,7 @@ export async function checkAttendance(deps: GraceCheckDeps, w: GraceWork, webhoo
     return 'retry';
   };
   // The meeting may be gone at Zoom already: no verdict on it until Zoom says whether it is.
+  if (w.ending && !creds) return retryLater(`${verdict.reason}; the meeting was being ended and Zoom cannot be asked whether it still exists (${credsProblem ?? 'no credentials'}), trying again`);
   if (w.ending && pollFailed && !verdict.end) return retryLater(`${verdict.reason}; the meeting was being ended and Zoom could not be asked whether it still exists, trying again`);
   // Stored events are applied within seconds, or retried for up to ~35 minutes: judge again soon
   // while a next check still falls before the class ends (never claimed after it, so never left pending).

@@ -8,6 +8,8 @@ import { NO_MEETING } from '../schedules/schedules.ts';
  * finished by the next one instead of being judged anew on a meeting that is gone.
  */
 const ENDING = 'ending' satisfies MonitorState;
+/** How long after its class an end in progress is still looked at. */
+const ENDING_KEPT_MS = 24 * 3_600_000;
 
 /** A started class due its grace-time check, as claimed by one monitor. */
 export interface GraceWork {
@@ -29,9 +31,9 @@ export interface GraceWork {
 }
 
 /**
- * Claims classes whose meeting is ready, that started at least `graceMs` ago and have not ended,
- * with no verdict yet, a retry due, or an end left unfinished (verdict ended_empty, meeting still
- * ready), under a lease so replicas never check one class twice.
+ * Claims classes whose meeting is ready, that started at least `graceMs` ago, with no verdict yet or
+ * a retry due (until the class ends), or an end left unfinished (`ending`, up to a day after the
+ * class), under a lease so replicas never check one class twice.
  */
 export async function claimGraceWork(db: Db, o: { owner: string; now: Date; graceMs: number; leaseMs: number; limit: number }): Promise<GraceWork[]> {
   let pick = db
@@ -41,8 +43,13 @@ export async function claimGraceWork(db: Db, o: { owner: string; now: Date; grac
     .where('meeting_state', '=', 'ready')
     .where('meeting_id', 'is not', null)
     .where('starts_at', '<=', new Date(o.now.getTime() - o.graceMs))
-    .where('ends_at', '>', o.now)
-    .where((eb) => eb.or([eb('monitor_state', 'is', null), eb('monitor_state', 'in', ['pending', ENDING])]))
+    // An end cut off near the class's end is still finished after it (for a day).
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('ends_at', '>', o.now), eb.or([eb('monitor_state', 'is', null), eb('monitor_state', '=', 'pending')])]),
+        eb.and([eb('ends_at', '>', new Date(o.now.getTime() - ENDING_KEPT_MS)), eb('monitor_state', '=', ENDING)]),
+      ]),
+    )
     .where((eb) => eb.or([eb('monitor_lease_expires_at', 'is', null), eb('monitor_lease_expires_at', '<', o.now)]))
     .orderBy('starts_at')
     .limit(o.limit);

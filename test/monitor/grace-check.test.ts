@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createConfigStore } from '../../src/config/store.ts';
 import { deliveryRules } from '../../src/deliveries/settings.ts';
 import { insertLineChannel } from '../../src/line/channels.ts';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
@@ -158,6 +159,32 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     expect((await survivor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
     expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
     expect((await links()).every((l) => l.state === 'cancelled')).toBe(true);
+  });
+
+  it.each([
+    ['after its class ended', {}, '2026-12-01T13:30:00Z'],
+    ['with monitor.reconcile turned off meanwhile (Zoom is asked all the same)', { reconcile: false }, '2026-12-01T12:15:01Z'],
+  ])('an end a crashed replica left after Zoom deleted the meeting is finished %s', async (_name, monitorChange, at) => {
+    await open();
+    await bookedClass('c1', '2026-12-01T12:00:00Z');
+    await z.provisioner().runPass();
+    const id = await meetingNumber('c1');
+    const dying: ZoomClient = {
+      ...z.client,
+      deleteMeeting: async (creds, meetingId) => {
+        await z.client.deleteMeeting(creds, meetingId);
+        await new Promise<never>(() => undefined);
+      },
+    };
+    await z.clock.set(new Date('2026-12-01T12:10:00Z'));
+    void monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config: z.config, client: dying, logger: silent }).runPass();
+    await vi.waitFor(() => expect(z.em.meeting(id)?.deleted).toBe(true));
+    const current = z.config.current();
+    const config = createConfigStore({ ...current, monitor: { ...current.monitor, ...monitorChange } }, { env: {} }, z.clock);
+    await z.clock.set(new Date(at));
+    const survivor = monitorOf({ db: z.database.db, box: z.box, clock: z.clock, config, client: z.client, logger: silent });
+    expect((await survivor.runPass()).graceChecked).toEqual({ ended_empty: 1 });
+    expect(await verdictOf('c1')).toMatchObject({ meeting_state: 'ended_empty', monitor_state: 'ended_empty' });
   });
 
   it('ends a live meeting where only the host is (dashboard), then deletes it', async () => {
