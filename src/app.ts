@@ -186,6 +186,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger,
       metrics,
       adminToken,
+      adminExposure: () => (adminToken ? undefined : reachableFromOutside(config.current())),
       line,
       zoomWebhooks,
       recordings,
@@ -236,6 +237,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     releasers.push(() => retiming);
     const unsubscribe = config.onChange((next, _previous, changed) => {
       logger.level = next.log.level;
+      const exposed = adminToken ? undefined : reachableFromOutside(next);
+      if (exposed) logger.error({ exposed }, 'the reloaded configuration makes the service reachable from outside and SCHEDULER_ADMIN_TOKEN is not set: the admin API refuses every request until it is set and the service restarted');
       logger.info({ changed }, 'configuration reloaded');
       // New lead times apply to what is already waiting, not only to new bookings.
       if (changed.some((k) => /^notifications\.(meetingUrl\.leadMinutes|feedbackUrl\.(beforeEndMinutes|lateWindow))$/.test(k))) {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../src/app.ts';
 import { virtualClock } from '../src/clock.ts';
-import { parseConfig } from '../src/config/load.ts';
+import { loadConfig, parseConfig } from '../src/config/load.ts';
 import { createConfigStore } from '../src/config/store.ts';
 import { startLineEmulator, type LineEmulator } from '../src/sandbox/line/index.ts';
 import { startZoomEmulator, type ZoomEmulator } from '../src/sandbox/zoom/index.ts';
@@ -188,6 +189,26 @@ describe('what the service shows to whoever reaches it', () => {
       expect(probe.body).not.toMatch(/kysely_migration|no such table/);
     } finally {
       await app.stop();
+    }
+  });
+
+  it('refuses every admin request once a reload makes a token-less service reachable from outside', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'scheduler-exposure-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'database:\n  url: "sqlite::memory:"\nhttp:\n  port: 0\n');
+    const clock = virtualClock('2026-12-01T00:00:00Z');
+    const config = createConfigStore(loadConfig({ file, env: {} }), { file, env: {} }, clock);
+    const app = await createApp({ config, env: { SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64') }, clock, logger: pino({ level: 'silent' }), workers: false });
+    try {
+      expect((await app.http.inject({ method: 'GET', url: '/api/line-channels' })).statusCode).toBe(200);
+      writeFileSync(file, 'database:\n  url: "sqlite::memory:"\nhttp:\n  port: 0\n  publicBaseUrl: https://sched.example.com\n');
+      expect(config.reload('signal')).toMatchObject({ status: 'applied' });
+      const refused = await app.http.inject({ method: 'GET', url: '/api/line-channels' });
+      expect([refused.statusCode, refused.json().message]).toEqual([401, expect.stringMatching(/reached from outside \(http\.publicBaseUrl.*SCHEDULER_ADMIN_TOKEN/)]);
+      expect((await app.http.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
+    } finally {
+      await app.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

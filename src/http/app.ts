@@ -35,6 +35,8 @@ export interface HttpDeps {
   outbox?: () => OutboxOptions;
   /** SCHEDULER_ADMIN_TOKEN; without it the admin API is open (loopback only, checked at start). */
   adminToken: string | undefined;
+  /** Without a token: why the service can be reached from outside now, if it can (the admin API then refuses everything). */
+  adminExposure?: () => string | undefined;
   readiness(): Promise<Readiness>;
   /** The LINE side (webhooks, imagemap images); without it those routes are not served. */
   line?: LineRuntime | undefined;
@@ -72,7 +74,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
   await app.register(
     async (api) => {
-      api.addHook('onRequest', adminAuth(deps.adminToken));
+      api.addHook('onRequest', adminAuth(deps.adminToken, deps.adminExposure));
       accountRoutes(api, deps);
       scheduleRoutes(api, deps);
       appointmentRoutes(api, deps);
@@ -92,7 +94,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (recordings) await app.register(async (scope) => replayRoutes(scope, deps, recordings.store));
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
   // Prometheus text format; behind the admin token when one is set (Prometheus can send it).
-  app.get('/metrics', { schema: { hide: true }, onRequest: adminAuth(deps.adminToken) }, async (_request, reply) =>
+  app.get('/metrics', { schema: { hide: true }, onRequest: adminAuth(deps.adminToken, deps.adminExposure) }, async (_request, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   return app;

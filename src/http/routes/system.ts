@@ -38,7 +38,7 @@ export function systemRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     },
   );
 
-  const auth = adminAuth(deps.adminToken);
+  const auth = adminAuth(deps.adminToken, deps.adminExposure);
   app.get(
     '/api/config',
     {
