@@ -19,6 +19,7 @@ import { lineWebhookRoutes } from './routes/line-webhook.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { systemRoutes, type Readiness } from './routes/system.ts';
 import { zoomRoutes } from './routes/zoom.ts';
+import { deliveryRoutes } from './routes/deliveries.ts';
 import { zoomWebhookRoutes } from './routes/zoom-webhook.ts';
 import { replayRoutes } from './routes/replay.ts';
 import type { RecordingStore } from '../recordings/store.ts';
@@ -79,6 +80,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
       scheduleRoutes(api, deps);
       appointmentRoutes(api, deps);
       zoomRoutes(api, deps);
+      deliveryRoutes(api, deps);
     },
     { prefix: '/api' },
   );

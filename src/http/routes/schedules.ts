@@ -8,7 +8,7 @@ import { recordingsOfSchedule } from '../../recordings/rows.ts';
 import { bookingCounts, getScheduleByExternalId, listSchedules, upsertSchedules, type Schedule } from '../../schedules/schedules.ts';
 import type { HttpDeps } from '../app.ts';
 import { errorBody, externalId, scheduleBody, scheduleBulk, scheduleDetail, scheduleListQuery, scheduleSummary, scheduleView, upsertResults } from '../schemas.ts';
-import { iso, isoOrNull } from '../views.ts';
+import { iso, isoOrNull, makeCursor, parseCursor } from '../views.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -63,7 +63,8 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
       const from = request.query.from ?? clock.now();
       const to = request.query.to ?? new Date(from.getTime() + 7 * DAY_MS);
       if (to <= from) throw invalid('query.to', 'must be after from');
-      const after = request.query.cursor ? parseCursor(request.query.cursor) : undefined;
+      const cursor = request.query.cursor ? parseCursor(request.query.cursor) : undefined;
+      const after = cursor ? { startsAt: cursor.at, id: cursor.id } : undefined;
       const schedules = await listSchedules(db, { from, to, limit: request.query.limit, after });
       const counts = await bookingCounts(db, schedules.map((s) => s.id));
       const last = schedules.at(-1);
@@ -72,7 +73,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
           const c = counts.get(s.id);
           return { ...scheduleJson(s), appointments: { booked: c?.booked ?? 0, cancelled: c?.cancelled ?? 0 }, deliveries: c?.deliveries ?? {} };
         }),
-        nextCursor: last && schedules.length === request.query.limit ? makeCursor(last) : null,
+        nextCursor: last && schedules.length === request.query.limit ? makeCursor(last.startsAt, last.id) : null,
       };
     },
   );
@@ -108,21 +109,4 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 function scheduleJson(s: Schedule): z.output<typeof scheduleView> {
   const monitoring = { ...s.monitoring, startedAt: isoOrNull(s.monitoring.startedAt), endedAt: isoOrNull(s.monitoring.endedAt) };
   return { ...s, revision: s.revision ?? null, monitoring, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt), createdAt: iso(s.createdAt), updatedAt: iso(s.updatedAt) };
-}
-
-function makeCursor(s: Schedule): string {
-  return Buffer.from(JSON.stringify([s.startsAt.toISOString(), s.id])).toString('base64url');
-}
-
-function parseCursor(cursor: string): { startsAt: Date; id: number } {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'number') {
-      const startsAt = new Date(value[0]);
-      if (!Number.isNaN(startsAt.getTime())) return { startsAt, id: value[1] };
-    }
-  } catch {
-    // fall through
-  }
-  throw invalid('query.cursor', 'is not a cursor this API returned');
 }

@@ -1,0 +1,52 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { dialects } from '../support/databases.ts';
+import { openEngineWorld, userId, type EngineWorld } from './world.ts';
+
+/** What an operator does after an incident: find the deliveries that did not go out, and send one again. */
+describe.each(dialects)('deliveries over the admin API on %s', (dialect) => {
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+  const api = (method: 'GET' | 'POST', url: string) => w.h.app.inject({ method, url });
+
+  it('lists the failed ones with their reasons, sends one again as a new message, and refuses what cannot be', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T12:00:00Z', 50, [2], { feedbackUrl: null });
+    // LINE refuses the pushes for good (a 400): both links fail at 11:50.
+    const refusal = w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { status: 400 }, times: Infinity });
+    await w.engine().start();
+    await w.at('2026-12-01T11:51:00Z');
+    const failed = await api('GET', '/api/deliveries?state=failed&from=2026-12-01T11:00:00Z&to=2026-12-01T12:00:00Z&limit=1');
+    expect(failed.statusCode).toBe(200);
+    const page = failed.json();
+    expect(page.items).toEqual([
+      expect.objectContaining({ kind: 'meeting_url', state: 'failed', dueAt: '2026-12-01T11:50:00.000Z', appointment: 'c1-1', schedule: 'c1', channel: 'school-a', lineUserId: userId(1), lastError: expect.stringMatching(/400/) }),
+    ]);
+    const next = (await api('GET', `/api/deliveries?state=failed&from=2026-12-01T11:00:00Z&to=2026-12-01T12:00:00Z&limit=1&cursor=${page.nextCursor}`)).json();
+    expect(next.items.map((d: { appointment: string }) => d.appointment)).toEqual(['c2-2']);
+    expect((await api('GET', '/api/deliveries?state=sent&from=2026-12-01T11:00:00Z&to=2026-12-01T12:00:00Z')).json().items).toEqual([]);
+
+    // LINE is fixed; the operator sends c1's link again. It goes out once, under a new retry key.
+    refusal.remove();
+    const id = page.items[0].id;
+    const key = (await w.h.database.db.selectFrom('deliveries').select('retry_key').where('id', '=', id).executeTakeFirstOrThrow()).retry_key;
+    const retried = await api('POST', `/api/deliveries/${id}/retry`);
+    expect([retried.statusCode, retried.json()]).toEqual([202, { id, state: 'pending' }]);
+    await w.advance(31_000);
+    expect(w.received().map((r) => r.to)).toEqual([userId(1)]);
+    const row = await w.h.database.db.selectFrom('deliveries').select(['state', 'retry_key', 'last_error']).where('id', '=', id).executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ state: 'sent', last_error: null });
+    expect(row.retry_key).not.toBe(key);
+
+    // Sent already: refused with the reason. Unknown: 404. Past its window (the class is over): refused.
+    const again = await api('POST', `/api/deliveries/${id}/retry`);
+    expect([again.statusCode, again.json().message]).toEqual([409, expect.stringMatching(/is sent: only a failed, expired or skipped/)]);
+    expect((await api('POST', '/api/deliveries/999999/retry')).statusCode).toBe(404);
+    await w.at('2026-12-01T12:51:00Z');
+    const late = await api('POST', `/api/deliveries/${next.items[0].id}/retry`);
+    expect([late.statusCode, late.json().message]).toEqual([409, expect.stringMatching(/past its window \(useful until 2026-12-01T12:50:00.000Z\)/)]);
+    expect((await api('GET', '/api/deliveries?from=2026-12-01T13:00:00Z&to=2026-12-01T12:00:00Z')).statusCode).toBe(400);
+  });
+});
