@@ -20,6 +20,7 @@ import { scheduleRoutes } from './routes/schedules.ts';
 import { systemRoutes, type Readiness } from './routes/system.ts';
 import { zoomRoutes } from './routes/zoom.ts';
 import { deliveryRoutes } from './routes/deliveries.ts';
+import { recordingRoutes } from './routes/recordings.ts';
 import { zoomWebhookRoutes } from './routes/zoom-webhook.ts';
 import { replayRoutes } from './routes/replay.ts';
 import type { RecordingStore } from '../recordings/store.ts';
@@ -81,6 +82,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
       appointmentRoutes(api, deps);
       zoomRoutes(api, deps);
       deliveryRoutes(api, deps);
+      recordingRoutes(api, deps);
     },
     { prefix: '/api' },
   );

@@ -171,6 +171,7 @@ const deliveryView = z.object({
   lastError: z.string().nullable(),
 });
 const recordingView = z.object({
+  id: z.number().describe('for POST /api/recordings/{id}/retry'),
   fileType: z.string(),
   state: z.string(),
   size: z.number().nullable(),

@@ -4,6 +4,7 @@ import { dialectOf, type Db } from '../db/database.ts';
 import { dbNow } from '../db/db-clock.ts';
 import { toDate, toOptionalDate } from '../db/row.ts';
 import type { RecordingsTable, RecordingState } from '../db/tables.ts';
+import { conflict, notFound } from '../errors.ts';
 
 /** One recording file row, as the worker and the replay route see it. */
 export interface RecordingRow {
@@ -247,4 +248,22 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; asked
 /** The sweep asked Zoom about this class (whatever the answer): not again before the next interval. */
 export async function markSwept(db: Db, scheduleId: number, at: Date): Promise<void> {
   await db.updateTable('schedules').set({ recording_swept_at: at }).where('id', '=', scheduleId).execute();
+}
+
+/**
+ * An operator sends a failed recording back to be downloaded: pending now, its attempts from 0 (what
+ * was already downloaded is resumed), the earlier failure kept in its reason. Anything but a failed
+ * recording is refused with the reason (409).
+ */
+export async function retryRecording(db: Db, now: Date, id: number): Promise<void> {
+  const row = await db.selectFrom('recordings').select(['state', 'last_error']).where('id', '=', id).executeTakeFirst();
+  if (!row) throw notFound(`recording ${id} not found`);
+  if (row.state !== 'failed') throw conflict(`recording ${id} is ${row.state}: only a failed recording can be downloaded again`);
+  const updated = await db
+    .updateTable('recordings')
+    .set({ state: 'pending', attempts: 0, available_at: now, last_error: `sent back to download by an operator (before: ${row.last_error ?? 'failed'})`, updated_at: now })
+    .where('id', '=', id)
+    .where('state', '=', 'failed')
+    .executeTakeFirst();
+  if (Number(updated.numUpdatedRows) === 0) throw conflict(`recording ${id} changed meanwhile: look again`);
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { storageKeyFor } from '../../src/recordings/parse.ts';
 import { dialects } from '../support/databases.ts';
-import { file, openRecordingWorld, type RecordingWorld } from './world.ts';
+import { file, openRecordingWorld, replayApp, type RecordingWorld } from './world.ts';
 
 describe.each(dialects)('recording downloads (%s)', (dialect) => {
   let w: RecordingWorld;
@@ -119,6 +119,27 @@ describe.each(dialects)('recording downloads (%s)', (dialect) => {
     expect((await rec.runOnce()).outcomes).toEqual({ failed: 1 });
     const [row] = await w.rows();
     expect(row).toMatchObject({ state: 'failed', attempts: 3, lastError: 'gave up after 3 attempts: download answered HTTP 500', availableAt: null });
+  });
+
+  it('a failed recording is sent back to be downloaded by an operator (admin API), and only a failed one', async () => {
+    const rec = w.recordings();
+    await rec.ingest(await w.record([file('mp4-again', 'MP4', 10_000)]));
+    w.em.downloads.add({ kind: 'status', status: 500, times: 3 });
+    for (let i = 0; i < 3; i++) {
+      await rec.runOnce();
+      await w.clock.advance(10 * 60_000);
+    }
+    const [failed] = await w.rows();
+    expect(failed).toMatchObject({ state: 'failed', attempts: 3 });
+    const app = await replayApp(w, rec.store);
+    const retry = (id: number) => app.inject({ method: 'POST', url: `/api/recordings/${id}/retry`, headers: { authorization: 'Bearer admin' } });
+    const sent = await retry(failed?.id ?? 0);
+    expect([sent.statusCode, sent.json()]).toEqual([202, { id: failed?.id, state: 'pending' }]);
+    expect(await rec.runOnce()).toEqual({ claimed: 1, outcomes: { stored: 1 } });
+    const again = await retry(failed?.id ?? 0);
+    expect([again.statusCode, again.json().message]).toEqual([409, expect.stringMatching(/is stored: only a failed recording/)]);
+    expect((await retry(999_999)).statusCode).toBe(404);
+    await app.close();
   });
 
   it('never downloads one file twice with two workers at once', async () => {

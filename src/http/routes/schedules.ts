@@ -94,7 +94,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
       const recordings = await recordingsOfSchedule(db, schedule.id);
       return {
         ...scheduleJson(schedule),
-        recordings: recordings.map((r) => ({ fileType: r.fileType, state: r.state, size: r.fileSize, sha256: r.checksumSha256, storedAt: isoOrNull(r.storedAt), attempts: r.attempts, lastError: r.lastError })),
+        recordings: recordings.map((r) => ({ id: r.id, fileType: r.fileType, state: r.state, size: r.fileSize, sha256: r.checksumSha256, storedAt: isoOrNull(r.storedAt), attempts: r.attempts, lastError: r.lastError })),
         appointments: appointments.map((a) => ({
           externalId: a.externalId,
           cancelled: a.cancelled,
