@@ -11,6 +11,7 @@ import * as meetingIntent from './migrations/0006-meeting-intent.ts';
 import * as meetingClosed from './migrations/0007-meeting-closed.ts';
 import * as deliveryOccasion from './migrations/0008-delivery-occasion.ts';
 import * as sourceRevision from './migrations/0009-source-revision.ts';
+import * as lineEventRetries from './migrations/0010-line-event-retries.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0007-meeting-closed': meetingClosed,
   '0008-delivery-occasion': deliveryOccasion,
   '0009-source-revision': sourceRevision,
+  '0010-line-event-retries': lineEventRetries,
 };
 
 export interface MigrationReport {

@@ -87,6 +87,9 @@ export interface LineEventsTable {
   error: string | null;
   /** What processing made of it: applied | stale | superseded | skipped: … | ignored: … (0003-line). */
   outcome: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Failed tries so far, and when the next may start (0010-line-event-retries). */
+  attempts: ColumnType<number, number | undefined, number>;
+  available_at: NullableInstant;
 }
 
 export type MeetingState = 'none' | 'creating' | 'ready' | 'updating' | 'deleting' | 'deleted' | 'no_capacity' | 'failed' | 'ended' | 'ended_empty';

@@ -20,8 +20,8 @@ const profileBody = z.looseObject({ displayName: z.string() });
  * Failures: an event that cannot be applied (a lock timeout, a serialization failure, a dropped
  * connection) stays unprocessed and is tried again after a backoff; it is set aside as failed only
  * after MAX_ATTEMPTS, since a lost unfollow would keep messages going to a student who blocked us.
- * The tries are counted in memory (line_events has no columns for them): a restart or another
- * replica starts its own count, which only means more tries, never a lost event.
+ * The tries and the backoff are kept in the event's row, so a restart or another replica goes on
+ * from there.
  */
 export type EventProcessor = BatchLoop;
 
@@ -41,37 +41,22 @@ interface Followed {
 
 export function createEventProcessor(deps: SendDeps): EventProcessor {
   const { db, clock, config, logger } = deps;
-  /** Events waiting out a backoff: failed tries so far, and when the next may start (ms). */
-  const waiting = new Map<number, { attempts: number; retryAt: number }>();
 
   /** A failed try: back off, or set the event aside after MAX_ATTEMPTS. */
   const failedTry = async (event: StoredEvent, err: Error): Promise<void> => {
-    const attempts = (waiting.get(event.id)?.attempts ?? 0) + 1;
+    const attempts = (event.attempts ?? 0) + 1;
     if (attempts >= MAX_ATTEMPTS) {
-      waiting.delete(event.id);
       await setLineEventAside(db, clock, event.id, `gave up after ${attempts} attempts: ${err.message}`);
       logger.error({ eventId: event.id, attempts, err }, 'LINE event could not be applied; gave up');
       return;
     }
-    const retryAt = clock.now().getTime() + fullJitterDelay(RETRY, attempts, deps.random);
-    waiting.set(event.id, { attempts, retryAt });
-    await noteLineEventError(db, event.id, err.message);
-    logger.warn({ eventId: event.id, attempts, retryAt: new Date(retryAt).toISOString(), err }, 'LINE event could not be applied; will retry');
+    const retryAt = new Date(clock.now().getTime() + fullJitterDelay(RETRY, attempts, deps.random));
+    await noteLineEventError(db, event.id, { error: err.message, attempts, retryAt });
+    logger.warn({ eventId: event.id, attempts, retryAt: retryAt.toISOString(), err }, 'LINE event could not be applied; will retry');
   };
 
-  /** Unprocessed events whose backoff (if any) is over, oldest first. */
-  const dueEvents = async (): Promise<StoredEvent[]> => {
-    // Read past the ones still waiting, so they cannot fill the batch and hold back newer events.
-    const limit = BATCH + waiting.size;
-    const rows = await pendingLineEvents(db, limit);
-    if (rows.length < limit) {
-      // Every unprocessed event is in hand: forget the ones another replica finished meanwhile.
-      const pending = new Set(rows.map((r) => r.id));
-      for (const id of waiting.keys()) if (!pending.has(id)) waiting.delete(id);
-    }
-    const now = clock.now().getTime();
-    return rows.filter((e) => (waiting.get(e.id)?.retryAt ?? 0) <= now).slice(0, BATCH);
-  };
+  /** Unprocessed events whose backoff (if any) is over, oldest first (those still waiting are not read). */
+  const dueEvents = (): Promise<StoredEvent[]> => pendingLineEvents(db, clock.now(), BATCH);
 
   /** Applies one batch in one transaction; returns the members who now follow. */
   const apply = async (events: readonly StoredEvent[]): Promise<Followed[]> => {
@@ -99,7 +84,6 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
     let followed: Followed[];
     try {
       followed = await apply(events);
-      for (const event of events) waiting.delete(event.id);
     } catch (error) {
       // One bad event must not block the rest: retry one by one; a failing one backs off.
       logger.warn({ err: coerceError(error) }, 'LINE event batch failed; retrying event by event');
@@ -107,7 +91,6 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
       for (const event of events) {
         try {
           followed.push(...(await apply([event])));
-          waiting.delete(event.id);
         } catch (inner) {
           await failedTry(event, coerceError(inner));
         }

@@ -36,12 +36,13 @@ export async function insertLineEvents(db: Db, clock: Clock, channelId: number, 
 
 const modeOf = z.looseObject({ mode: z.string().optional() });
 
-/** Events not processed yet, oldest event first. */
-export async function pendingLineEvents(db: Db, limit: number): Promise<StoredEvent[]> {
+/** Events not processed yet and not waiting out a backoff at `now`, oldest event first. */
+export async function pendingLineEvents(db: Db, now: Date, limit: number): Promise<StoredEvent[]> {
   const rows = await db
     .selectFrom('line_events')
-    .select(['id', 'channel_id', 'type', 'line_user_id', 'event_at', 'payload'])
+    .select(['id', 'channel_id', 'type', 'line_user_id', 'event_at', 'payload', 'attempts'])
     .where('processed_at', 'is', null)
+    .where((eb) => eb.or([eb('available_at', 'is', null), eb('available_at', '<=', now)]))
     .orderBy('event_at')
     .orderBy('id')
     .limit(limit)
@@ -55,6 +56,7 @@ export async function pendingLineEvents(db: Db, limit: number): Promise<StoredEv
       mode: payload.success ? payload.data.mode : undefined,
       lineUserId: row.line_user_id,
       at: toDate(row.event_at),
+      attempts: row.attempts,
     };
   });
 }
@@ -80,11 +82,11 @@ export async function markLineEventsProcessed(db: Db, clock: Clock, outcomes: re
 }
 
 /**
- * Notes why an unprocessed event could not be applied this time; it stays unprocessed (tried again
- * after a backoff), so the reason shows while it waits.
+ * Counts a failed try of an unprocessed event and when the next may start; the reason shows while it
+ * waits. In the row, so a restart or another replica goes on from here.
  */
-export async function noteLineEventError(db: Db, id: number, error: string): Promise<void> {
-  await db.updateTable('line_events').set({ error }).where('id', '=', id).where('processed_at', 'is', null).execute();
+export async function noteLineEventError(db: Db, id: number, o: { error: string; attempts: number; retryAt: Date }): Promise<void> {
+  await db.updateTable('line_events').set({ error: o.error, attempts: o.attempts, available_at: o.retryAt }).where('id', '=', id).where('processed_at', 'is', null).execute();
 }
 
 /** Sets an event aside as failed, unless it was processed meanwhile (another replica applied it). */

@@ -15,6 +15,8 @@ export interface StoredEvent {
   mode: string | undefined;
   lineUserId: string | null;
   at: Date;
+  /** Failed tries so far. */
+  attempts?: number;
 }
 
 export interface EventPlan {

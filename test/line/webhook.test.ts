@@ -270,6 +270,21 @@ describe.each(dialects)('LINE webhooks on %s', (dialect) => {
     expect(await memberOf(h, h.a, ALICE)).toBeUndefined();
   });
 
+  it('the tries and the backoff are kept in the event: a restart goes on counting, it does not start over', async () => {
+    h = await openLineHarness(dialect);
+    const base = await h.listen();
+    await breakMemberWrites(h);
+    await deliver(base, h.a, [h.emulator.events.followEvent(ALICE)]);
+    const first = await h.database.db.selectFrom('line_events').select(['attempts', 'available_at', 'processed_at']).executeTakeFirstOrThrow();
+    expect(first).toMatchObject({ attempts: 1, processed_at: null });
+    expect(new Date(first.available_at ?? 0).getTime()).toBeGreaterThan(h.clock.now().getTime());
+    // As an earlier process left it: all tries but one used up. The next failure sets it aside.
+    await h.database.db.updateTable('line_events').set({ attempts: MAX_ATTEMPTS - 1, available_at: h.clock.now() }).execute();
+    h.line.processor.wake();
+    await h.line.processor.idle();
+    expect((await eventState(h))[0]).toMatchObject({ outcome: 'failed', error: expect.stringMatching(new RegExp(`^gave up after ${MAX_ATTEMPTS} attempts`)) });
+  });
+
   it('learns the bot user id from the first verified webhook, then holds later ones to it', async () => {
     h = await openLineHarness(dialect, { knownBotUserIds: false });
     const base = await h.listen();
