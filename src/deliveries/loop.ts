@@ -29,6 +29,9 @@ export interface DeliveryEngine {
  */
 const IDLE_RETRY_MS = 250;
 
+/** When the database could not say when deliveries are next due, it is asked again this much later (at most). */
+const ARM_RETRY_MS = 5_000;
+
 /**
  * When to wake up (trigger) and how to find what is due (strategy); the sending is the shared
  * send path. The database stays the source of truth: the wheel is rebuilt from it at start and
@@ -163,6 +166,22 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     return lease?.at ? new Date(lease.at).getTime() : Infinity;
   };
 
+  /** When to wake next (ms), and the cron tick that is, if it is one. */
+  const nextWake = async (s: EngineSettings, now: number): Promise<{ at: number; nextTick?: Date | undefined }> => {
+    if (s.trigger === 'cron') {
+      // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
+      // yet) is owed already and goes out after its backoff, not at the next tick. A dead worker's
+      // claims are taken over when their lease runs out, not at the next tick.
+      if (retryAt !== undefined && retryAt <= now) retryAt = undefined;
+      const nextTick = nextCronTick(s.cron, s.timeZone, new Date(now));
+      return { at: Math.min(nextTick?.getTime() ?? now + s.pollMs, retryAt ?? Infinity, await nextLeaseExpiry()), nextTick };
+    }
+    if (s.strategy === 'timing-wheel') return { at: Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs) };
+    // Continuous polling: sleep until the next due row or lease expiry (any replica's), at most pollInterval.
+    const next = await db.selectFrom('deliveries').select((eb) => eb.fn.min('available_at').as('at')).where('state', '=', 'pending').executeTakeFirst();
+    return { at: Math.min(next?.at ? new Date(next.at).getTime() : Infinity, await nextLeaseExpiry(), now + s.pollMs) };
+  };
+
   const armNow = async (): Promise<void> => {
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);
@@ -170,19 +189,12 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     const now = clock.now().getTime();
     let at: number;
     let nextTick: Date | undefined;
-    if (s.trigger === 'cron') {
-      // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
-      // yet) is owed already and goes out after its backoff, not at the next tick.
-      // A dead worker's claims are taken over when their lease runs out, not at the next tick.
-      if (retryAt !== undefined && retryAt <= now) retryAt = undefined;
-      nextTick = nextCronTick(s.cron, s.timeZone, new Date(now));
-      at = Math.min(nextTick?.getTime() ?? now + s.pollMs, retryAt ?? Infinity, await nextLeaseExpiry());
-    } else if (s.strategy === 'timing-wheel') {
-      at = Math.min(wheel?.nextDueAt() ?? Infinity, now + s.pollMs);
-    } else {
-      // Continuous polling: sleep until the next due row or lease expiry (any replica's), at most pollInterval.
-      const next = await db.selectFrom('deliveries').select((eb) => eb.fn.min('available_at').as('at')).where('state', '=', 'pending').executeTakeFirst();
-      at = Math.min(next?.at ? new Date(next.at).getTime() : Infinity, await nextLeaseExpiry(), now + s.pollMs);
+    try {
+      ({ at, nextTick } = await nextWake(s, now));
+    } catch (error) {
+      // The loop must never be left without a wake-up: look again shortly, as a poll would.
+      logger.warn({ err: coerceError(error) }, 'could not read when deliveries are next due; looking again shortly');
+      at = now + Math.min(s.pollMs, ARM_RETRY_MS);
     }
     if (stopped) return;
     if (wakeTimer) clock.clearTimeout(wakeTimer);
@@ -204,8 +216,9 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       void (async () => {
         if (deps.settings().strategy === 'timing-wheel') await rebuildWheel().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'timing wheel refresh failed'));
         await arm();
-        scheduleRefresh();
-      })().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'delivery refresh failed'));
+      })()
+        .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'delivery refresh failed'))
+        .finally(scheduleRefresh); // whatever failed, the next refresh comes
     }, deps.settings().pollMs);
   };
 

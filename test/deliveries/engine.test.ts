@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
@@ -58,6 +58,30 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(late).toBeGreaterThanOrEqual(100); // never before the database says it is due
     expect(late).toBeLessThanOrEqual(350);
     expect(claims.count() - before).toBeLessThanOrEqual(4);
+  });
+
+  it.each(['cron', 'continuous'] as const)('%s: one failed read while arming the next wake-up does not stop the engine', async (trigger) => {
+    w = await openEngineWorld(dialect, { notifications: { trigger } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    // The read of the next lease expiry fails once (a dropped connection), at a refresh.
+    let failNext = false;
+    const flaky: KyselyPlugin = {
+      transformQuery({ node }) {
+        if (failNext && node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('lease_expires_at')) {
+          failNext = false;
+          throw new Error('connection reset (injected)');
+        }
+        return node;
+      },
+      transformResult: ({ result }) => Promise.resolve(result),
+    };
+    await w.engine(undefined, w.h.database.db.withPlugin(flaky)).start();
+    await w.at('2026-12-01T10:00:10Z');
+    failNext = true;
+    await w.at('2026-12-01T10:01:00Z');
+    expect(failNext).toBe(false);
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T11:50:00.000Z']);
   });
 
   it('sends a class moved after the timing wheel loaded it at the new time only', async () => {
