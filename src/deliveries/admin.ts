@@ -23,11 +23,41 @@ export interface DeliveryItem {
   lineUserId: string;
 }
 
+export interface DeliveryListQuery {
+  from: Date;
+  to: Date;
+  state?: DeliveryState | undefined;
+  kind?: DeliveryKind | undefined;
+  limit: number;
+  after?: { dueAt: Date; id: number } | undefined;
+}
+
 /** Deliveries due in [from, to), oldest first, optionally of one state and kind; keyset pages by (due_at, id). */
-export async function listDeliveries(
-  db: Db,
-  o: { from: Date; to: Date; state?: DeliveryState | undefined; kind?: DeliveryKind | undefined; limit: number; after?: { dueAt: Date; id: number } | undefined },
-): Promise<DeliveryItem[]> {
+export async function listDeliveries(db: Db, o: DeliveryListQuery): Promise<DeliveryItem[]> {
+  const rows = await deliveriesListQuery(db, o).execute();
+  return rows.map((r) => {
+    const dueAt = toDate(r.due_at);
+    const sentAt = toOptionalDate(r.sent_at);
+    return {
+      id: r.id,
+      kind: r.kind,
+      state: r.state,
+      dueAt,
+      notAfter: toDate(r.not_after),
+      attempts: r.attempts,
+      sentAt,
+      latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null,
+      lastError: r.last_error,
+      appointment: r.appointment,
+      schedule: r.schedule,
+      channel: r.channel,
+      lineUserId: r.line_user_id,
+    };
+  });
+}
+
+/** The list's query (its plan is tested: it walks the (due_at, id) index, never the whole history). */
+export function deliveriesListQuery(db: Db, o: DeliveryListQuery) {
   let query = db
     .selectFrom('deliveries')
     .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
@@ -56,45 +86,34 @@ export async function listDeliveries(
   if (after) {
     query = query.where((eb) => eb.or([eb('deliveries.due_at', '>', after.dueAt), eb.and([eb('deliveries.due_at', '=', after.dueAt), eb('deliveries.id', '>', after.id)])]));
   }
-  const rows = await query.orderBy('deliveries.due_at').orderBy('deliveries.id').limit(o.limit).execute();
-  return rows.map((r) => {
-    const dueAt = toDate(r.due_at);
-    const sentAt = toOptionalDate(r.sent_at);
-    return {
-      id: r.id,
-      kind: r.kind,
-      state: r.state,
-      dueAt,
-      notAfter: toDate(r.not_after),
-      attempts: r.attempts,
-      sentAt,
-      latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null,
-      lastError: r.last_error,
-      appointment: r.appointment,
-      schedule: r.schedule,
-      channel: r.channel,
-      lineUserId: r.line_user_id,
-    };
-  });
+  return query.orderBy('deliveries.due_at').orderBy('deliveries.id').limit(o.limit);
 }
 
-/** The states an operator may send again: the message did not reach the student. */
-const RETRYABLE: readonly DeliveryState[] = ['failed', 'expired', 'skipped'];
+/** The states an operator may send again: the message did not reach the student (expired ones are past their window). */
+const RETRYABLE: readonly DeliveryState[] = ['failed', 'skipped'];
 
 /**
- * An operator sends a delivery again that failed, expired or was skipped, while it is still useful:
- * it is owed now, as a new message (a new retry key, attempts from 0, out of its old multicast
- * chunk), with the earlier outcome kept in its reason. What was sent, is on its way, or was
- * cancelled is refused with the reason (409), as is one past its window.
+ * An operator sends a delivery again that failed or was skipped, while it is still useful: it is
+ * owed now, as a new message (a new retry key, attempts from 0, out of its old multicast chunk),
+ * with the earlier outcome kept in its reason. A failed delivery that was tried may have been
+ * accepted by LINE (a timeout, a lost answer), and a new key would then deliver it twice: that takes
+ * `force`, after reading its reason. What was sent, is on its way, or was cancelled is refused with the
+ * reason (409), as is one past its window.
  */
-export async function retryDelivery(db: Db, clock: Clock, id: number): Promise<void> {
+export async function retryDelivery(db: Db, clock: Clock, id: number, o: { force?: boolean } = {}): Promise<void> {
   const now = clock.now();
   await db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('deliveries').select(['state', 'not_after', 'last_error']).where('id', '=', id).executeTakeFirst();
+    const row = await trx.selectFrom('deliveries').select(['state', 'not_after', 'last_error', 'attempts']).where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound(`delivery ${id} not found`);
-    if (!RETRYABLE.includes(row.state)) throw conflict(`delivery ${id} is ${row.state}: only a failed, expired or skipped delivery can be sent again`);
+    if (!RETRYABLE.includes(row.state)) throw conflict(`delivery ${id} is ${row.state}: only a failed or skipped delivery can be sent again`);
     const notAfter = toDate(row.not_after);
     if (notAfter.getTime() <= now.getTime()) throw conflict(`delivery ${id} is past its window (useful until ${notAfter.toISOString()}): sending it now would not help`);
+    // A skipped one never went to LINE (it was stopped before sending); a failed one that was claimed may have.
+    if (row.state === 'failed' && row.attempts > 0 && !o.force) {
+      throw conflict(
+        `delivery ${id} was tried ${row.attempts} time(s) and LINE may have accepted one (last: ${row.last_error ?? 'no reason recorded'}): a new message could reach the student twice. If the reason says LINE refused it for good, send it again with force=true`,
+      );
+    }
     const updated = await trx
       .updateTable('deliveries')
       .set({

@@ -68,13 +68,14 @@ export function deliveryRoutes(scope: FastifyInstance, deps: HttpDeps): void {
       schema: {
         tags: ['deliveries'],
         description:
-          'Send again a delivery that failed, expired or was skipped, while it is still useful: it is owed now, as a new message (a new LINE retry key). 409 with the reason for one sent, on its way, cancelled, or past its window.',
+          'Send again a delivery that failed or was skipped, while it is still useful: it is owed now, as a new message (a new LINE retry key). One that was tried may have been accepted by LINE, so it takes force=true (read its reason first). 409 with the reason otherwise, and for one sent, on its way, cancelled or past its window.',
         params: z.strictObject({ id: z.coerce.number().int().min(1) }),
+        querystring: z.strictObject({ force: z.enum(['true', 'false']).default('false').describe('send a delivery that was tried before, accepting that LINE may have taken it') }),
         response: { 202: z.object({ id: z.number(), state: z.literal('pending') }), 401: errorBody, 404: errorBody, 409: errorBody },
       },
     },
     async (request, reply) => {
-      await retryDelivery(db, clock, request.params.id);
+      await retryDelivery(db, clock, request.params.id, { force: request.query.force === 'true' });
       deps.outbox?.().onDeliveriesChanged?.([request.params.id]);
       return reply.code(202).send({ id: request.params.id, state: 'pending' as const });
     },
