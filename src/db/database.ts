@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql, type LogEvent } from 'kysely';
+import { Kysely, PostgresAdapter, PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Dialect as KyselyDialect, type LogEvent } from 'kysely';
 import pg from 'pg';
 import { openNodeSqlite } from './sqlite-driver.ts';
 import type { Tables } from './tables.ts';
@@ -40,7 +40,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     const path = target.path === ':memory:' ? ':memory:' : resolve(target.path);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const { database } = openNodeSqlite(path);
-    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database }), ...logOption(options) });
+    const db = new Kysely<Tables>({ dialect: sqliteDialect(new SqliteDialect({ database })), ...logOption(options) });
     return { db, dialect: 'sqlite', ...(path === ':memory:' ? {} : { sqlitePath: path }), close: () => db.destroy() };
   }
   const schema = options.schema;
@@ -94,4 +94,25 @@ export function isUniqueViolation(error: unknown): boolean {
   const errcode = (error as { errcode?: unknown }).errcode;
   const message = String((error as { message?: unknown }).message ?? '');
   return code === '23505' || errcode === 2067 || errcode === 1555 || message.includes('UNIQUE constraint failed');
+}
+
+/**
+ * SQLite has transactional DDL, but Kysely's adapter says it has not, so its Migrator ran SQLite
+ * migrations bare: a kill between a migration and its record left it applied but unrecorded, and
+ * every later start failed on it. With the flag set, the pending migrations and their records commit
+ * together, as on PostgreSQL. (A subclass only to correct that one capability flag.)
+ */
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+function sqliteDialect(base: SqliteDialect): KyselyDialect {
+  return {
+    createAdapter: () => new TransactionalSqliteAdapter(),
+    createDriver: () => base.createDriver(),
+    createQueryCompiler: () => base.createQueryCompiler(),
+    createIntrospector: (db) => base.createIntrospector(db),
+  };
 }

@@ -81,15 +81,9 @@ async function migrateOn(db: Db, dialect: Dialect): Promise<MigrationReport> {
     provider: {
       getMigrations: async (): Promise<Record<string, Migration>> =>
         Object.fromEntries(
-          Object.entries(MIGRATIONS).map(([name, m]) => [
-            name,
-            {
-              // PostgreSQL: Kysely runs the pending migrations in one transaction. SQLite: Kysely runs
-              // them bare (it takes SQLite for a dialect without transactional DDL), so a kill midway
-              // would leave a half-applied migration that fails at every later start; each gets its own.
-              up: (inner: Kysely<unknown>) => (dialect === 'sqlite' ? inner.transaction().execute((trx) => m.up(trx, dialect)) : m.up(inner, dialect)),
-            },
-          ]),
+          // Kysely runs the pending migrations and their records in one transaction, on SQLite too
+          // (see TransactionalSqliteAdapter).
+          Object.entries(MIGRATIONS).map(([name, m]) => [name, { up: (inner: Kysely<unknown>) => m.up(inner, dialect) }]),
         ),
     },
   });

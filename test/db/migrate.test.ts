@@ -42,6 +42,27 @@ describe.each(dialects)('migrations on %s', (dialect) => {
   });
 });
 
+describe('SQLite migrations', () => {
+  it('a migration and its record commit together: a stop between them leaves neither, and the next start applies it', async () => {
+    const database = await openDatabase('sqlite::memory:');
+    try {
+      await migrate(database.db, 'sqlite');
+      // Back to before the last migration, then a "kill" right as its record is written.
+      const last = '0011-deliveries-due-index';
+      await sql`delete from kysely_migration where name = ${last}`.execute(database.db);
+      await sql`drop index deliveries_due`.execute(database.db);
+      await sql`create trigger killed before insert on kysely_migration when new.name = ${sql.lit(last)} begin select raise(abort, 'process killed'); end`.execute(database.db);
+      await expect(migrate(database.db, 'sqlite')).rejects.toThrow(/killed/);
+      const index = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and name = 'deliveries_due'`.execute(database.db);
+      expect(index.rows).toEqual([]);
+      await sql`drop trigger killed`.execute(database.db);
+      await expect(migrate(database.db, 'sqlite')).resolves.toMatchObject({ applied: [last] });
+    } finally {
+      await database.close();
+    }
+  });
+});
+
 describe('SQLite file database', () => {
   it('creates the file and its folder on first run', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scheduler-'));
