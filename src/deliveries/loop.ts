@@ -53,6 +53,8 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   let idleRoundAt: number | undefined;
   /** Cron trigger: the tick the next round is for (what is due by it is claimed, whatever the database's clock says). */
   let tick: Date | undefined;
+  /** Cron trigger: a change made here owes a row already due; the next round is now, not at the tick. */
+  let owedNow = false;
 
   const drainByStrategy = async (): Promise<DrainReport> => {
     const s = deps.settings();
@@ -169,6 +171,10 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   /** When to wake next (ms), and the cron tick that is, if it is one. */
   const nextWake = async (s: EngineSettings, now: number): Promise<{ at: number; nextTick?: Date | undefined }> => {
     if (s.trigger === 'cron') {
+      if (owedNow) {
+        owedNow = false;
+        return { at: now };
+      }
       // A tick takes what is due; what it had to put back (a LINE failure, a paused channel, no link
       // yet) is owed already and goes out after its backoff, not at the next tick. A dead worker's
       // claims are taken over when their lease runs out, not at the next tick.
@@ -243,20 +249,32 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     runOnce: () => round(),
     notifyChanged(ids) {
       if (stopped) return;
-      if (wheel && ids.length) {
-        void (async () => {
+      const cron = deps.settings().trigger === 'cron';
+      // Counted as arming, so idle() (tests on virtual time) waits for the read before it too.
+      arming++;
+      const p = (async () => {
+        if (ids.length && (wheel || cron)) {
           const rows = await db.selectFrom('deliveries').select(['id', 'state', 'available_at']).where('id', 'in', [...ids]).execute();
-          const horizon = clock.now().getTime() + deps.settings().lookaheadMs;
+          const now = clock.now().getTime();
+          const horizon = now + deps.settings().lookaheadMs;
           for (const r of rows) {
             const at = new Date(r.available_at).getTime();
-            if (r.state === 'pending' && at < horizon) wheel?.add(r.id, at);
-            else wheel?.remove(r.id);
+            if (wheel) {
+              if (r.state === 'pending' && at < horizon) wheel.add(r.id, at);
+              else wheel.remove(r.id);
+            }
+            // Under cron, a row owed already (sent again by an operator, or booked after its due
+            // time) goes now: the next tick could be after its class started.
+            if (cron && r.state === 'pending' && at <= now) owedNow = true;
           }
-          await arm();
-        })().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not re-arm the timing wheel'));
-      } else {
-        void arm().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'));
-      }
+        }
+        await arm();
+      })()
+        .catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not arm the next delivery wake-up'))
+        .finally(() => {
+          arming--;
+        });
+      armed = p;
     },
     wheelSize: () => wheel?.size ?? 0,
     async idle() {

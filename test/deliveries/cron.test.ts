@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { retryDelivery } from '../../src/deliveries/admin.ts';
 import { nextCronTick } from '../../src/deliveries/cron.ts';
+import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, userId, type EngineWorld } from './world.ts';
@@ -111,5 +113,23 @@ describe.each(dialects)('cron trigger on %s', (dialect) => {
     await w.engine().start();
     await w.at('2026-12-01T11:52:00Z');
     expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T11:51:00.000Z']);
+  });
+  it('a row owed already when it is written (a late booking, an operator\'s re-send) goes at once, not at the next tick', async () => {
+    w = await openEngineWorld(dialect, { notifications: { trigger: 'cron' } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    // Booked at 11:55, five minutes after its link was due: the next tick (12:20) is after the start.
+    await w.at('2026-12-01T11:55:00Z');
+    await upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'c1-1', scheduleExternalId: 'c1', student: { channel: 'school-a', lineUserId: userId(1) }, cancelled: false }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
+    await w.advance(1000);
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T11:55:00.000Z']);
+    // The operator sends it again (as if it had failed): it goes at once too.
+    const row = await w.h.database.db.selectFrom('deliveries').select('id').executeTakeFirstOrThrow();
+    await w.h.database.db.updateTable('deliveries').set({ state: 'failed', last_error: 'LINE 400' }).execute();
+    await retryDelivery(w.h.database.db, w.h.clock, row.id, { force: true });
+    engine.notifyChanged([row.id]);
+    await w.advance(1000);
+    expect(w.received().map((r) => r.at)).toEqual(['2026-12-01T11:55:00.000Z', '2026-12-01T11:55:01.000Z']);
   });
 });
