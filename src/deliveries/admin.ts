@@ -1,22 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
-import { toDate, toOptionalDate } from '../db/row.ts';
+import { toDate } from '../db/row.ts';
 import type { DeliveryKind, DeliveryState } from '../db/tables.ts';
 import { conflict, notFound } from '../errors.ts';
+import { deliveryView, type DeliveryView } from '../schedules/appointments.ts';
 
 /** One delivery as an operator looks for it: what, to whom, for which class, and what became of it. */
-export interface DeliveryItem {
+export interface DeliveryItem extends DeliveryView {
   id: number;
-  kind: DeliveryKind;
-  state: DeliveryState;
-  dueAt: Date;
   notAfter: Date;
-  attempts: number;
-  sentAt: Date | null;
-  /** sent_at − due_at in ms, once sent. */
-  latenessMs: number | null;
-  lastError: string | null;
   appointment: string;
   schedule: string;
   channel: string;
@@ -35,25 +28,15 @@ export interface DeliveryListQuery {
 /** Deliveries due in [from, to), oldest first, optionally of one state and kind; keyset pages by (due_at, id). */
 export async function listDeliveries(db: Db, o: DeliveryListQuery): Promise<DeliveryItem[]> {
   const rows = await deliveriesListQuery(db, o).execute();
-  return rows.map((r) => {
-    const dueAt = toDate(r.due_at);
-    const sentAt = toOptionalDate(r.sent_at);
-    return {
-      id: r.id,
-      kind: r.kind,
-      state: r.state,
-      dueAt,
-      notAfter: toDate(r.not_after),
-      attempts: r.attempts,
-      sentAt,
-      latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null,
-      lastError: r.last_error,
-      appointment: r.appointment,
-      schedule: r.schedule,
-      channel: r.channel,
-      lineUserId: r.line_user_id,
-    };
-  });
+  return rows.map((r) => ({
+    ...deliveryView(r),
+    id: r.id,
+    notAfter: toDate(r.not_after),
+    appointment: r.appointment,
+    schedule: r.schedule,
+    channel: r.channel,
+    lineUserId: r.line_user_id,
+  }));
 }
 
 /** The list's query (its plan is tested: it walks the (due_at, id) index, never the whole history). */

@@ -138,6 +138,13 @@ export interface DeliveryView {
   lastError: string | null;
 }
 
+/** What an operator sees of a delivery row, lateness included. */
+export function deliveryView(d: { kind: DeliveryKind; state: DeliveryState; due_at: Date | string; attempts: number; sent_at: Date | string | null; last_error: string | null }): DeliveryView {
+  const dueAt = toDate(d.due_at);
+  const sentAt = toOptionalDate(d.sent_at);
+  return { kind: d.kind, state: d.state, dueAt, attempts: d.attempts, sentAt, latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null, lastError: d.last_error };
+}
+
 export interface AppointmentView {
   id: number;
   externalId: string;
@@ -171,20 +178,7 @@ export async function listAppointmentsOfSchedule(db: Db, scheduleId: number): Pr
   const deliveries = new Map<number, DeliveryView[]>();
   for (const chunk of chunked(rows.map((r) => r.id))) {
     const found = await db.selectFrom('deliveries').selectAll().where('appointment_id', 'in', chunk).orderBy('due_at').execute();
-    for (const d of found) {
-      const dueAt = toDate(d.due_at);
-      const sentAt = toOptionalDate(d.sent_at);
-      const view: DeliveryView = {
-        kind: d.kind,
-        state: d.state,
-        dueAt,
-        attempts: d.attempts,
-        sentAt,
-        latenessMs: sentAt ? sentAt.getTime() - dueAt.getTime() : null,
-        lastError: d.last_error,
-      };
-      deliveries.set(d.appointment_id, [...(deliveries.get(d.appointment_id) ?? []), view]);
-    }
+    for (const d of found) deliveries.set(d.appointment_id, [...(deliveries.get(d.appointment_id) ?? []), deliveryView(d)]);
   }
   return rows.map((row) => ({
     id: row.id,
