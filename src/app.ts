@@ -186,7 +186,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger,
       metrics,
       adminToken,
-      adminExposure: () => (adminToken ? undefined : reachableFromOutside(config.current())),
+      adminExposure: () => reachableFromOutside(config.current()),
       line,
       zoomWebhooks,
       recordings,

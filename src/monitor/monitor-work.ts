@@ -83,13 +83,17 @@ export async function meetingsWithEvents(db: Db, meetingIds: readonly string[]):
   return new Set(rows.flatMap((r) => (r.meeting_id === null ? [] : [r.meeting_id])));
 }
 
+/** An update of the class's check, only while this replica's lease and the version it claimed still hold (fencing). */
+function fenced(db: Db, o: { id: number; owner: string; version: number }) {
+  return db.updateTable('schedules').where('id', '=', o.id).where('monitor_lease_owner', '=', o.owner).where('version', '=', o.version);
+}
+
 /** Records the verdict and releases the lease, only while the lease and the schedule version are ours (fencing). */
 export async function settleGraceWork(
   db: Db,
   o: { id: number; owner: string; version: number; now: Date; state: MonitorState; reason: string; endedEmpty?: boolean },
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('schedules')
+  const result = await fenced(db, o)
     .set({
       monitor_state: o.state,
       monitor_reason: o.reason,
@@ -100,9 +104,6 @@ export async function settleGraceWork(
       // An ended class frees its host from now on, and its meeting is gone.
       ...(o.endedEmpty ? { meeting_state: 'ended_empty' as const, live_status: 'ended' as const, live_ended_at: o.now, host_window_end: o.now } : {}),
     })
-    .where('id', '=', o.id)
-    .where('monitor_lease_owner', '=', o.owner)
-    .where('version', '=', o.version)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
@@ -112,8 +113,7 @@ export async function settleGraceWork(
  * progress stays one, with its verdict as the reason: the meeting may be gone at Zoom already.
  */
 export async function retryGraceWork(db: Db, o: { id: number; owner: string; version: number; now: Date; reason: string; retryAt: Date }): Promise<boolean> {
-  const result = await db
-    .updateTable('schedules')
+  const result = await fenced(db, o)
     .set((eb) => ({
       monitor_state: eb.case().when('monitor_state', '=', ENDING).then(eb.val<MonitorState>(ENDING)).else(eb.val<MonitorState>('pending')).end(),
       monitor_reason: eb.case().when('monitor_state', '=', ENDING).then(eb.ref('monitor_reason')).else(o.reason).end(),
@@ -122,9 +122,6 @@ export async function retryGraceWork(db: Db, o: { id: number; owner: string; ver
       monitor_lease_expires_at: o.retryAt,
       updated_at: o.now,
     }))
-    .where('id', '=', o.id)
-    .where('monitor_lease_owner', '=', o.owner)
-    .where('version', '=', o.version)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
@@ -134,13 +131,7 @@ export async function retryGraceWork(db: Db, o: { id: number; owner: string; ver
  * false when the lease or the schedule version is no longer ours (another replica, or a move).
  */
 export async function startEnding(db: Db, o: { id: number; owner: string; version: number; now: Date; until: Date; reason: string }): Promise<boolean> {
-  const result = await db
-    .updateTable('schedules')
-    .set({ monitor_state: ENDING, monitor_reason: o.reason, monitor_checked_at: o.now, monitor_lease_expires_at: o.until, updated_at: o.now })
-    .where('id', '=', o.id)
-    .where('monitor_lease_owner', '=', o.owner)
-    .where('version', '=', o.version)
-    .executeTakeFirst();
+  const result = await fenced(db, o).set({ monitor_state: ENDING, monitor_reason: o.reason, monitor_checked_at: o.now, monitor_lease_expires_at: o.until, updated_at: o.now }).executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
 
