@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Db } from '../db/database.ts';
+import { chunked } from '../db/transaction.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { claimableBefore } from './claim.ts';
@@ -253,8 +254,9 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       // Counted as arming, so idle() (tests on virtual time) waits for the read before it too.
       arming++;
       const p = (async () => {
-        if (ids.length && (wheel || cron)) {
-          const rows = await db.selectFrom('deliveries').select(['id', 'state', 'available_at']).where('id', 'in', [...ids]).execute();
+        // In chunks: a bulk import can change tens of thousands of rows, past a statement's parameter limit.
+        for (const chunk of wheel || cron ? chunked(ids) : []) {
+          const rows = await db.selectFrom('deliveries').select(['id', 'state', 'available_at']).where('id', 'in', chunk).execute();
           const now = clock.now().getTime();
           const horizon = now + deps.settings().lookaheadMs;
           for (const r of rows) {
