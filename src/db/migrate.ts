@@ -13,6 +13,7 @@ import * as deliveryOccasion from './migrations/0008-delivery-occasion.ts';
 import * as sourceRevision from './migrations/0009-source-revision.ts';
 import * as lineEventRetries from './migrations/0010-line-event-retries.ts';
 import * as deliveriesDueIndex from './migrations/0011-deliveries-due-index.ts';
+import * as deliveriesRetryKeyUnindexed from './migrations/0012-deliveries-retry-key-unindexed.ts';
 
 /**
  * Numbered migrations, in code so they ship with the source and need no file lookup at run time.
@@ -31,6 +32,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0009-source-revision': sourceRevision,
   '0010-line-event-retries': lineEventRetries,
   '0011-deliveries-due-index': deliveriesDueIndex,
+  '0012-deliveries-retry-key-unindexed': deliveriesRetryKeyUnindexed,
 };
 
 export interface MigrationReport {

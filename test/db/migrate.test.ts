@@ -28,6 +28,15 @@ describe.each(dialects)('migrations on %s', (dialect) => {
     expect(await pendingMigrations(database.db)).toEqual(['0008-delivery-occasion']);
   });
 
+  it('leaves no index on deliveries.retry_key on PostgreSQL, where every claim and completion would write to it', async () => {
+    database = await openTestDatabase(dialect);
+    const indexes = dialect === 'postgres'
+      ? await sql<{ def: string }>`select indexdef as def from pg_indexes where tablename = 'deliveries' and schemaname = current_schema()`.execute(database.db)
+      : await sql<{ def: string }>`select il.name as def from pragma_index_list('deliveries') il join pragma_index_info(il.name) ii where ii.name = 'retry_key'`.execute(database.db);
+    const onKey = indexes.rows.filter((r) => dialect === 'sqlite' || /\bretry_key\b/.test(r.def));
+    expect(onKey.length).toBe(dialect === 'postgres' ? 0 : 1);
+  });
+
   it('enforces the data model constraints in the database', async () => {
     database = await openTestDatabase(dialect);
     const now = new Date('2026-01-01T00:00:00Z');
@@ -47,16 +56,18 @@ describe('SQLite migrations', () => {
     const database = await openDatabase('sqlite::memory:');
     try {
       await migrate(database.db, 'sqlite');
-      // Back to before the last migration, then a "kill" right as its record is written.
+      // Back to before the migration that builds deliveries_due (and the ones after it, no-ops on
+      // SQLite), then a "kill" right as its record is written.
       const last = '0011-deliveries-due-index';
-      await sql`delete from kysely_migration where name = ${last}`.execute(database.db);
+      const after = '0012-deliveries-retry-key-unindexed';
+      await sql`delete from kysely_migration where name >= ${last}`.execute(database.db);
       await sql`drop index deliveries_due`.execute(database.db);
       await sql`create trigger killed before insert on kysely_migration when new.name = ${sql.lit(last)} begin select raise(abort, 'process killed'); end`.execute(database.db);
       await expect(migrate(database.db, 'sqlite')).rejects.toThrow(/killed/);
       const index = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and name = 'deliveries_due'`.execute(database.db);
       expect(index.rows).toEqual([]);
       await sql`drop trigger killed`.execute(database.db);
-      await expect(migrate(database.db, 'sqlite')).resolves.toMatchObject({ applied: [last] });
+      await expect(migrate(database.db, 'sqlite')).resolves.toMatchObject({ applied: [last, after] });
     } finally {
       await database.close();
     }
