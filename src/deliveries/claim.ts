@@ -2,7 +2,7 @@ import { sql, type Selectable } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { dbNow } from '../db/db-clock.ts';
-import { toDate } from '../db/row.ts';
+import { inIds, toDate } from '../db/row.ts';
 import type { DeliveriesTable, DeliveryKind, DeliveryState } from '../db/tables.ts';
 
 /** A delivery this worker holds a lease on. `leaseToken` fences its completion. */
@@ -48,13 +48,13 @@ export async function claimDue(db: Db, clock: Clock, o: ClaimOptions): Promise<C
   const rows = await db
     .with('expired', (qb) => {
       let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'sending').where('lease_expires_at', '<=', now);
-      if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
+      if (o.ids) pick = pick.where(inIds(db, 'id', o.ids));
       pick = pick.orderBy('lease_expires_at').orderBy('id').limit(o.limit);
       return postgres ? pick.forUpdate().skipLocked() : pick;
     })
     .with('pending', (qb) => {
       let pick = qb.selectFrom('deliveries').select('id').where('state', '=', 'pending').where('available_at', '<=', horizon);
-      if (o.ids) pick = pick.where('id', 'in', o.ids.length ? o.ids : [-1]);
+      if (o.ids) pick = pick.where(inIds(db, 'id', o.ids));
       pick = pick.orderBy('available_at').orderBy('id').limit(o.limit);
       return postgres ? pick.forUpdate().skipLocked() : pick;
     })

@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import { chunked } from '../db/transaction.ts';
+import { inIds } from '../db/row.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { claimableBefore } from './claim.ts';
@@ -81,7 +82,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
           // not at the next refresh; on the wheel in force, which a refresh may have replaced meanwhile.
           // So do rows another worker still holds (its lease not run out yet by the database's clock,
           // or renewed): at their lease's expiry, to be taken over if that worker died.
-          const again = await db.selectFrom('deliveries').select(['id', 'state', 'available_at', 'lease_expires_at']).where('id', 'in', page).where('state', 'in', ['pending', 'sending']).execute();
+          const again = await db.selectFrom('deliveries').select(['id', 'state', 'available_at', 'lease_expires_at']).where(inIds(db, 'id', page)).where('state', 'in', ['pending', 'sending']).execute();
           for (const r of again) {
             const at = r.state === 'pending' ? r.available_at : r.lease_expires_at;
             if (at !== null) (wheel ?? w).add(r.id, new Date(at).getTime());

@@ -104,6 +104,24 @@ describe.each(dialects)('outbox and claims on %s', (dialect) => {
     expect((await deliveries()).map((d) => d.lease_token)).toEqual(['t1', 't1', 't1', 't1', 't2', 't2']);
   });
 
+  it('claims by id lists longer than either dialect takes as parameters (a timing wheel page of 100,000)', async () => {
+    for (let i = 0; i < 3; i++) await klass(`c${i}`, `2026-12-01T1${i}:00:00Z`, { feedbackUrl: null });
+    for (let i = 0; i < 3; i++) await book(`a${i}`, `c${i}`, i);
+    await clock.set(new Date('2026-12-01T15:55:00Z'));
+    const ids = (await deliveries()).map((d) => d.id);
+    // The first one's worker dies with it; the wheel fires all three among 70,000 ids of rows since gone.
+    await claimDue(database.db, clock, { owner: 'dead', token: 'td', leaseMs: 60_000, limit: 1, ids: [ids[0]!] });
+    await clock.advance(61_000);
+    const page = [...Array.from({ length: 70_000 }, (_, k) => 1_000_000 + k), ...ids.slice(1), ids[0]!];
+    const claimed = await claimDue(database.db, clock, { owner: 'w', token: 't1', leaseMs: 60_000, limit: 100_000, ids: page });
+    expect(claimed.map((d) => [d.id, d.attempts])).toEqual([
+      [ids[0], 2],
+      [ids[1], 1],
+      [ids[2], 1],
+    ]);
+    expect(await claimDue(database.db, clock, { owner: 'w', token: 't2', leaseMs: 60_000, limit: 10, ids: [] })).toEqual([]);
+  });
+
   it('expires what is past its window and hands back claims on shutdown', async () => {
     await klass('c1', '2026-12-01T12:00:00Z');
     await book('a1', 'c1', 1);
