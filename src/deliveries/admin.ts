@@ -78,9 +78,9 @@ const RETRYABLE: readonly DeliveryState[] = ['failed', 'skipped'];
 /**
  * An operator sends a delivery again that failed or was skipped, while it is still useful: it is
  * owed now, as a new message (a new retry key, attempts from 0, out of its old multicast chunk),
- * with the earlier outcome kept in its reason. A failed delivery that was tried may have been
- * accepted by LINE (a timeout, a lost answer), and a new key would then deliver it twice: that takes
- * `force`, after reading its reason. What was sent, is on its way, or was cancelled is refused with the
+ * with the earlier outcome kept in its reason. A failed delivery that was tried, or a skipped one
+ * tried before it was skipped, may have been accepted by LINE (a timeout, a lost answer), and a new
+ * key would then deliver it twice: that takes `force`, after reading its reason. What was sent, is on its way, or was cancelled is refused with the
  * reason (409), as is one past its window.
  */
 export async function retryDelivery(db: Db, clock: Clock, id: number, o: { force?: boolean } = {}): Promise<void> {
@@ -91,8 +91,10 @@ export async function retryDelivery(db: Db, clock: Clock, id: number, o: { force
     if (!RETRYABLE.includes(row.state)) throw conflict(`delivery ${id} is ${row.state}: only a failed or skipped delivery can be sent again`);
     const notAfter = toDate(row.not_after);
     if (notAfter.getTime() <= now.getTime()) throw conflict(`delivery ${id} is past its window (useful until ${notAfter.toISOString()}): sending it now would not help`);
-    // A skipped one never went to LINE (it was stopped before sending); a failed one that was claimed may have.
-    if (row.state === 'failed' && row.attempts > 0 && !o.force) {
+    // A failed one that was claimed may have gone to LINE. A skipped one was stopped before its
+    // request (unfollowed, channel disabled), but an earlier attempt of it may have reached LINE.
+    const mayHaveReached = row.state === 'failed' ? row.attempts > 0 : row.attempts > 1;
+    if (mayHaveReached && !o.force) {
       throw conflict(
         `delivery ${id} was tried ${row.attempts} time(s) and LINE may have accepted one (last: ${row.last_error ?? 'no reason recorded'}): a new message could reach the student twice. If the reason says LINE refused it for good, send it again with force=true`,
       );

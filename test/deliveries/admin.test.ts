@@ -49,9 +49,13 @@ describe.each(dialects)('deliveries over the admin API on %s', (dialect) => {
     const again = await api('POST', `/api/deliveries/${id}/retry?force=true`);
     expect([again.statusCode, again.json().message]).toEqual([409, expect.stringMatching(/is sent: only a failed or skipped/)]);
     expect((await api('POST', '/api/deliveries/999999/retry')).statusCode).toBe(404);
-    // A skipped one never went to LINE: no force needed (student 2's link, as if they had unfollowed).
+    // Skipped on its second try (the student unfollowed): the first try may have reached LINE, so force it is.
     const skipped = next.items[0].id;
-    await w.h.database.db.updateTable('deliveries').set({ state: 'skipped', last_error: 'the student unfollowed (blocked) the LINE account' }).where('id', '=', skipped).execute();
+    await w.h.database.db.updateTable('deliveries').set({ state: 'skipped', attempts: 2, last_error: 'the student unfollowed (blocked) the LINE account' }).where('id', '=', skipped).execute();
+    const secondTry = await api('POST', `/api/deliveries/${skipped}/retry`);
+    expect([secondTry.statusCode, secondTry.json().message]).toEqual([409, expect.stringMatching(/tried 2 time\(s\) .*unfollowed.*force=true/)]);
+    // Skipped on its first try, it never went to LINE: no force needed.
+    await w.h.database.db.updateTable('deliveries').set({ attempts: 1 }).where('id', '=', skipped).execute();
     expect((await api('POST', `/api/deliveries/${skipped}/retry`)).statusCode).toBe(202);
     await w.h.database.db.updateTable('deliveries').set({ state: 'failed' }).where('id', '=', skipped).execute();
     await w.at('2026-12-01T12:51:00Z');
