@@ -106,7 +106,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     if (!adminToken) logger.warn('SCHEDULER_ADMIN_TOKEN is not set: the admin API is open to this machine only');
 
     const metrics = createMetrics({ defaultMetrics: true });
-    const zoomClient = zoomClientFor({ db: database.db, clock, config, metrics });
+    const zoomClient = zoomClientFor({ db: database.db, clock, config, metrics, logger });
     const monitorMetrics = createMonitorMetrics(metrics.registry);
     // Deliveries made outside an upsert (headcount cancellations, replay links) wake the engine, built below.
     const deliveriesChanged = (ids: number[]): void => engine.notifyChanged(ids);

@@ -138,8 +138,9 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
 
 /**
  * A moved (or revived) class is a new occasion: it is checked again at its new time, its meeting
- * work starts afresh (no backoff left from failures at the old time), and a class whose meeting was
- * deleted at Zoom (ended early as empty, or cancelled and now back) gets a new meeting.
+ * work starts afresh (no backoff left from failures at the old time; not closed to late students),
+ * and a class whose meeting was deleted at Zoom (ended early as empty, or cancelled and now back)
+ * gets a new meeting.
  */
 function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
   // A check of the old time still in flight loses its lease: it must not write onto the new occasion.
@@ -152,6 +153,8 @@ function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
     headcount_stage: null,
     meeting_attempts: 0,
     meeting_retry_at: null,
+    // Closed to late students at the old time: the moved class needs it open again (the move's PATCH reopens it).
+    meeting_closed_at: null,
   };
   const gone = row.meeting_state === 'ended_empty' || (row.meeting_state === 'deleted' && !input.cancelled);
   if (!gone) return fresh;

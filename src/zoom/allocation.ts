@@ -126,11 +126,14 @@ export function rankHosts(c: ClassTime, hosts: readonly HostState[], s: MeetingS
   return { hosts: eligible, excluded };
 }
 
-export function describeNoCapacity(r: Ranking, poolSize: number): string {
+/** Why no host took a class; `unusable`: enabled hosts left out of the pass (unreadable, refused by Zoom), with why. */
+export function describeNoCapacity(r: Ranking, poolSize: number, unusable: readonly { label: string; reason: string }[] = []): string {
   const parts = Object.entries(r.excluded)
     .filter(([, n]) => n > 0)
     .map(([why, n]) => `${n} ${why.replaceAll('_', ' ')}`);
-  return poolSize === 0 ? 'no enabled Zoom host in the pool' : `no eligible host among ${poolSize}: ${parts.join(', ') || 'none eligible'}`;
+  const left = unusable.map((h) => `${h.label}: ${h.reason}`).join('; ');
+  if (poolSize === 0) return unusable.length ? `no usable Zoom host in the pool (${left})` : 'no enabled Zoom host in the pool';
+  return `no eligible host among ${poolSize}: ${parts.join(', ') || 'none eligible'}${left ? `; left out: ${left}` : ''}`;
 }
 
 /** Next 00:00 UTC after `now`: when Zoom resets its per-host daily limit. */

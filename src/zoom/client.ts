@@ -21,6 +21,8 @@ export interface ZoomClientOptions {
   settings: () => ZoomClientSettings;
   /** Called once per request that reached Zoom (usage counters). */
   onRequest?: (accountId: string, category: ZoomCategory) => Promise<void> | void;
+  /** onRequest failed (the call's own outcome stands). */
+  onRequestError?: (error: unknown) => void;
   metrics?: Pick<Metrics, 'zoomRequestSeconds'>;
   random?: () => number;
 }
@@ -108,7 +110,12 @@ export function createZoomClient(options: ZoomClientOptions): ZoomClient {
     } finally {
       clock.clearTimeout(timer);
       options.metrics?.zoomRequestSeconds.observe({ operation: call.operation, outcome }, (performance.now() - started) / 1000);
-      await options.onRequest?.(creds.accountId, call.category);
+      // Counting is bookkeeping: its failure must not replace what Zoom answered (a created meeting, say).
+      try {
+        await options.onRequest?.(creds.accountId, call.category);
+      } catch (error) {
+        options.onRequestError?.(error);
+      }
     }
   };
 
@@ -118,7 +125,17 @@ export function createZoomClient(options: ZoomClientOptions): ZoomClient {
     const { attempts, backoff } = options.settings();
     let refreshed = false;
     for (let n = 1; ; n++) {
-      const token = await tokens.get(creds);
+      let token: string;
+      try {
+        token = await tokens.get(creds);
+      } catch (error) {
+        // No token, nothing sent: an OAuth 5xx, 429 or timeout is retried like any call (never ambiguous).
+        if (error instanceof ZoomError && error.kind === 'retryable' && n < attempts) {
+          await pause(retryDelay(backoff, n, error.retryAfterMs, options.random));
+          continue;
+        }
+        throw error;
+      }
       let result: { status: number; body: unknown; headers: Headers };
       try {
         result = await attempt(creds, call, token);

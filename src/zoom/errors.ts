@@ -15,13 +15,16 @@ export class ZoomError extends Error {
   readonly code: number | undefined;
   /** When the server said to come back (ms from now). */
   readonly retryAfterMs: number | undefined;
-  constructor(kind: ZoomErrorKind, message: string, details: { status?: number; code?: number; retryAfterMs?: number; cause?: unknown } = {}) {
+  /** Raised getting an OAuth token: the API call itself was never sent. */
+  readonly oauth: boolean;
+  constructor(kind: ZoomErrorKind, message: string, details: { status?: number; code?: number; retryAfterMs?: number; cause?: unknown; oauth?: boolean } = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'ZoomError';
     this.kind = kind;
     this.status = details.status;
     this.code = details.code;
     this.retryAfterMs = details.retryAfterMs;
+    this.oauth = details.oauth ?? false;
   }
 }
 
@@ -49,4 +52,28 @@ export function describeZoomError(status: number, body: ZoomErrorBody): string {
 /** Zoom's "meeting not found or expired" (404, code 3001): for an end or a delete, already done. */
 export function isMeetingGone(error: unknown): boolean {
   return error instanceof ZoomError && (error.status === 404 || error.code === 3001);
+}
+
+/** For a DELETE, nothing is left to delete: the meeting is gone or expired (404, 3001) or has ended (3007). */
+export function isDeleteDone(error: unknown): boolean {
+  return isMeetingGone(error) || (error instanceof ZoomError && error.code === 3007);
+}
+
+/**
+ * Zoom refuses the host itself, whatever the meeting: its credentials (OAuth refused, 401), its
+ * permissions (403), its user gone (1001) or not allowed to host (3161). Another host may do.
+ */
+export function isHostRefused(error: unknown): boolean {
+  if (!(error instanceof ZoomError)) return false;
+  return error.kind === 'auth' || error.status === 401 || error.status === 403 || error.code === 1001 || error.code === 3161;
+}
+
+/**
+ * Proof that a call changed nothing at Zoom: it answered with a refusal (4xx, 429) or the request was
+ * never sent (no token). Anything else after a create was sent (a timeout, a 5xx, a 2xx we could not
+ * read) may hide a meeting Zoom made.
+ */
+export function zoomDidNothing(error: unknown): boolean {
+  if (!(error instanceof ZoomError)) return false;
+  return error.oauth || (error.status !== undefined && error.status >= 400 && error.status < 500);
 }

@@ -20,13 +20,30 @@ export interface PoolHost {
   lastAssignedAt: Date | null;
 }
 
+/** A pool entry left out of the pass, and why (shown in the no-capacity reason). */
+export interface UnusableHost {
+  id: number;
+  label: string;
+  reason: string;
+}
+
 /**
  * The enabled pool, read from the DB on every provisioning pass: hosts added or disabled through the
- * API or CLI take part from the next pass, with no restart.
+ * API or CLI take part from the next pass, with no restart. Each host is decrypted on its own, so one
+ * row that cannot be read (a rotated key, a damaged value) leaves that host out, not the whole pool.
  */
-export async function loadPool(db: Db, box: SecretBox): Promise<PoolHost[]> {
+export async function loadPool(db: Db, box: SecretBox): Promise<{ hosts: PoolHost[]; unusable: UnusableHost[] }> {
   const rows = await db.selectFrom('zoom_accounts').selectAll().where('enabled', '=', true).orderBy('id').execute();
-  return rows.map((row) => toPoolHost(row, box));
+  const hosts: PoolHost[] = [];
+  const unusable: UnusableHost[] = [];
+  for (const row of rows) {
+    try {
+      hosts.push(toPoolHost(row, box));
+    } catch (error) {
+      unusable.push({ id: row.id, label: row.label, reason: `its client secret cannot be decrypted (${error instanceof Error ? error.message : String(error)}); set it again` });
+    }
+  }
+  return { hosts, unusable };
 }
 
 /** One host, enabled or not: an intent on a host disabled since must still be looked up there. */

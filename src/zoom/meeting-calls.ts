@@ -46,6 +46,7 @@ export function savedMeeting(meeting: ZoomMeeting, hostId: number, version: numb
     meeting_error: null,
     meeting_attempts: 0,
     meeting_retry_at: null,
+    meeting_closed_at: null,
   };
 }
 

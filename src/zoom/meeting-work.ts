@@ -65,7 +65,8 @@ export interface ClaimOptions {
  * Claims schedules whose meeting needs work, with a lease, so overlapping runs and replicas never
  * work one schedule at once: no meeting yet (inside the horizon), a meeting made for an older or
  * unknown version (moved), a meeting of a cancelled class, or an intent left behind by a crash (its
- * lease expired). PostgreSQL skips rows another replica is claiming (SKIP LOCKED).
+ * lease expired). Work that failed waits for meeting_retry_at. PostgreSQL skips rows another
+ * replica is claiming (SKIP LOCKED).
  */
 export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<MeetingWork[]> {
   let pick = db
@@ -75,9 +76,10 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
       eb.and([
         eb.or([eb('meeting_lease_expires_at', 'is', null), eb('meeting_lease_expires_at', '<', o.now)]),
         eb.or([
+          // `deleted` and not cancelled: the class was called back on while its DELETE was in flight.
           eb.and([
             eb('cancelled', '=', false),
-            eb('meeting_state', 'in', ['none', 'no_capacity', 'failed']),
+            eb('meeting_state', 'in', ['none', 'no_capacity', 'failed', 'deleted']),
             eb('starts_at', '<', o.horizonEnd),
             eb('ends_at', '>', o.now),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
@@ -91,7 +93,12 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
             eb('ends_at', '>', o.now),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
-          eb.and([eb('cancelled', '=', true), eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting'])]),
+          // A DELETE that failed waits out its backoff; remove() gives up some days after the class.
+          eb.and([
+            eb('cancelled', '=', true),
+            eb('meeting_state', 'in', ['ready', 'creating', 'updating', 'deleting']),
+            eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
+          ]),
           // A finished class (after-class buffer over, not live) whose meeting late students could still start.
           eb.and([
             eb('cancelled', '=', false),
@@ -123,7 +130,8 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
 }
 
 export interface MeetingFields {
-  meeting_state: MeetingState;
+  /** Left as it is when absent. */
+  meeting_state?: MeetingState;
   meeting_account_id?: number | null;
   meeting_id?: string | null;
   meeting_uuid?: string | null;

@@ -38,18 +38,20 @@ export function createTokenCache(options: { clock: Clock; settings: () => { oaut
     const controller = new AbortController();
     const timer = options.clock.setTimeout(() => controller.abort(new Error('timed out')), timeoutMs);
     let response: Response;
+    let text: string;
     try {
       response = await fetch(url, {
         method: 'POST',
         headers: { authorization: `Basic ${Buffer.from(`${creds.clientId}:${creds.clientSecret}`).toString('base64')}` },
         signal: controller.signal,
       });
+      // Read under the same deadline: a body that stalls must not hang every caller sharing this token.
+      text = await response.text();
     } catch (error) {
-      throw new ZoomError('retryable', `Zoom OAuth token request failed: ${(error as Error).message}`, { cause: error });
+      throw new ZoomError('retryable', `Zoom OAuth token request failed: ${(error as Error).message}`, { cause: error, oauth: true });
     } finally {
       options.clock.clearTimeout(timer);
     }
-    const text = await response.text();
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -60,10 +62,10 @@ export function createTokenCache(options: { clock: Clock; settings: () => { oaut
       const b = body as { reason?: unknown; error?: unknown; message?: unknown; code?: unknown };
       const message = [b.reason, b.error, b.message].filter((x) => typeof x === 'string').join(': ') || text.slice(0, 200);
       const kind = response.status >= 500 || response.status === 429 ? 'retryable' : 'auth';
-      throw new ZoomError(kind, `Zoom OAuth for account ${creds.accountId}: ${describeZoomError(response.status, { message })}`, { status: response.status });
+      throw new ZoomError(kind, `Zoom OAuth for account ${creds.accountId}: ${describeZoomError(response.status, { message })}`, { status: response.status, oauth: true });
     }
     const parsed = tokenResponse.safeParse(body);
-    if (!parsed.success) throw new ZoomError('auth', `Zoom OAuth for account ${creds.accountId} returned no access_token`);
+    if (!parsed.success) throw new ZoomError('auth', `Zoom OAuth for account ${creds.accountId} returned no access_token`, { oauth: true });
     cached.set(keyOf(creds), { token: parsed.data.access_token, expiresAt: options.clock.now().getTime() + parsed.data.expires_in * 1000 });
     return parsed.data.access_token;
   };

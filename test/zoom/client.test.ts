@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { virtualClock, type VirtualClock } from '../../src/clock.ts';
 import { startZoomEmulator, type ZoomEmulator } from '../../src/sandbox/zoom/index.ts';
@@ -113,6 +115,51 @@ describe('Zoom client against the emulator', () => {
       await limited.close();
     }
   });
+
+  it('retries a token request Zoom answers with a 5xx, as it retries any call', async () => {
+    em.faults.add({ method: 'POST', path: '/oauth/token', fault: { status: 503 } });
+    const meeting = await client.createMeeting(creds, 'host', body);
+    expect(em.meetings().map((m) => String(m.id))).toEqual([meeting.id]);
+    expect(em.tokenRequests('acc')).toBe(1); // the refused one is not counted as a token handed out
+  });
+
+  it("keeps Zoom's answer when counting the request fails, and reports the counting error", async () => {
+    const errors: unknown[] = [];
+    const failing = createZoomClient({
+      clock,
+      settings: () => ({ apiBaseUrl: em.apiBaseUrl, oauthUrl: em.oauthUrl, timeoutMs: 15_000, attempts: 4, backoff: { baseDelayMs: 0, maxDelayMs: 0 } }),
+      onRequest: () => Promise.reject(new Error('usage counter: connection lost')),
+      onRequestError: (error) => errors.push(error),
+    });
+    const meeting = await failing.createMeeting(creds, 'host', body);
+    expect(em.meetings().map((m) => String(m.id))).toEqual([meeting.id]);
+    expect(errors).toEqual([new Error('usage counter: connection lost')]);
+  });
+
+  it('times out a token response whose body stalls, on the injected clock', async () => {
+    let answered: () => void = () => undefined;
+    const headersSent = new Promise<void>((resolve) => (answered = resolve));
+    const stalled = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":', () => answered());
+    });
+    await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+    try {
+      const oauthUrl = `http://127.0.0.1:${(stalled.address() as AddressInfo).port}/oauth/token`;
+      const slow = createZoomClient({ clock, settings: () => ({ apiBaseUrl: em.apiBaseUrl, oauthUrl, timeoutMs: 15_000, attempts: 1, backoff: { baseDelayMs: 0, maxDelayMs: 0 } }) });
+      const pending = slow.accessToken(creds).catch((e: unknown) => e);
+      await headersSent;
+      // Let the client take the headers (fetch resolves) before the deadline passes.
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      await clock.advance(15_000);
+      const error = await pending;
+      expect(error).toBeInstanceOf(ZoomError);
+      expect((error as ZoomError).message).toMatch(/timed out/);
+    } finally {
+      stalled.closeAllConnections();
+      await new Promise((resolve) => stalled.close(resolve));
+    }
+  }, 5_000);
 
   it('lists every page of a host with hundreds of meetings', async () => {
     for (let i = 0; i < 310; i++) await client.createMeeting(creds, 'host', { ...body, agenda: `[scheduler:m${i}]`, start_time: new Date(Date.UTC(2026, 11, 2) + i * 3_600_000).toISOString().replace('.000', '') });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { meetingMarker } from '../../src/zoom/allocation.ts';
-import { failureBackoffMs } from '../../src/zoom/provisioner.ts';
+import { failureBackoffMs } from '../../src/zoom/decisions.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
 import { openZoomWorld, type ZoomWorld } from './world.ts';
