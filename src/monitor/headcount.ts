@@ -70,7 +70,8 @@ export async function checkHeadcount(
         headcount_stage: o.stage,
         headcount_checked_at: now,
         updated_at: now,
-        ...(state === 'cancelled' ? { cancelled: true, version: row.version + 1 } : {}),
+        // Called off: its meeting is deleted at once, with no backoff left from earlier failed work.
+        ...(state === 'cancelled' ? { cancelled: true, version: row.version + 1, meeting_attempts: 0, meeting_retry_at: null } : {}),
       })
       .where('id', '=', row.id)
       .execute();

@@ -88,13 +88,23 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
         fresh.push(input);
         continue;
       }
-      // A class the minimum-headcount policy called off stays off: its students were told so.
-      const effective = row.headcount_state === 'cancelled' ? { ...input, cancelled: true } : input;
+      // A class the minimum-headcount policy called off stays off at that time: its students were
+      // told so. Sent as on at another time, it is a new occasion the platform rescheduled, checked again.
+      const calledOff = row.headcount_state === 'cancelled';
+      const rescheduled = calledOff && !input.cancelled && (input.startsAt.getTime() !== toDate(row.starts_at).getTime() || input.endsAt.getTime() !== toDate(row.ends_at).getTime());
+      const effective = calledOff && !rescheduled ? { ...input, cancelled: true } : input;
       const plan = planScheduleUpdate(fieldsOf(row), effective);
       if (plan.outcome === 'updated') {
         await trx
           .updateTable('schedules')
-          .set({ ...columnsOf(effective), ...revisionOf(input, row.source_revision), ...(plan.version !== row.version ? afterMove(row, effective) : {}), version: plan.version, updated_at: now })
+          .set({
+            ...columnsOf(effective),
+            ...revisionOf(input, row.source_revision),
+            ...(plan.version !== row.version ? afterMove(row, effective) : {}),
+            ...(rescheduled ? { headcount_state: null, headcount_reason: null, headcount_checked_at: null } : {}),
+            version: plan.version,
+            updated_at: now,
+          })
           .where('id', '=', row.id)
           .execute();
       } else if (plan.outcome === 'unchanged' && input.revision != null && input.revision !== row.source_revision) {
