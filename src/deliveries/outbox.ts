@@ -4,7 +4,7 @@ import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
-import { plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
+import { LEFT_CLASS_VERSION, plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
 
 /**
  * The outbox: called inside the transaction that changes schedules or appointments, so the
@@ -16,9 +16,11 @@ export async function syncDeliveries(
   trx: Db,
   clock: Clock,
   rules: DeliveryRules,
-  scope: { scheduleIds?: readonly number[]; appointmentIds?: readonly number[]; movedAppointmentIds?: readonly number[] },
+  scope: { scheduleIds?: readonly number[]; appointmentIds?: readonly number[]; movedAppointmentIds?: readonly number[]; rebookedAppointmentIds?: readonly number[] },
 ): Promise<number[]> {
   const moved = new Set(scope.movedAppointmentIds ?? []);
+  // Moved to another class (not only to another student): the messages of the old class stay behind.
+  const rebooked = new Set(scope.rebookedAppointmentIds ?? []);
   const now = clock.now();
   const touched: number[] = [];
   const bookings: {
@@ -71,6 +73,9 @@ export async function syncDeliveries(
     const byAppointment = new Map<number, typeof existingRows>();
     for (const row of existingRows) byAppointment.set(row.appointment_id, [...(byAppointment.get(row.appointment_id) ?? []), row]);
     const inserts = [];
+    const retimes: Retime[] = [];
+    const cancels = new Map<string, number[]>();
+    const leaves = new Map<string, { reason: string; cancel: boolean; ids: number[] }>();
     for (const b of chunk) {
       const existing = (byAppointment.get(b.appointmentId) ?? []).map((r) => ({
         id: r.id,
@@ -86,7 +91,8 @@ export async function syncDeliveries(
       const live = !b.cancelled && !b.scheduleCancelled;
       const reason = b.scheduleCancelled ? 'class cancelled' : 'booking cancelled';
       const wanted = plannedDeliveries({ startsAt: b.startsAt, endsAt: b.endsAt, hasFeedbackUrl: b.feedbackUrl !== null }, rules);
-      for (const change of reconcileDeliveries(existing, wanted, { live, reason, bookingCancelled: b.cancelled, moved: moved.has(b.appointmentId) }, b.version, now)) {
+      const active = { live, reason, bookingCancelled: b.cancelled, moved: moved.has(b.appointmentId), rebooked: rebooked.has(b.appointmentId) };
+      for (const change of reconcileDeliveries(existing, wanted, active, b.version, now)) {
         if (change.action === 'create') {
           inserts.push({
             appointment_id: b.appointmentId,
@@ -107,43 +113,94 @@ export async function syncDeliveries(
           continue;
         }
         touched.push(change.id);
-        const q = trx.updateTable('deliveries').where('id', '=', change.id);
         if (change.action === 'cancel') {
-          await q.set({ state: 'cancelled', last_error: change.reason, lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now }).execute();
+          cancels.set(change.reason, [...(cancels.get(change.reason) ?? []), change.id]);
+        } else if (change.action === 'leave') {
+          const key = `${String(change.cancel)}:${change.reason}`;
+          const group = leaves.get(key) ?? { reason: change.reason, cancel: change.cancel, ids: [] };
+          group.ids.push(change.id);
+          leaves.set(key, group);
         } else {
           // Re-timing also takes back an in-flight claim: the sender re-checks and will not send the old version.
           const fresh = change.action === 'rearm' || ((change.action === 'retime' || change.action === 'revive') && change.newKey);
           const before = existing.find((e) => e.id === change.id)?.before;
-          await q
-            .set({
-              state: 'pending',
-              due_at: change.planned.dueAt,
-              not_after: change.planned.notAfter,
-              available_at: change.planned.dueAt,
-              schedule_version: b.version,
-              class_starts_at: change.planned.occasion.startsAt,
-              class_ends_at: change.planned.occasion.endsAt,
-              lease_owner: null,
-              lease_token: null,
-              lease_expires_at: null,
-              last_error: change.action === 'rearm' ? `owed again: the class or booking moved (before: ${before ?? 'settled'})` : null,
-              updated_at: now,
-              // Another occasion, another message: a new retry key (LINE would answer 409 to the old
-              // one and the new message would never go out), attempts from 0, sent fields cleared.
-              ...(fresh ? { retry_key: randomUUID(), attempts: 0, sent_at: null, line_request_id: null } : {}),
-            })
-            .execute();
-          // Its earlier multicast chunk is not its message any more: a resend of that chunk leaves it out.
-          if (fresh) await trx.updateTable('line_multicast_members').set({ delivery_id: null }).where('delivery_id', '=', change.id).execute();
+          retimes.push({
+            id: change.id,
+            dueAt: change.planned.dueAt,
+            notAfter: change.planned.notAfter,
+            version: b.version,
+            startsAt: change.planned.occasion.startsAt,
+            endsAt: change.planned.occasion.endsAt,
+            note: change.action === 'rearm' ? `owed again: the class or booking moved (before: ${before ?? 'settled'})` : null,
+            // Another occasion, another message: a new retry key (LINE would answer 409 to the old
+            // one and the new message would never go out), attempts from 0, sent fields cleared.
+            retryKey: fresh ? randomUUID() : null,
+          });
         }
       }
     }
+    const lease = { lease_owner: null, lease_token: null, lease_expires_at: null, updated_at: now };
+    for (const [reason, ids] of cancels) {
+      for (const part of chunked(ids)) await trx.updateTable('deliveries').set({ state: 'cancelled', last_error: reason, ...lease }).where('id', 'in', part).execute();
+    }
+    for (const { reason, cancel, ids } of leaves.values()) {
+      for (const part of chunked(ids)) {
+        await trx
+          .updateTable('deliveries')
+          .set({ schedule_version: LEFT_CLASS_VERSION, ...(cancel ? { state: 'cancelled' as const, last_error: reason, ...lease } : {}) })
+          .where('id', 'in', part)
+          .execute();
+      }
+    }
+    for (const part of chunked(retimes)) await retimeMany(trx, now, part);
+    // Its earlier multicast chunk is not its message any more: a resend of that chunk leaves it out.
+    const fresh = retimes.filter((r) => r.retryKey !== null).map((r) => r.id);
+    for (const part of chunked(fresh)) await trx.updateTable('line_multicast_members').set({ delivery_id: null }).where('delivery_id', 'in', part).execute();
     for (const part of chunked(inserts, 300)) {
       const rows = await trx.insertInto('deliveries').values(part).returning('id').execute();
       touched.push(...rows.map((r) => r.id));
     }
   }
   return touched;
+}
+
+/** A waiting or settled delivery owed (again) at new times; `retryKey` set: a new message (see `fresh`). */
+interface Retime {
+  id: number;
+  dueAt: Date;
+  notAfter: Date;
+  version: number;
+  startsAt: Date;
+  endsAt: Date;
+  note: string | null;
+  retryKey: string | null;
+}
+
+/**
+ * Re-times many deliveries in one statement (a bulk move touches thousands: one round trip each was
+ * most of its time). Each row is pending again from its new due time, its claim taken back; a row
+ * with a new retry key also starts its attempts from 0 with its sent fields cleared.
+ */
+async function retimeMany(trx: Db, now: Date, rows: readonly Retime[]): Promise<void> {
+  if (rows.length === 0) return;
+  const postgres = dialectOf(trx) === 'postgres';
+  const idType = postgres ? sql`bigint` : sql`integer`;
+  const instant = (column: string) => (postgres ? sql`cast(${sql.ref(column)} as timestamptz)` : sql.ref(column));
+  const values = sql.join(rows.map((r) => sql`(${r.id}, ${r.dueAt}, ${r.notAfter}, ${r.version}, ${r.startsAt}, ${r.endsAt}, ${r.note}, ${r.retryKey})`));
+  await sql`
+    update deliveries set state = 'pending', due_at = v.due_at, not_after = v.not_after, available_at = v.due_at, schedule_version = v.version,
+      class_starts_at = v.starts_at, class_ends_at = v.ends_at, lease_owner = null, lease_token = null, lease_expires_at = null,
+      last_error = v.note, updated_at = ${now},
+      retry_key = coalesce(v.retry_key, deliveries.retry_key),
+      attempts = case when v.retry_key is null then deliveries.attempts else 0 end,
+      sent_at = case when v.retry_key is null then deliveries.sent_at else null end,
+      line_request_id = case when v.retry_key is null then deliveries.line_request_id else null end
+    from (
+      select cast(column1 as ${idType}) as id, ${instant('column2')} as due_at, ${instant('column3')} as not_after, cast(column4 as integer) as version,
+        ${instant('column5')} as starts_at, ${instant('column6')} as ends_at, column7 as note, column8 as retry_key
+      from (values ${values}) as t
+    ) as v
+    where deliveries.id = v.id`.execute(trx);
 }
 
 /**

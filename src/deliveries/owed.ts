@@ -1,13 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { DeliveryKind } from '../db/tables.ts';
 import { chunked } from '../db/transaction.ts';
+import { LEFT_CLASS_VERSION } from './rules.ts';
 
 /**
  * Deliveries made by an event rather than by the booking's times (a class called off, a recording
  * stored): one per booked student, due at once. At most one per booking and kind, whoever calls
- * and however often (replicas, retries): the (appointment, kind) constraint decides. Returns the
- * ids created.
+ * and however often (replicas, retries): the (appointment, kind) constraint decides. The one
+ * exception is a row of a class the booking has since left (`LEFT_CLASS_VERSION`, set by the outbox
+ * when the booking moved): that message was about another class, so this one replaces it, re-armed
+ * as a new message (a new retry key, attempts from 0, sent fields cleared). Returns the ids created
+ * or re-armed.
  */
 export async function oweToBookedStudents(
   db: Db,
@@ -17,6 +22,14 @@ export async function oweToBookedStudents(
   const bookings = await db.selectFrom('appointments').select('id').where('schedule_id', '=', o.scheduleId).where('cancelled', '=', false).execute();
   const ids: number[] = [];
   for (const chunk of chunked(bookings, 300)) {
+    const left = db
+      .selectFrom('deliveries')
+      .select('id')
+      .where('appointment_id', 'in', chunk.map((b) => b.id))
+      .where('kind', '=', o.kind)
+      .where('schedule_version', '=', LEFT_CLASS_VERSION);
+    // A row re-armed below is a new message: an earlier multicast chunk resent leaves it out.
+    await db.updateTable('line_multicast_members').set({ delivery_id: null }).where('delivery_id', 'in', left).execute();
     const rows = await db
       .insertInto('deliveries')
       .values(
@@ -35,7 +48,27 @@ export async function oweToBookedStudents(
           updated_at: now,
         })),
       )
-      .onConflict((oc) => oc.columns(['appointment_id', 'kind']).doNothing())
+      .onConflict((oc) =>
+        oc
+          .columns(['appointment_id', 'kind'])
+          .doUpdateSet((eb) => ({
+            state: 'pending' as const,
+            due_at: eb.ref('excluded.due_at'),
+            not_after: eb.ref('excluded.not_after'),
+            available_at: eb.ref('excluded.available_at'),
+            attempts: 0,
+            retry_key: eb.ref('excluded.retry_key'),
+            schedule_version: eb.ref('excluded.schedule_version'),
+            lease_owner: null,
+            lease_token: null,
+            lease_expires_at: null,
+            sent_at: null,
+            line_request_id: null,
+            last_error: sql<string>`'owed again, for the class the booking moved to (before: ' || deliveries.state || ', for the class it left)'`,
+            updated_at: eb.ref('excluded.updated_at'),
+          }))
+          .where('deliveries.schedule_version', '=', LEFT_CLASS_VERSION),
+      )
       .returning('id')
       .execute();
     ids.push(...rows.map((r) => r.id));

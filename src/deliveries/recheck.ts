@@ -42,13 +42,19 @@ export const NO_LINK_RETRY_MS = 60_000;
 /**
  * The last check before a message goes out, against the booking as it is now (the claim may be
  * minutes after the row was written): never for a cancelled class or booking, never to a student
- * who unfollowed, never at a due time that has since moved, never past its usefulness, and never
- * without the link it exists to carry (that is an alert, not a silent skip).
+ * who unfollowed, never a cancellation notice for a class that is on, never at a due time that has
+ * since moved, never past its usefulness, and never without the link it exists to carry (that is an
+ * alert, not a silent skip).
  */
 export function recheck(c: SendContext, now: Date): Verdict {
   // The cancellation notice exists because the class is cancelled; everything else stops there.
   if (c.schedule.cancelled && c.kind !== 'class_cancelled') return { send: false, completion: { state: 'cancelled', reason: 'class cancelled' } };
   if (c.appointmentCancelled) return { send: false, completion: { state: 'cancelled', reason: 'booking cancelled' } };
+  // The notice names the booking's class as it is now: for a class that is on (the booking moved
+  // to another class, or the class is back) it would call off a class that is not called off.
+  if (c.kind === 'class_cancelled' && !c.schedule.cancelled) {
+    return { send: false, completion: { state: 'cancelled', reason: `class ${c.schedule.externalId} is not cancelled (the booking moved to it, or it is back)` } };
+  }
   const timed = c.kind === 'meeting_url' || c.kind === 'feedback_url';
   if (timed && c.scheduleVersion !== c.schedule.version) {
     // Made for another version of the class: the class moved after the claim (the outbox has

@@ -53,9 +53,16 @@ export type DeliveryChange =
   | { action: 'create'; planned: PlannedDelivery }
   /** `newKey`: tried already, and for another occasion now (class moved, booking moved): a new retry key, attempts from 0. */
   | { action: 'retime'; id: number; planned: PlannedDelivery; newKey: boolean }
-  /** A message already settled (sent, expired, failed, skipped) is owed again: the class or booking moved ahead of it. */
+  /** A message already settled (sent, expired, failed, skipped) is owed again: the class or booking moved, and it is still useful. */
   | { action: 'rearm'; id: number; planned: PlannedDelivery }
   | { action: 'cancel'; id: number; reason: string }
+  /**
+   * A message made by an event of the class the booking left (its cancellation notice, its replay
+   * link): not this booking's any more. Marked as made for no version of its class
+   * (`LEFT_CLASS_VERSION`), so a message the new class owes later replaces it; `cancel`: it was
+   * still waiting, and is cancelled with `reason`.
+   */
+  | { action: 'leave'; id: number; reason: string; cancel: boolean }
   /**
    * A cancelled message owed again (the booking or class is back). Tried before (`newKey`): a new key,
    * since whatever went out under the old one (a multicast chunk resent to the others) left it out.
@@ -78,22 +85,41 @@ export interface ExistingDelivery {
 const SETTLED = new Set(['sent', 'expired', 'failed', 'skipped']);
 
 /**
+ * The `schedule_version` of a message made by an event of a class its booking has since left.
+ * Versions start at 1, so it is never the version of a class; `oweToBookedStudents` replaces such a
+ * row (one per booking and kind) when the booking's new class owes the same kind.
+ */
+export const LEFT_CLASS_VERSION = 0;
+
+/**
  * What the outbox must change for one appointment so its deliveries match the booking: new rows,
  * moved due times, cancellations, and revivals of rows cancelled earlier when the booking comes back.
  * A message is owed once per occasion: when the class moves (its version changes) or the booking
  * moves to another class or student (`moved`), a message not yet settled gets a new retry key (its
- * earlier attempts were for the old occasion), and one already settled is owed again if its class
- * times moved its due time and the new one is still ahead (`now`). A change after the fact (due
- * times in the past) re-sends nothing, nor does a due time moved by the settings (lead times).
+ * earlier attempts were for the old occasion), and one already settled is owed again if the
+ * occasion really changed: the booking moved and the new message is still useful (`now` before its
+ * `notAfter`: a booking moved at 11:57 into a class starting 12:05 gets that class's link at once,
+ * though it was due at 11:55), or its class times moved its due time and the new message is still
+ * ahead (see `notYetStarted`). A change after the class started (times corrected after the fact)
+ * re-sends nothing, nor does an edit that does not move the class or a due time moved by the
+ * settings (lead times). A booking moved to another class (`rebooked`) leaves
+ * the messages made by events of its old class behind (see `leave`).
  */
 export function reconcileDeliveries(
   existing: readonly ExistingDelivery[],
   wanted: readonly PlannedDelivery[],
-  active: { live: boolean; reason: string; bookingCancelled?: boolean; moved?: boolean },
+  active: { live: boolean; reason: string; bookingCancelled?: boolean; moved?: boolean; rebooked?: boolean },
   version: number,
   now: Date,
 ): DeliveryChange[] {
   const changes: DeliveryChange[] = [];
+  if (active.rebooked) {
+    // Its old class's cancellation notice or replay link would tell the student about a class they
+    // are no longer in (the notice names the booking's class as it is now: the wrong one).
+    const left = existing.filter((d) => !TIMED_KINDS.includes(d.kind) && (isWaiting(d) || d.scheduleVersion !== LEFT_CLASS_VERSION));
+    for (const d of left) changes.push({ action: 'leave', id: d.id, reason: 'the booking moved to another class', cancel: isWaiting(d) });
+    existing = existing.filter((d) => !left.includes(d));
+  }
   if (!active.live) {
     for (const d of existing) {
       // A class called off still owes its students the notice that says so.
@@ -117,7 +143,7 @@ export function reconcileDeliveries(
     // A waiting row made before class times were stored gets them (without them it counts as drifted).
     else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved || (d.state === 'pending' && !d.occasion))) {
       changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });
-    } else if (SETTLED.has(d.state) && planned.dueAt.getTime() > now.getTime() && (active.moved === true || (dueMoved && occasionMoved(d, planned, version)))) {
+    } else if (SETTLED.has(d.state) && (active.moved === true ? stillUseful(planned, now) : dueMoved && occasionMoved(d, planned, version) && notYetStarted(planned, now))) {
       changes.push({ action: 'rearm', id: d.id, planned });
     }
   }
@@ -128,6 +154,24 @@ export function reconcileDeliveries(
     }
   }
   return changes;
+}
+
+/** A booking moved into a class: what that class's students are owed, it is owed too, while it helps. */
+function stillUseful(planned: PlannedDelivery, now: Date): boolean {
+  return planned.notAfter.getTime() > now.getTime();
+}
+
+/**
+ * A class moved: its students hold the message of the old times, so the new one is sent while it is
+ * still ahead of them (its due time, or the class's start for a link due already). An edit once the
+ * class has started (times corrected after the fact) re-sends nothing.
+ */
+function notYetStarted(planned: PlannedDelivery, now: Date): boolean {
+  return Math.max(planned.dueAt.getTime(), planned.occasion.startsAt.getTime()) > now.getTime();
+}
+
+function isWaiting(d: ExistingDelivery): boolean {
+  return d.state === 'pending' || d.state === 'sending';
 }
 
 /** Whether the class times moved since the message was made (by version where they were not stored). */

@@ -12,6 +12,7 @@ import type { OutboxOptions } from '../schedules/schedules.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { adminAuth } from './auth.ts';
 import { errorHandler } from './errors.ts';
+import { EXTERNAL_ID_MAX } from './schemas.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { appointmentRoutes } from './routes/appointments.ts';
 import { imagemapRoutes } from './routes/imagemap.ts';
@@ -56,6 +57,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     // Per-request info lines would drown the log at webhook rates; failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.http.bodyLimitBytes,
+    // The router answers a longer path parameter 414 in its own format before any schema sees it;
+    // its default (100) is below the longest external id (EXTERNAL_ID_MAX code points, as many as
+    // twice that in UTF-16 units). Above that, a too-long id gets the schema's 400 naming the field.
+    routerOptions: { maxParamLength: 4 * EXTERNAL_ID_MAX },
     trustProxy: config.http.trustProxy,
   });
   app.setValidatorCompiler(validatorCompiler);

@@ -2,9 +2,19 @@ import { z } from 'zod';
 
 /** Request and response shapes of the admin API, shared by routes and the OpenAPI document. */
 
+/**
+ * Control characters (NUL, escapes, C1 codes) in free text: PostgreSQL refuses NUL in text outright
+ * (a 500 instead of a 400), and none of them belongs in an id, a title or a link.
+ */
+const NO_CONTROL = /^\P{Cc}*$/u;
+const NO_CONTROL_MESSAGE = 'must not contain control characters';
+
+/** The longest external id; the router's limit on a path parameter is above it (see app.ts). */
+export const EXTERNAL_ID_MAX = 200;
+
 export const externalId = z
   .string()
-  .regex(/^[^\s/?#]{1,200}$/, 'must be 1–200 characters without spaces, "/", "?" or "#"');
+  .regex(new RegExp(`^[^\\s/?#\\p{Cc}]{1,${EXTERNAL_ID_MAX}}$`, 'u'), `must be 1–${EXTERNAL_ID_MAX} characters without spaces, "/", "?", "#" or control characters`);
 
 /** ISO-8601 with an explicit offset (`Z` or `+08:00`): a time without one is ambiguous. */
 export const instant = z.iso
@@ -15,13 +25,16 @@ export const lineUserId = z.string().regex(/^U[0-9a-f]{32}$/, 'must be a LINE us
 
 export const httpsUrl = z
   .url({ protocol: /^https$/, message: 'must be an https URL (LINE only opens https links)' })
-  .max(1000, 'must be at most 1000 characters (LINE link limit)');
+  .max(1000, 'must be at most 1000 characters (LINE link limit)')
+  .regex(NO_CONTROL, NO_CONTROL_MESSAGE);
 
 export const slug = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", up to 63 characters');
 
-export const label = z.string().trim().min(1).max(100);
+export const label = z.string().trim().min(1).max(100).regex(NO_CONTROL, NO_CONTROL_MESSAGE);
+/** Free text of the API (ids of other systems, titles): without control characters. */
+const text = (max: number) => z.string().min(1).max(max).regex(NO_CONTROL, NO_CONTROL_MESSAGE);
 const secret = z.string().min(1).max(4096);
 
 export const errorBody = z.object({
@@ -36,10 +49,10 @@ export const idParams = z.strictObject({ id: z.coerce.number().int().positive() 
 export const zoomAccountCreate = z.strictObject({
   label,
   plan: z.enum(['licensed', 'basic']),
-  accountId: z.string().min(1).max(100),
-  clientId: z.string().min(1).max(200),
+  accountId: text(100),
+  clientId: text(200),
   clientSecret: secret,
-  hostUserId: z.string().min(1).max(200).describe('Zoom user id or email of the host'),
+  hostUserId: text(200).describe('Zoom user id or email of the host'),
   webhookSecretToken: secret.optional(),
 });
 export const zoomAccountPatch = z
@@ -104,7 +117,7 @@ const revision = z
   .optional()
   .describe("optional: the platform's revision of this item, growing with each change (a version, or an updated-at in ms). A write older than the one stored is ignored (outcome stale), so a delayed or retried request cannot undo a newer one");
 export const scheduleBody = z.strictObject({
-  title: z.string().trim().min(1).max(200),
+  title: z.string().trim().min(1).max(200).regex(NO_CONTROL, NO_CONTROL_MESSAGE),
   startsAt: instant,
   endsAt: instant,
   trial: z.boolean().default(false),

@@ -13,9 +13,12 @@ export function makeCursor(at: Date, id: number): string {
 export function parseCursor(cursor: string): { at: Date; id: number } {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'number') {
+    // A positive safe integer id and a four-digit year, as makeCursor writes them: PostgreSQL
+    // refuses 1.5 or 1e20 for a bigint, or a year out of its range (a 500, not a 400).
+    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'number' && Number.isSafeInteger(value[1]) && value[1] > 0) {
       const at = new Date(value[0]);
-      if (!Number.isNaN(at.getTime())) return { at, id: value[1] };
+      const year = at.getUTCFullYear();
+      if (!Number.isNaN(at.getTime()) && year >= 0 && year <= 9999) return { at, id: value[1] };
     }
   } catch {
     // fall through

@@ -16,7 +16,9 @@ const memberKey = (channelId: number, lineUserId: string): string => `${channelI
  * follow event fills it in later.
  */
 export async function ensureMembers(db: Db, clock: Clock, keys: readonly MemberKey[]): Promise<Map<string, number>> {
-  const unique = [...new Map(keys.map((k) => [memberKey(k.channelId, k.lineUserId), k])).values()];
+  // Inserted in (channel, user) order: two batches introducing the same new students in different
+  // orders would otherwise each wait on a row the other inserted first (a deadlock on PostgreSQL).
+  const unique = [...new Map(keys.map((k) => [memberKey(k.channelId, k.lineUserId), k])).values()].sort(byMember);
   const ids = new Map<string, number>();
   const now = clock.now();
   for (let i = 0; i < unique.length; i += 500) {
@@ -51,6 +53,11 @@ export async function ensureMembers(db: Db, clock: Clock, keys: readonly MemberK
 
 export { memberKey };
 
+/** The one order every writer of members takes their rows in (see `ensureMembers`). */
+function byMember(a: MemberKey, b: MemberKey): number {
+  return a.channelId - b.channelId || (a.lineUserId < b.lineUserId ? -1 : a.lineUserId > b.lineUserId ? 1 : 0);
+}
+
 /** A follow or unfollow, as carried by one webhook event. */
 export interface FollowChange {
   channelId: number;
@@ -69,6 +76,8 @@ export interface FollowChange {
 export async function applyFollowChanges(db: Db, clock: Clock, changes: readonly FollowChange[]): Promise<Map<string, number>> {
   const now = clock.now();
   const applied = new Map<string, number>();
+  // In the order booking batches insert members, so the two never wait on each other in a cycle.
+  changes = [...changes].sort(byMember);
   for (let i = 0; i < changes.length; i += 500) {
     const rows = await db
       .insertInto('members')

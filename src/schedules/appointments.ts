@@ -1,12 +1,13 @@
+import { sql } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import type { DeliveryKind, DeliveryState, FollowingStatus } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
-import { invalid, notFound } from '../errors.ts';
+import { conflict, invalid, notFound, type DomainError } from '../errors.ts';
 import { findLineChannelsBySlug } from '../line/channels.ts';
 import { ensureMembers, memberKey } from '../line/members.ts';
-import { isStale, type UpsertOutcome } from './schedule-rules.ts';
+import { isNewerRevision, isStale, type UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES } from '../deliveries/rules.ts';
 import type { OutboxOptions } from './schedules.ts';
@@ -26,12 +27,24 @@ export interface AppointmentUpsertResult {
   outcome: UpsertOutcome;
 }
 
+export interface AppointmentUpsertOptions extends OutboxOptions {
+  /**
+   * Refuse (409, naming the booking already there) a booking that would make a second live booking
+   * of one student in one class: both would be owed every message, and the student would get each
+   * twice. The admin API always asks for it. Off, a second booking is stored and the engine sends
+   * each booking its own messages (never twice in one multicast chunk): what bookings stored before
+   * this check, or written by other means, get.
+   */
+  oneLiveBookingPerStudent?: boolean;
+}
+
 /**
  * Creates or replaces appointments by external id, all or nothing. The schedule and the channel
  * must exist (404 naming the field otherwise); the student becomes a member of that channel with an
- * unknown following status if we have not seen them follow yet.
+ * unknown following status if we have not seen them follow yet. With `oneLiveBookingPerStudent`, a
+ * second live booking of a student in a class is a 409 naming the one already there (see below).
  */
-export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[], options: OutboxOptions = {}): Promise<AppointmentUpsertResult[]> {
+export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly AppointmentInput[], options: AppointmentUpsertOptions = {}): Promise<AppointmentUpsertResult[]> {
   const rules = options.rules ?? DEFAULT_RULES;
   const touched: number[] = [];
   const field = (i: number, name: string) => (inputs.length === 1 ? name : `items[${i}].${name}`);
@@ -44,9 +57,19 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
 
   const results = await inTransaction(db, async (trx) => {
     const now = clock.now();
+    const postgres = dialectOf(trx) === 'postgres';
     const schedules = new Map<string, number>();
-    for (const chunk of chunked([...new Set(inputs.map((i) => i.scheduleExternalId))])) {
-      const rows = await trx.selectFrom('schedules').select(['id', 'external_id']).where('external_id', 'in', chunk).execute();
+    const scheduleIds = [...new Set(inputs.map((i) => i.scheduleExternalId))];
+    // Every class of the batch is held FOR KEY SHARE before any booking is written, in one statement
+    // in id order: the same strength as the foreign-key check of a booking written into it (and the
+    // outbox's read of it), so it makes a schedule upsert (FOR UPDATE, in id order) wait for this
+    // batch, or this batch for it, as a whole. Taken a class at a time by each booking's write, in the
+    // platform's order, they deadlocked with a schedule bulk holding the same classes in id order.
+    // PostgreSQL takes up to a bulk's 5,000 ids in one statement; SQLite locks nothing (one writer).
+    for (const chunk of postgres ? [scheduleIds] : chunked(scheduleIds)) {
+      let query = trx.selectFrom('schedules').select(['id', 'external_id']).where('external_id', 'in', chunk);
+      if (postgres) query = query.orderBy('id').forKeyShare();
+      const rows = await query.execute();
       for (const row of rows) schedules.set(row.external_id, row.id);
     }
     const channels = await findLineChannelsBySlug(trx, inputs.map((i) => i.student.channel));
@@ -62,43 +85,82 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     );
 
     const existing = new Map<string, { id: number; schedule_id: number; member_id: number; cancelled: boolean | number; source_revision: number | null }>();
-    const postgres = dialectOf(trx) === 'postgres';
-    for (const chunk of chunked(inputs.map((i) => i.externalId))) {
+    const externalIds = inputs.map((i) => i.externalId);
+    for (const chunk of postgres ? [externalIds] : chunked(externalIds)) {
       let query = trx.selectFrom('appointments').select(['id', 'external_id', 'schedule_id', 'member_id', 'cancelled', 'source_revision']).where('external_id', 'in', chunk);
       // NO KEY UPDATE still serialises two writes of one booking, but not a delivery insert's foreign
       // key check (KEY SHARE) by a schedule upsert holding the class, which this one then waits for.
-      if (postgres) query = query.forNoKeyUpdate();
+      // In id order, in one statement, so two batches writing the same bookings do not deadlock.
+      if (postgres) query = query.orderBy('id').forNoKeyUpdate();
       for (const row of await query.execute()) existing.set(row.external_id, row);
     }
 
     const results: AppointmentUpsertResult[] = [];
     const fresh: { input: AppointmentInput; scheduleId: number; memberId: number }[] = [];
+    const updates: AppointmentUpdate[] = [];
     // Bookings moved to another class or another student: what they were sent was for another occasion.
     const moved: number[] = [];
-    for (const input of inputs) {
+    // Of those, the ones moved to another class: what its old class's events owed them stays behind.
+    const rebooked: number[] = [];
+    // Bookings that become live in a (class, student): each must be the only live one there.
+    const joining: { index: number; scheduleId: number; memberId: number }[] = [];
+    const live = new Map<string, { index: number; joins: boolean }>();
+    const written = new Set<string>();
+    for (const [index, input] of inputs.entries()) {
       const scheduleId = schedules.get(input.scheduleExternalId) ?? 0;
       const memberId = members.get(memberKey(channelOf(input), input.student.lineUserId)) ?? 0;
       const row = existing.get(input.externalId);
+      const same = row !== undefined && row.schedule_id === scheduleId && row.member_id === memberId && toBool(row.cancelled) === input.cancelled;
+      if (row && !same && isStale(row.source_revision, input.revision)) {
+        results.push({ externalId: input.externalId, id: row.id, outcome: 'stale' });
+        continue;
+      }
+      written.add(input.externalId);
+      if (!input.cancelled && options.oneLiveBookingPerStudent) {
+        const pair = `${scheduleId}:${memberId}`;
+        const joins = !row || row.schedule_id !== scheduleId || row.member_id !== memberId || toBool(row.cancelled);
+        const other = live.get(pair);
+        // Two live there already (stored before this check) may stay; a new one may not join them.
+        if (other && (joins || other.joins)) {
+          // Reported on the item that joins, naming the one already there.
+          const [at, by] = joins ? [index, other.index] : [other.index, index];
+          throw twice(inputs[at] ?? input, field(at, 'student.lineUserId'), `"${inputs[by]?.externalId ?? ''}" (items[${by}])`);
+        }
+        if (joins) joining.push({ index, scheduleId, memberId });
+        if (!other) live.set(pair, { index, joins });
+      }
       if (!row) {
         fresh.push({ input, scheduleId, memberId });
         continue;
       }
-      if (isStale(row.source_revision, input.revision)) {
-        results.push({ externalId: input.externalId, id: row.id, outcome: 'stale' });
-        continue;
-      }
-      const same = row.schedule_id === scheduleId && row.member_id === memberId && toBool(row.cancelled) === input.cancelled;
       if (row.schedule_id !== scheduleId || row.member_id !== memberId) moved.push(row.id);
-      if (!same || (input.revision != null && input.revision !== row.source_revision)) {
+      if (row.schedule_id !== scheduleId) rebooked.push(row.id);
+      if (!same || isNewerRevision(row.source_revision, input.revision)) {
         // Unchanged but newer still records the revision: a write between the two is older now.
-        await trx
-          .updateTable('appointments')
-          .set({ schedule_id: scheduleId, member_id: memberId, cancelled: input.cancelled, source_revision: input.revision ?? row.source_revision, ...(same ? {} : { updated_at: now }) })
-          .where('id', '=', row.id)
-          .execute();
+        updates.push({ id: row.id, scheduleId, memberId, cancelled: input.cancelled, revision: input.revision ?? row.source_revision, updatedAt: same ? null : now });
       }
       results.push({ externalId: input.externalId, id: row.id, outcome: same ? 'unchanged' : 'updated' });
     }
+    // Two live bookings of one student in one class would send them every message twice. Checked
+    // against the bookings this batch leaves alone (a stale item leaves its booking as stored).
+    // Two batches booking the same student into the same class at the same instant, under different
+    // booking ids, can still both pass: only a unique index could stop that, and bookings stored
+    // before this check may already break it.
+    for (const chunk of chunked(joining)) {
+      const clashes = await trx
+        .selectFrom('appointments')
+        .select(['external_id', 'schedule_id', 'member_id'])
+        .where('cancelled', '=', false)
+        .where((eb) => eb(eb.refTuple('schedule_id', 'member_id'), 'in', chunk.map((j) => eb.tuple(j.scheduleId, j.memberId))))
+        .execute();
+      for (const clash of clashes) {
+        if (written.has(clash.external_id)) continue;
+        const j = chunk.find((c) => c.scheduleId === clash.schedule_id && c.memberId === clash.member_id);
+        const input = j && inputs[j.index];
+        if (j && input) throw twice(input, field(j.index, 'student.lineUserId'), `"${clash.external_id}"`);
+      }
+    }
+    for (const chunk of chunked(updates)) await updateAppointments(trx, chunk);
     for (const chunk of chunked(fresh)) {
       const rows = await trx
         .insertInto('appointments')
@@ -119,12 +181,49 @@ export async function upsertAppointments(db: Db, clock: Clock, inputs: readonly 
     }
     // Outbox: each new or changed booking gets its deliveries in this same transaction.
     const changed = results.filter((r) => r.outcome === 'created' || r.outcome === 'updated').map((r) => r.id);
-    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed, movedAppointmentIds: moved })));
+    if (changed.length) touched.push(...(await syncDeliveries(trx, clock, rules, { appointmentIds: changed, movedAppointmentIds: moved, rebookedAppointmentIds: rebooked })));
     const order = new Map(inputs.map((input, i) => [input.externalId, i]));
     return results.sort((a, b) => (order.get(a.externalId) ?? 0) - (order.get(b.externalId) ?? 0));
   });
   if (touched.length) options.onDeliveriesChanged?.(touched);
   return results;
+}
+
+/** A second live booking of one student in one class: 409 naming the booking that has them already. */
+function twice(input: AppointmentInput, field: string, existing: string): DomainError {
+  return conflict(
+    `${field}: student ${input.student.lineUserId} is already booked into class "${input.scheduleExternalId}" by booking ${existing}; cancel or move that booking first (one live booking per student and class)`,
+    field,
+  );
+}
+
+interface AppointmentUpdate {
+  id: number;
+  scheduleId: number;
+  memberId: number;
+  cancelled: boolean;
+  revision: number | null;
+  /** null: unchanged (only a newer revision recorded), updated_at stays. */
+  updatedAt: Date | null;
+}
+
+/** Writes many bookings in one statement: a bulk move of thousands was a round trip each. */
+async function updateAppointments(trx: Db, rows: readonly AppointmentUpdate[]): Promise<void> {
+  if (rows.length === 0) return;
+  const postgres = dialectOf(trx) === 'postgres';
+  const idType = postgres ? sql`bigint` : sql`integer`;
+  const flag = postgres ? sql`boolean` : sql`integer`;
+  const instant = postgres ? sql`cast(column6 as timestamptz)` : sql`column6`;
+  const values = sql.join(rows.map((r) => sql`(${r.id}, ${r.scheduleId}, ${r.memberId}, ${r.cancelled}, ${r.revision}, ${r.updatedAt})`));
+  await sql`
+    update appointments set schedule_id = v.schedule_id, member_id = v.member_id, cancelled = v.cancelled, source_revision = v.revision,
+      updated_at = coalesce(v.updated_at, appointments.updated_at)
+    from (
+      select cast(column1 as ${idType}) as id, cast(column2 as ${idType}) as schedule_id, cast(column3 as ${idType}) as member_id,
+        cast(column4 as ${flag}) as cancelled, cast(column5 as ${idType}) as revision, ${instant} as updated_at
+      from (values ${values}) as t
+    ) as v
+    where appointments.id = v.id`.execute(trx);
 }
 
 export interface DeliveryView {

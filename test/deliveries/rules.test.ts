@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { interleaveByRate, planDispatch } from '../../src/deliveries/dispatch.ts';
 import { recheck, type SendContext } from '../../src/deliveries/recheck.ts';
-import { DEFAULT_RULES, plannedDeliveries, reconcileDeliveries } from '../../src/deliveries/rules.ts';
+import { DEFAULT_RULES, LEFT_CLASS_VERSION, plannedDeliveries, reconcileDeliveries } from '../../src/deliveries/rules.ts';
 
 const start = new Date('2026-12-01T12:00:00Z');
 const end = new Date('2026-12-01T12:50:00Z');
@@ -25,8 +25,15 @@ describe('due times', () => {
     const earlier = { startsAt: new Date('2026-12-01T11:00:00Z'), endsAt: new Date('2026-12-01T11:50:00Z') };
     const meeting = { id: 1, kind: 'meeting_url' as const, state: 'pending', dueAt: new Date('2026-12-01T10:50:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0, occasion: earlier };
     const feedback = { id: 2, kind: 'feedback_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:40:00Z'), notAfter: end, scheduleVersion: 1, attempts: 0, occasion: earlier };
-    // A change after the fact (everything due in the past) re-sends nothing.
+    // A change after the fact (the class over at its new times too) re-sends nothing: the students
+    // were sent the feedback link already, and times corrected afterwards must not send it again.
     expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: false }]);
+    // A booking moved into that class, though, is owed its feedback link while it is useful.
+    expect(reconcileDeliveries([meeting, feedback], wanted, { live: true, reason: '', moved: true }, 2, after)).toEqual([
+      { action: 'retime', id: 1, planned: wanted[0], newKey: false },
+      { action: 'rearm', id: 2, planned: wanted[1] },
+    ]);
+    expect(reconcileDeliveries([{ ...meeting, state: 'sent' }, feedback], wanted, { live: true, reason: '', moved: true }, 2, new Date('2026-12-03T00:00:00Z'))).toEqual([]);
     // Tried already (or in flight): the old key was for the old occasion.
     expect(reconcileDeliveries([{ ...meeting, attempts: 1 }], wanted.slice(0, 1), { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
     expect(reconcileDeliveries([{ ...meeting, state: 'sending', attempts: 0 }], wanted.slice(0, 1), { live: true, reason: '' }, 2, after)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: true }]);
@@ -75,6 +82,28 @@ describe('due times', () => {
   });
 });
 
+describe('a message owed again while it is still useful', () => {
+  const c1 = { startsAt: new Date('2026-12-01T12:00:00Z'), endsAt: new Date('2026-12-01T12:50:00Z') };
+  const c2 = plannedDeliveries({ startsAt: new Date('2026-12-01T12:05:00Z'), endsAt: new Date('2026-12-01T12:55:00Z'), hasFeedbackUrl: false }, DEFAULT_RULES);
+  const sent = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: new Date('2026-12-01T11:50:00Z'), notAfter: c1.endsAt, scheduleVersion: 1, attempts: 1, occasion: c1 };
+  const at1157 = new Date('2026-12-01T11:57:00Z');
+
+  it('a booking moved (or its class moved) after the new link was due: owed at once, until its class ends (a booking) or starts (a class); never for an edit that does not move it', () => {
+    // c1's link went out at 11:50; at 11:57 the booking moves to c2 (12:05, link due 11:55).
+    expect(reconcileDeliveries([sent], c2, { live: true, reason: '', moved: true, rebooked: true }, 1, at1157)).toEqual([{ action: 'rearm', id: 1, planned: c2[0] }]);
+    // The class itself moved from 12:00 to 12:05 at 11:57.
+    expect(reconcileDeliveries([sent], c2, { live: true, reason: '' }, 2, at1157)).toEqual([{ action: 'rearm', id: 1, planned: c2[0] }]);
+    // Every settled state, not only sent.
+    for (const state of ['expired', 'failed', 'skipped']) expect(reconcileDeliveries([{ ...sent, state }], c2, { live: true, reason: '', moved: true }, 1, at1157)).toHaveLength(1);
+    // Not once the class is over, nor for an edit that does not move the class.
+    expect(reconcileDeliveries([sent], c2, { live: true, reason: '', moved: true }, 1, new Date('2026-12-01T12:55:00Z'))).toEqual([]);
+    expect(reconcileDeliveries([sent], c2, { live: true, reason: '' }, 2, new Date('2026-12-01T12:06:00Z'))).toEqual([]);
+    // The same class edited (a new version, the same times) at 11:57: its link is not sent again.
+    const same = plannedDeliveries({ ...c1, hasFeedbackUrl: false }, DEFAULT_RULES);
+    expect(reconcileDeliveries([sent], same, { live: true, reason: '' }, 2, at1157)).toEqual([]);
+  });
+});
+
 describe('kinds made by events', () => {
   const wanted = plannedDeliveries({ startsAt: start, endsAt: end, hasFeedbackUrl: false }, DEFAULT_RULES);
   const notice = { id: 7, kind: 'class_cancelled' as const, state: 'pending', dueAt: start, notAfter: end, scheduleVersion: 2, attempts: 0, occasion: null };
@@ -83,6 +112,24 @@ describe('kinds made by events', () => {
   it('are neither re-timed nor cancelled as unwanted by the booking sync', () => {
     const meeting = { id: 1, kind: 'meeting_url' as const, state: 'sent', dueAt: wanted[0]?.dueAt ?? start, notAfter: end, scheduleVersion: 1, attempts: 0, occasion: { startsAt: start, endsAt: end } };
     expect(reconcileDeliveries([meeting, replay, notice], wanted, { live: true, reason: '' }, 1, before)).toEqual([]);
+  });
+
+  it('stay behind when the booking moves to another class: cancelled if waiting, and marked as of the class it left', () => {
+    const sentReplay = { ...replay, state: 'sent' };
+    const moved = { live: true, reason: '', moved: true, rebooked: true };
+    expect(reconcileDeliveries([notice, sentReplay], wanted, moved, 1, before)).toEqual([
+      { action: 'leave', id: 7, reason: 'the booking moved to another class', cancel: true },
+      { action: 'leave', id: 8, reason: 'the booking moved to another class', cancel: false },
+      { action: 'create', planned: wanted[0] },
+    ]);
+    // Into a class that is cancelled too: the old class's notice is not kept as owed.
+    expect(reconcileDeliveries([notice], wanted, { ...moved, live: false, reason: 'class cancelled', bookingCancelled: false }, 1, before)).toEqual([
+      { action: 'leave', id: 7, reason: 'the booking moved to another class', cancel: true },
+    ]);
+    // Left already (a second move): nothing more to do.
+    expect(reconcileDeliveries([{ ...sentReplay, scheduleVersion: LEFT_CLASS_VERSION }, { ...notice, state: 'cancelled', scheduleVersion: LEFT_CLASS_VERSION }], wanted, moved, 1, before)).toEqual([{ action: 'create', planned: wanted[0] }]);
+    // Moved to another student in the same class: the class's notice is still theirs.
+    expect(reconcileDeliveries([notice], wanted, { live: true, reason: '', moved: true }, 1, before)).toEqual([{ action: 'create', planned: wanted[0] }]);
   });
 
   it('a cancelled class keeps its cancellation notice; a cancelled booking loses it', () => {
@@ -134,6 +181,7 @@ describe('the check before sending', () => {
     ['a replay link with a stored recording', { ...base, kind: 'replay_url' as const, replayLink: 'https://s.example/replay/t' }, { send: true, link: 'https://s.example/replay/t' }],
     ['a replay link without one', { ...base, kind: 'replay_url' as const, replayLink: null }, { state: 'skipped' }],
     ['a meeting link of a class ended early as empty', { ...base, endedEarly: 'class ended early: nobody came' }, { state: 'cancelled' }],
+    ['never a cancellation notice for a class that is on (the booking moved to it, or it is back)', { ...base, kind: 'class_cancelled' as const }, { state: 'cancelled', reason: expect.stringMatching(/class c1 is not cancelled/) }],
   ])('%s', (_name, context, expected) => {
     const verdict = recheck(context, now);
     if ('send' in expected) expect(verdict).toEqual(expected);

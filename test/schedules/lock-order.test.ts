@@ -1,0 +1,156 @@
+import { sql, type KyselyPlugin, type QueryId, type RootOperationNode } from 'kysely';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { isConcurrencyFailure, type Db } from '../../src/db/database.ts';
+import { upsertAppointments, type AppointmentInput } from '../../src/schedules/appointments.ts';
+import { upsertSchedules } from '../../src/schedules/schedules.ts';
+import { TEST_DATABASE_URL } from '../support/databases.ts';
+import { openEngineWorld, userId, type EngineWorld } from '../deliveries/world.ts';
+
+/** The backend of a transaction, to see who waits on it. */
+async function backendOf(trx: Db): Promise<number> {
+  return Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid);
+}
+
+/** Whether some session is waiting on a lock held by backend `pid` (only this test's sessions can be). */
+async function someoneWaitsOn(db: Db, pid: number): Promise<boolean> {
+  return Number((await sql<{ n: string }>`select count(*) as n from pg_stat_activity where ${pid} = any(pg_blocking_pids(pid))`.execute(db)).rows[0]?.n ?? 0) > 0;
+}
+
+/** Holds a transaction right after the first statement `matches` picks out, until `open()`. */
+function pauseAfter(matches: (node: RootOperationNode) => boolean) {
+  let reached!: () => void;
+  const atGate = new Promise<void>((resolve) => (reached = resolve));
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const picked = new Set<QueryId>();
+  let seen = false;
+  const plugin: KyselyPlugin = {
+    transformQuery({ node, queryId }) {
+      if (!seen && matches(node)) {
+        seen = true;
+        picked.add(queryId);
+      }
+      return node;
+    },
+    async transformResult({ queryId, result }) {
+      if (picked.delete(queryId)) {
+        reached();
+        await gate;
+      }
+      return result;
+    },
+  };
+  return { plugin, atGate, open };
+}
+
+const outcome = (p: Promise<unknown>): Promise<string> => p.then(
+  () => 'ok',
+  (e: unknown) => (isConcurrencyFailure(e) ? `concurrency failure ${(e as { code?: string }).code ?? ''}` : `other: ${String(e)}`),
+);
+
+// SQLite runs one write transaction at a time: only PostgreSQL can take locks in a cycle.
+describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres', () => {
+  const dialect = 'postgres';
+  let w: EngineWorld;
+  afterEach(async () => {
+    await w?.close();
+  });
+  const klass = (id: string, startsAt: string) => ({ externalId: id, title: `Class ${id}`, startsAt: new Date(startsAt), endsAt: new Date(new Date(startsAt).getTime() + 50 * 60_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false });
+  const booking = (externalId: string, schedule: string, student: number): AppointmentInput => ({ externalId, scheduleExternalId: schedule, student: { channel: 'school-a', lineUserId: userId(student) }, cancelled: false });
+
+  it('a booking batch moving bookings into classes in its own order does not deadlock with a schedule batch moving those classes', async () => {
+    w = await openEngineWorld(dialect);
+    const { db } = w.h.database;
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
+    await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
+    // The booking batch pauses right after its first write of a booking (a booking written into a
+    // class holds that class, as the foreign key check does)...
+    const pause = pauseAfter((node) => {
+      const text = JSON.stringify(node);
+      return (node.kind === 'UpdateQueryNode' && text.includes('"appointments"')) || (node.kind === 'RawNode' && /update appointments/i.test(text));
+    });
+    let pid = 0;
+    // ...which moves c3-1 to c2 and c3-2 to c1, in the platform's order (c2 has the higher id).
+    const bookings = outcome(
+      db.transaction().execute(async (trx) => {
+        pid = await backendOf(trx);
+        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]);
+      }),
+    );
+    await pause.atGate;
+    // Meanwhile both classes move in one schedule batch (which holds them in id order: c1, then c2).
+    const schedules = outcome(upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]));
+    try {
+      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
+    } finally {
+      pause.open();
+    }
+    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+    const due = await db
+      .selectFrom('deliveries')
+      .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
+      .select(['appointments.external_id', 'deliveries.due_at'])
+      .orderBy('appointments.external_id')
+      .execute();
+    expect(due.map((d) => [d.external_id, new Date(d.due_at).toISOString()])).toEqual([
+      ['c3-1', '2026-12-01T14:20:00.000Z'],
+      ['c3-2', '2026-12-01T12:20:00.000Z'],
+    ]);
+  });
+
+  it('a booking batch holds every class it writes into before its first booking write, so a schedule batch on them waits for it whole', async () => {
+    w = await openEngineWorld(dialect);
+    const { db } = w.h.database;
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
+    await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
+    // Paused once it has locked the bookings it writes, before writing any: a writer that took each
+    // class only as it wrote a booking into it (in one statement or many) would hold none of them yet.
+    const pause = pauseAfter((node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"appointments"') && /"For(NoKey)?Update"/.test(JSON.stringify(node)));
+    let pid = 0;
+    const bookings = outcome(
+      db.transaction().execute(async (trx) => {
+        pid = await backendOf(trx);
+        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]);
+      }),
+    );
+    await pause.atGate;
+    const schedules = outcome(upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]));
+    try {
+      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 5_000, interval: 5 });
+    } finally {
+      pause.open();
+    }
+    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+  });
+
+  it('two booking batches bringing the same new students in opposite orders do not deadlock', async () => {
+    w = await openEngineWorld(dialect);
+    const { db } = w.h.database;
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
+    // More students than one insert of members takes (500): the first batch pauses after its first
+    // insert, holding the students it inserted until it commits...
+    const students = Array.from({ length: 1000 }, (_, i) => i + 1);
+    const pause = pauseAfter((node) => node.kind === 'InsertQueryNode' && JSON.stringify(node).includes('"members"'));
+    let pid = 0;
+    const first = outcome(
+      db.transaction().execute(async (trx) => {
+        pid = await backendOf(trx);
+        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, students.map((n) => booking(`a-${n}`, 'c1', n)));
+      }),
+    );
+    await pause.atGate;
+    // ...while the second brings the same students in the opposite order (into another class).
+    const second = outcome(upsertAppointments(db, w.h.clock, [...students].reverse().map((n) => booking(`b-${n}`, 'c2', n))));
+    try {
+      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
+    } finally {
+      pause.open();
+    }
+    expect(await Promise.all([first, second])).toEqual(['ok', 'ok']);
+    const counts = await db.selectFrom('members').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    expect(Number(counts.n)).toBe(1000);
+  });
+});
