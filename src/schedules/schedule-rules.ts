@@ -33,11 +33,19 @@ export function checkSchedule(input: ScheduleInput, prefix = ''): DomainError[] 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged' | 'stale';
 
 /**
- * Whether a write carrying `incoming` is older than what is stored. Only when both have a revision:
- * a platform that sends none gets last-write-wins, and the same revision again is applied (a retry).
+ * Whether a write carrying `incoming` that would change the stored item is stale: its revision is
+ * not newer than the one stored. Only when both have a revision: a platform that sends none gets
+ * last-write-wins. The same revision again changes nothing when it is a retry of what was applied;
+ * if it would change something, the item was changed since by a write without a revision, and the
+ * retry of the older write must not undo that.
  */
 export function isStale(stored: number | null | undefined, incoming: number | null | undefined): boolean {
-  return stored != null && incoming != null && incoming < stored;
+  return stored != null && incoming != null && incoming <= stored;
+}
+
+/** Whether a write that changes nothing still records its revision: only a newer one. */
+export function isNewerRevision(stored: number | null | undefined, incoming: number | null | undefined): boolean {
+  return incoming != null && (stored == null || incoming > stored);
 }
 
 /**
@@ -48,7 +56,6 @@ export function isStale(stored: number | null | undefined, incoming: number | nu
  * on a licensed one), so its meeting must be looked at again too.
  */
 export function planScheduleUpdate(existing: ScheduleFields, input: ScheduleInput): { outcome: UpsertOutcome; version: number } {
-  if (isStale(existing.revision, input.revision)) return { outcome: 'stale', version: existing.version };
   const meetingChanged =
     existing.startsAt.getTime() !== input.startsAt.getTime() ||
     existing.endsAt.getTime() !== input.endsAt.getTime() ||
@@ -56,5 +63,6 @@ export function planScheduleUpdate(existing: ScheduleFields, input: ScheduleInpu
     existing.trial !== input.trial;
   const otherChanged = existing.title !== input.title || existing.minParticipants !== input.minParticipants || existing.feedbackUrl !== input.feedbackUrl;
   if (!meetingChanged && !otherChanged) return { outcome: 'unchanged', version: existing.version };
+  if (isStale(existing.revision, input.revision)) return { outcome: 'stale', version: existing.version };
   return { outcome: 'updated', version: meetingChanged ? existing.version + 1 : existing.version };
 }

@@ -5,7 +5,7 @@ import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import type { MeetingState, SchedulesTable } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
-import { checkSchedule, planScheduleUpdate, type ScheduleFields, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
+import { checkSchedule, isNewerRevision, planScheduleUpdate, type ScheduleFields, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
@@ -107,7 +107,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
           })
           .where('id', '=', row.id)
           .execute();
-      } else if (plan.outcome === 'unchanged' && input.revision != null && input.revision !== row.source_revision) {
+      } else if (plan.outcome === 'unchanged' && isNewerRevision(row.source_revision, input.revision)) {
         // Nothing changed, but a write between the stored revision and this one is now older.
         await trx.updateTable('schedules').set({ source_revision: input.revision }).where('id', '=', row.id).execute();
       }

@@ -77,6 +77,11 @@ describe.each(dialects)('schedules and appointments over the admin API on %s', (
     expect((await put('c-1', { ...at(22), revision: 4 })).json()).toMatchObject({ outcome: 'stale', startsAt: '2026-12-01T13:00:00.000Z' });
     // A platform that sends no revision gets last-write-wins; the stored revision stays.
     expect((await put('c-1', at(22))).json()).toMatchObject({ outcome: 'updated', revision: 5, startsAt: '2026-12-01T14:00:00.000Z' });
+    // A late retry of revision 5 would undo that write: stale. Sent again as stored, it changes nothing.
+    expect((await put('c-1', { ...at(21), revision: 5 })).json()).toMatchObject({ outcome: 'stale', startsAt: '2026-12-01T14:00:00.000Z' });
+    expect((await put('c-1', { ...at(22), revision: 5 })).json()).toMatchObject({ outcome: 'unchanged', revision: 5 });
+    // Unchanged and older: nothing changes, and the newer revision stays recorded.
+    expect((await put('c-1', { ...at(22), revision: 4 })).json()).toMatchObject({ outcome: 'unchanged', revision: 5 });
     expect((await put('c-1', { ...at(20), revision: -1 })).statusCode).toBe(400);
     // Bookings: a cancellation at revision 2 is not undone by revision 1 arriving late.
     const booking = (cancelled: boolean, revision: number) => h.app.inject({ method: 'PUT', url: '/api/appointments/a-1', payload: { scheduleExternalId: 'c-1', student: { channel: 'main', lineUserId: userId(1) }, cancelled, revision } });
@@ -86,6 +91,12 @@ describe.each(dialects)('schedules and appointments over the admin API on %s', (
     expect(bulk.json()).toMatchObject({ results: [{ externalId: 'a-1', outcome: 'stale' }] });
     expect(await h.database.db.selectFrom('appointments').select(['cancelled', 'source_revision']).executeTakeFirstOrThrow()).toMatchObject({ source_revision: 2 });
     expect(Boolean((await h.database.db.selectFrom('appointments').select('cancelled').executeTakeFirstOrThrow()).cancelled)).toBe(true);
+    // Revived without a revision, then a late retry of the cancellation at 2: stale, the booking stays live.
+    const revived = await h.app.inject({ method: 'PUT', url: '/api/appointments/a-1', payload: { scheduleExternalId: 'c-1', student: { channel: 'main', lineUserId: userId(1) }, cancelled: false } });
+    expect(revived.json()).toMatchObject({ outcome: 'updated' });
+    expect((await booking(true, 2)).json()).toMatchObject({ outcome: 'stale' });
+    expect((await booking(false, 1)).json()).toMatchObject({ outcome: 'unchanged' });
+    expect(await h.database.db.selectFrom('appointments').select(['cancelled', 'source_revision']).executeTakeFirstOrThrow()).toMatchObject({ source_revision: 2 });
   });
 
   it('keeps the stored schedule when an update is invalid', async () => {
