@@ -125,6 +125,32 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
   });
 
+  it('two schedule batches of overlapping classes, each longer than a lock chunk, do not deadlock', async () => {
+    w = await openEngineWorld(dialect);
+    const { db } = w.h.database;
+    const at = (i: number, minutes = 0) => klass(`k${i}`, new Date(Date.parse('2026-12-02T00:00:00Z') + i * 3_600_000 + minutes * 60_000).toISOString());
+    const range = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => from + k);
+    await upsertSchedules(db, w.h.clock, range(0, 1000).map((i) => at(i)));
+    // The first batch (k0-k599) pauses once it holds its first 500 classes...
+    const pause = pauseAfter((node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"schedules"') && /"ForUpdate"/.test(JSON.stringify(node)));
+    let pid = 0;
+    const first = outcome(
+      db.transaction().execute(async (trx) => {
+        pid = await backendOf(trx);
+        return upsertSchedules(trx.withPlugin(pause.plugin), w.h.clock, range(0, 600).map((i) => at(i, 5)));
+      }),
+    );
+    await pause.atGate;
+    // ...while the second (k500-k999, then k0-k99) wants some of those and holds the rest of the first's.
+    const second = outcome(upsertSchedules(db, w.h.clock, [...range(500, 1000), ...range(0, 100)].map((i) => at(i, 10))));
+    try {
+      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
+    } finally {
+      pause.open();
+    }
+    expect(await Promise.all([first, second])).toEqual(['ok', 'ok']);
+  });
+
   it('two booking batches bringing the same new students in opposite orders do not deadlock', async () => {
     w = await openEngineWorld(dialect);
     const { db } = w.h.database;

@@ -37,7 +37,7 @@ describe('schedule rules', () => {
 
   it.each([
     ['an older revision', 7, 6, 'stale'],
-    ['the same revision again (a retry)', 7, 7, 'updated'],
+    ['the same revision that would change it (a late retry after a write without one)', 7, 7, 'stale'],
     ['a newer revision', 7, 8, 'updated'],
     ['no revision stored (the platform sent none before)', null, 1, 'updated'],
     ['no revision sent (last write wins)', 7, undefined, 'updated'],
@@ -45,5 +45,12 @@ describe('schedule rules', () => {
     const plan = planScheduleUpdate({ ...stored, revision: storedRevision }, { ...base, startsAt: new Date('2026-12-01T13:00:00Z'), revision });
     expect(plan.outcome).toBe(outcome);
     expect(plan.version).toBe(outcome === 'stale' ? 4 : 5);
+  });
+
+  it.each([
+    ['the same revision again (a retry of what was applied)', 7, 7],
+    ['an older revision', 7, 6],
+  ] as const)('a write with %s that changes nothing → unchanged', (_name, storedRevision, revision) => {
+    expect(planScheduleUpdate({ ...stored, revision: storedRevision }, { ...base, revision }).outcome).toBe('unchanged');
   });
 });
