@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { createLimiter } from '../concurrency.ts';
 import type { Db } from '../db/database.ts';
+import { inIds, toDate } from '../db/row.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { OutMessage } from '../line/messages.ts';
@@ -42,9 +43,10 @@ export interface DeliverySender {
   push(unit: SendUnit, messages: OutMessage[]): Promise<SendOutcome>;
   /**
    * New multicast chunks (each ≤ 500 students of one channel): their member sets and retry keys are
-   * stored first, all together, and each comes back as the call that sends it.
+   * stored first, all together, and each comes back as the call that sends it. Fenced on the claim's
+   * `leaseToken`: a delivery no longer ours is neither stored in a chunk nor sent to.
    */
-  multicasts(chunks: readonly { units: readonly SendUnit[]; messages: OutMessage[] }[]): Promise<(() => Promise<SendOutcome>)[]>;
+  multicasts(chunks: readonly { units: readonly SendUnit[]; messages: OutMessage[] }[], leaseToken: string): Promise<(() => Promise<SendOutcome>)[]>;
   /**
    * Deliveries tried before go the way they went the first time, with the same retry key: those of
    * a stored multicast chunk as that chunk, one request for all of them, the others by push. Never
@@ -74,6 +76,25 @@ export interface PageReport {
   nextRetryAt?: number;
 }
 
+/** A sent outcome waiting to be written with the page's others. */
+interface SentEntry {
+  id: number;
+  requestId: string | null;
+  note: string | null;
+  /** When LINE accepted it (the lateness metric runs from the due time to this). */
+  sentAt: Date;
+  /** LINE answered 409: a duplicate prevented, counted once the write lands. */
+  duplicate: boolean;
+}
+
+/** One claim being processed: its lease token, its report, due times, and sent outcomes not written yet. */
+interface Page {
+  token: string;
+  report: PageReport;
+  due: Map<number, Date>;
+  sent: SentEntry[];
+}
+
 /** What one round did: its pages, and what it expired first. */
 export interface DrainReport extends PageReport {
   expired: number;
@@ -99,8 +120,11 @@ export function createSendPath(deps: EngineDeps) {
       case 'sent':
         return { state: 'sent', requestId: o.requestId };
       case 'duplicate':
-        metrics.duplicatesPrevented.inc();
-        return { state: 'sent', requestId: o.acceptedRequestId ?? o.requestId, note: 'LINE had already accepted this retry key (409): not sent twice' };
+        return {
+          state: 'sent',
+          requestId: o.acceptedRequestId ?? o.requestId,
+          note: o.recorded ? 'its multicast chunk went out earlier (recorded): not sent again' : 'LINE had already accepted this retry key (409): not sent twice',
+        };
       case 'retryable':
         return { state: 'pending', afterMs: o.afterMs, reason: o.reason };
       case 'channelPaused':
@@ -112,36 +136,73 @@ export function createSendPath(deps: EngineDeps) {
     }
   };
 
+  /**
+   * Counts what a write actually changed: only rows still under this claim's lease are written
+   * (fencing), so a sender that lost its lease counts nothing and the newer holder counts once. The
+   * page's report, the outcome counter, lateness and duplicates prevented all go by these rows.
+   */
+  const counted = (page: Page, c: Completion, n: number): void => {
+    if (n === 0) return;
+    metrics.outcomes.inc({ state: c.state }, n);
+    page.report.byState[c.state] = (page.report.byState[c.state] ?? 0) + n;
+    if (c.state === 'pending') page.report.nextRetryAt = Math.min(page.report.nextRetryAt ?? Infinity, clock.now().getTime() + c.afterMs);
+  };
+
+  /**
+   * Which of a flushed buffer's deliveries this write changed, when the lease was lost for only some
+   * of them (rare: a class moved, or another worker took part of the page over): those now recorded
+   * sent with this write's instant and request id. Metrics only: a failed read counts none.
+   */
+  const ownWrites = async (buffer: readonly SentEntry[], n: number): Promise<readonly SentEntry[]> => {
+    if (n >= buffer.length) return buffer;
+    if (n === 0) return [];
+    const rows = await db
+      .selectFrom('deliveries')
+      .select(['id', 'state', 'sent_at', 'line_request_id'])
+      .where(inIds(db, 'id', buffer.map((b) => b.id)))
+      .execute()
+      .catch((error: unknown) => {
+        logger.warn({ err: coerceError(error) }, 'could not read which deliveries this worker recorded sent; not counted in the lateness metric');
+        return [];
+      });
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return buffer
+      .filter((b) => {
+        const r = byId.get(b.id);
+        return r?.state === 'sent' && r.sent_at !== null && toDate(r.sent_at).getTime() === b.sentAt.getTime() && r.line_request_id === b.requestId;
+      })
+      .slice(0, n);
+  };
+
   // Sent outcomes of a page are written together (one statement per flush); others one by one.
-  const sentBuffers = new Map<string, { id: number; requestId: string | null; note: string | null; sentAt: Date }[]>();
-  const flushSent = async (token: string): Promise<void> => {
-    const buffer = sentBuffers.get(token);
-    if (!buffer?.length) return;
-    sentBuffers.set(token, []);
-    const n = await completeSent(db, clock, token, buffer);
+  const flushSent = async (page: Page): Promise<void> => {
+    const buffer = page.sent;
+    if (!buffer.length) return;
+    page.sent = [];
+    const n = await completeSent(db, clock, page.token, buffer);
     if (n < buffer.length) {
       // LINE accepted these; the request ids are what a support inquiry needs, so they are logged here.
       logger.warn({ lost: buffer.length - n, sent: buffer.map((b) => ({ delivery: b.id, requestId: b.requestId })) }, 'lease lost before completion; the newer holder decides (fencing)');
     }
+    counted(page, { state: 'sent', requestId: null }, n);
+    for (const b of await ownWrites(buffer, n)) {
+      const due = page.due.get(b.id);
+      if (due) metrics.lateness.observe(Math.max(0, b.sentAt.getTime() - due.getTime()) / 1000);
+      // Per student whose message LINE's 409 kept from going out twice (a multicast's 409 covers its whole chunk).
+      if (b.duplicate) metrics.duplicatesPrevented.inc();
+    }
   };
-  const settle = async (ids: readonly number[], token: string, c: Completion, due: Map<number, Date>): Promise<void> => {
+  /** `duplicate`: LINE answered 409 for these (it was asked, and had accepted the key before). */
+  const settle = async (ids: readonly number[], page: Page, c: Completion, duplicate = false): Promise<void> => {
     if (c.state === 'sent') {
-      const buffer = sentBuffers.get(token) ?? [];
-      sentBuffers.set(token, buffer);
       const sentAt = clock.now();
-      for (const id of ids) buffer.push({ id, requestId: c.requestId, note: c.note ?? null, sentAt });
-      metrics.outcomes.inc({ state: 'sent' }, ids.length);
-      const now = clock.now().getTime();
-      for (const id of ids) {
-        const d = due.get(id);
-        if (d) metrics.lateness.observe(Math.max(0, now - d.getTime()) / 1000);
-      }
-      if (buffer.length >= 200) await flushSent(token);
+      for (const id of ids) page.sent.push({ id, requestId: c.requestId, note: c.note ?? null, sentAt, duplicate });
+      if (page.sent.length >= 200) await flushSent(page);
       return;
     }
-    const n = await complete(db, clock, ids, token, c);
+    const n = await complete(db, clock, ids, page.token, c);
     if (n < ids.length) logger.warn({ ids, state: c.state }, 'lease lost before completion; the newer holder decides (fencing)');
-    metrics.outcomes.inc({ state: c.state }, n);
+    counted(page, c, n);
   };
 
   /**
@@ -162,11 +223,8 @@ export function createSendPath(deps: EngineDeps) {
   /** Processes what a claim returned; resolves when every delivery has an outcome. */
   const processClaimed = async (claimed: readonly ClaimedDelivery[], token: string): Promise<PageReport> => {
     const report: PageReport = { claimed: claimed.length, byState: {} };
-    const count = (c: Completion, n = 1): void => {
-      report.byState[c.state] = (report.byState[c.state] ?? 0) + n;
-      if (c.state === 'pending') report.nextRetryAt = Math.min(report.nextRetryAt ?? Infinity, clock.now().getTime() + c.afterMs);
-    };
     if (claimed.length === 0) return report;
+    const page: Page = { token, report, due: new Map(claimed.map((d) => [d.id, d.dueAt])), sent: [] };
     const settings = deps.settings();
     // One renewal at a time, the next a third of a lease after the last one landed: two in flight
     // could land out of order and move the expiry back. A renewal that fails is not fatal (if the
@@ -189,15 +247,13 @@ export function createSendPath(deps: EngineDeps) {
     try {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed, deps.replayLink);
-      const due = new Map(claimed.map((d) => [d.id, d.dueAt]));
       const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[]; members: Set<number> }>();
       for (const d of claimed) {
         metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
         const context = contexts.get(d.id);
         if (!context) {
           const gone: Completion = { state: 'failed', reason: 'its booking no longer exists' };
-          await settle([d.id], token, gone, due);
-          count(gone);
+          await settle([d.id], page, gone);
           continue;
         }
         const verdict = recheck(context, now);
@@ -207,8 +263,7 @@ export function createSendPath(deps: EngineDeps) {
             logger.error({ delivery: d.id, schedule: context.schedule.externalId }, verdict.alert);
             metrics.alerts.inc({ reason: 'no_meeting_link' });
           }
-          await settle([d.id], token, verdict.completion, due);
-          count(verdict.completion);
+          await settle([d.id], page, verdict.completion);
           continue;
         }
         const key = `${context.channel.id}:${context.schedule.id}:${context.kind}`;
@@ -217,8 +272,7 @@ export function createSendPath(deps: EngineDeps) {
           const built = sender.messagesFor(context, verdict.link);
           if (!built.ok) {
             const unbuilt: Completion = { state: 'failed', reason: built.reason };
-            await settle([d.id], token, unbuilt, due);
-            count(unbuilt);
+            await settle([d.id], page, unbuilt);
             continue;
           }
           group = { channelId: context.channel.id, messages: built.messages, units: [], members: new Set() };
@@ -262,21 +316,25 @@ export function createSendPath(deps: EngineDeps) {
         });
       }
       // The page's new chunks are stored together before any goes out; if that cannot be done at all, they retry later.
-      const calls = await sender.multicasts(chunks).catch((e: unknown) => chunks.map(() => (): Promise<SendOutcome> => Promise.resolve({ kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(e).message}`, requestId: null })));
+      const calls = await sender.multicasts(chunks, token).catch((e: unknown) => chunks.map(() => (): Promise<SendOutcome> => Promise.resolve({ kind: 'retryable', afterMs: 5000, reason: `could not store the multicast chunk: ${coerceError(e).message}`, requestId: null })));
       for (const [i, chunk] of chunks.entries()) chunk.lane.push({ units: chunk.units, call: calls[i] ?? (() => Promise.resolve({ kind: 'final', reason: 'multicast chunk lost', status: null, requestId: null })) });
       // Every channel and endpoint drains at once, each at its own rate.
       const jobs = interleaveByRate(lanes).map((request) =>
         inFlight.run(async () => {
           const outcome = await request.call().catch((e: unknown): SendOutcome => ({ kind: 'retryable', afterMs: 5000, reason: coerceError(e).message, requestId: null }));
           const c = outcomeToCompletion(outcome, clock.now());
-          await settle(request.units.map((u) => u.deliveryId), token, c, due);
-          count(c, request.units.length);
+          await settle(
+            request.units.map((u) => u.deliveryId),
+            page,
+            c,
+            outcome.kind === 'duplicate' && !outcome.recorded,
+          );
         }),
       );
       // Every request runs to its end and every sent outcome is written even if one write failed:
       // stopping early would leave requests LINE took unrecorded while the page's lease is let go.
       const settled = await Promise.allSettled(jobs);
-      await flushSent(token);
+      await flushSent(page);
       if (stale.length) await resync(stale);
       const failed = settled.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
@@ -284,7 +342,6 @@ export function createSendPath(deps: EngineDeps) {
     } finally {
       finished = true;
       if (hb) clock.clearTimeout(hb);
-      sentBuffers.delete(token);
     }
   };
 

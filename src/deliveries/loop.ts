@@ -35,6 +35,17 @@ const IDLE_RETRY_MS = 250;
 const ARM_RETRY_MS = 5_000;
 
 /**
+ * Waits for both workers of a round to end, then fails if either did. With Promise.all the round
+ * would end as soon as one page failed while the other was still sending: `stop()` would then hand
+ * back that page's claims (releaseClaims) with its requests to LINE still in flight.
+ */
+async function bothSettled(a: Promise<void>, b: Promise<void>): Promise<void> {
+  const settled = await Promise.allSettled([a, b]);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
  * When to wake up (trigger) and how to find what is due (strategy); the sending is the shared
  * send path. The database stays the source of truth: the wheel is rebuilt from it at start and
  * every `pollInterval`, and every claim re-checks the row, so a lost or stale wheel entry can delay
@@ -74,9 +85,11 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
       const fired = w.advance(clock.now().getTime());
       const pages: number[][] = [];
       for (let i = 0; i < fired.length; i += s.batchSize) pages.push(fired.slice(i, i + s.batchSize));
-      // Two pages in flight at once (see batched).
+      // Two pages in flight at once (see batched). A stop ends the round after the pages in flight
+      // (what was not claimed is loaded again at the next start). A worker whose page failed stops;
+      // the other goes on with the pages fired (off the wheel now, they would wait for its refresh).
       const worker = async (): Promise<void> => {
-        for (let page = pages.shift(); page; page = pages.shift()) {
+        for (let page = pages.shift(); page && !stopped; page = pages.shift()) {
           add(await sendPath.claimAndSend(s.batchSize, { ids: page, ...(dueBy ? { dueBy } : {}) }));
           // Those that will be retried (backoff, paused channel, moved class) go back on the wheel now,
           // not at the next refresh; on the wheel in force, which a refresh may have replaced meanwhile.
@@ -89,7 +102,7 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
           }
         }
       };
-      await Promise.all([worker(), worker()]);
+      await bothSettled(worker(), worker());
       return total;
     }
     if (s.strategy === 'all-at-once') {
@@ -98,15 +111,20 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
     }
     // batched: keyset pages of batchSize; each claim takes the next oldest page. Two pages are in
     // flight at once, so the next is claimed while the tail of the previous one is still sending.
+    // A page that failed ends the round once the other page is done (the next wake-up is armed
+    // from the database: what is due goes at once).
     let more = true;
     const worker = async (): Promise<void> => {
       do {
-        const page = await sendPath.claimAndSend(s.batchSize, dueBy ? { dueBy } : {});
+        const page = await sendPath.claimAndSend(s.batchSize, dueBy ? { dueBy } : {}).catch((error: unknown) => {
+          more = false;
+          throw error;
+        });
         add(page);
         if (page.claimed < s.batchSize) more = false;
       } while (more && !stopped);
     };
-    await Promise.all([worker(), worker()]);
+    await bothSettled(worker(), worker());
     return total;
   };
 
@@ -233,7 +251,9 @@ export function createDeliveryEngine(deps: { db: Db; clock: Clock; settings: () 
   return {
     async start() {
       stopped = false;
-      if (deps.settings().strategy === 'timing-wheel') await rebuildWheel();
+      // A failed load (a dropped connection, SQLite busy) must not leave the engine without its first
+      // round, wake-up and refresh: the round loads the wheel itself when there is none.
+      if (deps.settings().strategy === 'timing-wheel') await rebuildWheel().catch((e: unknown) => logger.error({ err: coerceError(e) }, 'could not load the timing wheel at start; loading it again in the first round'));
       // Catch-up after downtime happens in this first round: in-window work goes out in due order, the rest expires.
       await round();
       await arm();

@@ -10,8 +10,11 @@ import type { ApiResult } from './client.ts';
  */
 export type SendOutcome =
   | { kind: 'sent'; requestId: string | null; sentMessageIds: string[] }
-  /** 409: LINE had already accepted this retry key; the message went out once, earlier. */
-  | { kind: 'duplicate'; requestId: string | null; acceptedRequestId: string | null }
+  /**
+   * 409: LINE had already accepted this retry key; the message went out once, earlier. `recorded`:
+   * LINE was not asked; our own record says it went out (a multicast chunk already marked sent).
+   */
+  | { kind: 'duplicate'; requestId: string | null; acceptedRequestId: string | null; recorded?: boolean }
   | { kind: 'retryable'; afterMs: number; reason: string; requestId: string | null }
   /** The channel cannot send now (monthly quota, rejected token, disabled); `until` null: until an operator acts. */
   | { kind: 'channelPaused'; until: Date | null; reason: string }

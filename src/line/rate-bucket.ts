@@ -21,10 +21,15 @@ export interface Reservation {
   waitMs: number;
 }
 
+/**
+ * `nowMs` is the database's clock, the one clock every replica shares (see `reserveTokens`). A mark
+ * ahead of it mints nothing and is brought back to it: left there (a row written by a replica that
+ * went by its own fast clock), it would hold every replica's tokens back until the database's clock
+ * caught up with it.
+ */
 export function refill(state: BucketState, nowMs: number, limits: BucketLimits): BucketState {
-  // A clock that steps back must not mint tokens, nor move the refill mark backwards.
   const elapsed = Math.max(0, nowMs - state.refilledAt);
-  return { tokens: Math.min(limits.capacity, state.tokens + (elapsed * limits.rate) / 1000), refilledAt: Math.max(nowMs, state.refilledAt) };
+  return { tokens: Math.min(limits.capacity, state.tokens + (elapsed * limits.rate) / 1000), refilledAt: nowMs };
 }
 
 export function reserve(state: BucketState, want: number, nowMs: number, limits: BucketLimits): Reservation {

@@ -1,6 +1,8 @@
 import type { Clock } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
-import type { Db } from '../db/database.ts';
+import { sql, type SqlBool } from 'kysely';
+import { dialectOf, type Db } from '../db/database.ts';
+import { dbNow } from '../db/db-clock.ts';
 import { toDate } from '../db/row.ts';
 import { capacityOf, reserve, type BucketLimits } from './rate-bucket.ts';
 
@@ -24,11 +26,14 @@ export function limitsOf(config: ConfigStore, endpoint: RateEndpoint): BucketLim
   return { rate, capacity: capacityOf(rate, rateBurst.ms) };
 }
 
-/** A bucket row as last read or written. */
+/** A bucket row as last read or written, and the database's clock then. */
 export interface KnownBucket {
   tokens: number;
   refilledAt: number;
   version: number;
+  /** The database's time (ms) when this row was read or written, and this process's clock then. */
+  dbAt: number;
+  localAt: number;
 }
 
 /**
@@ -38,42 +43,59 @@ export interface KnownBucket {
  * wrote since, the version still matches and one statement does; when one did, the write misses and
  * the row is read afresh. A known row can only overstate the tokens (others only take), so a "wait"
  * decided from it is never wrong.
+ *
+ * The bucket refills by the database's clock, never a replica's own: the refill mark is shared, and
+ * one replica whose clock ran ahead would move it into every other replica's future and starve them
+ * all until real time caught up. The read returns the database's time with the row; a known row
+ * carries it forward by this process's clock since, and the write only lands if the mark it stores
+ * is not ahead of the database's clock (a clock stepped forward since: the row is read again).
  */
 export async function reserveTokens(
   db: Db,
-  input: { channelId: number; endpoint: RateEndpoint; want: number; now: Date; limits: BucketLimits; known?: KnownBucket | undefined },
+  input: { channelId: number; endpoint: RateEndpoint; want: number; clock: Clock; limits: BucketLimits; known?: KnownBucket | undefined },
 ): Promise<{ granted: number; waitMs: number; known?: KnownBucket }> {
-  const { channelId, endpoint, now, limits } = input;
+  const { channelId, endpoint, clock, limits } = input;
+  const postgres = dialectOf(db) === 'postgres';
   for (let tries = 0; tries < 8; tries++) {
     // The known row serves the first try only: after a missed write the row is read.
     let row = tries === 0 ? input.known : undefined;
-    if (!row) {
+    let nowMs: number;
+    if (row) {
+      nowMs = row.dbAt + Math.max(0, clock.now().getTime() - row.localAt);
+    } else {
+      const dbTime = dbNow(db, clock);
       const read = await db
         .selectFrom('line_rate_buckets')
         .select(['tokens', 'refilled_at', 'version'])
+        .select((postgres ? sql<Date | string>`cast(${dbTime} as timestamptz)` : sql<Date | string>`${dbTime}`).as('db_now'))
         .where('channel_id', '=', channelId)
         .where('endpoint', '=', endpoint)
         .executeTakeFirst();
       if (!read) {
         await db
           .insertInto('line_rate_buckets')
-          .values({ channel_id: channelId, endpoint, tokens: limits.capacity, refilled_at: now, version: 0 })
+          .values({ channel_id: channelId, endpoint, tokens: limits.capacity, refilled_at: dbNow(db, clock), version: 0 })
           .onConflict((oc) => oc.columns(['channel_id', 'endpoint']).doNothing())
           .execute();
         continue;
       }
-      row = { tokens: Number(read.tokens), refilledAt: toDate(read.refilled_at).getTime(), version: read.version };
+      nowMs = toDate(read.db_now).getTime();
+      row = { tokens: Number(read.tokens), refilledAt: toDate(read.refilled_at).getTime(), version: read.version, dbAt: nowMs, localAt: clock.now().getTime() };
     }
-    const decision = reserve({ tokens: row.tokens, refilledAt: row.refilledAt }, input.want, now.getTime(), limits);
+    const decision = reserve({ tokens: row.tokens, refilledAt: row.refilledAt }, input.want, nowMs, limits);
     if (decision.granted === 0) return { granted: 0, waitMs: decision.waitMs, known: row };
+    const mark = new Date(decision.next.refilledAt);
     const result = await db
       .updateTable('line_rate_buckets')
-      .set({ tokens: decision.next.tokens, refilled_at: new Date(decision.next.refilledAt), version: row.version + 1 })
+      .set({ tokens: decision.next.tokens, refilled_at: mark, version: row.version + 1 })
       .where('channel_id', '=', channelId)
       .where('endpoint', '=', endpoint)
       .where('version', '=', row.version)
+      .where(postgres ? sql<SqlBool>`cast(${mark} as timestamptz) <= ${dbNow(db, clock)}` : sql<SqlBool>`${mark} <= ${dbNow(db, clock)}`)
       .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 1) return { granted: decision.granted, waitMs: 0, known: { ...decision.next, version: row.version + 1 } };
+    if (Number(result.numUpdatedRows) === 1) {
+      return { granted: decision.granted, waitMs: 0, known: { ...decision.next, version: row.version + 1, dbAt: nowMs, localAt: clock.now().getTime() } };
+    }
   }
   // Lost the race eight times in a row: let the other replicas have this moment.
   return { granted: 0, waitMs: 5 };
@@ -105,7 +127,7 @@ export function createRateLimiter(deps: { db: Db; clock: Clock; config: ConfigSt
         const limits = limitsOf(deps.config, endpoint);
         let reservation: Awaited<ReturnType<typeof reserveTokens>>;
         try {
-          reservation = await reserveTokens(deps.db, { channelId, endpoint, want: Math.min(queue.waiters.length, limits.capacity), now: deps.clock.now(), limits, known: queue.known });
+          reservation = await reserveTokens(deps.db, { channelId, endpoint, want: Math.min(queue.waiters.length, limits.capacity), clock: deps.clock, limits, known: queue.known });
           queue.known = reservation.known;
         } catch (error) {
           queue.known = undefined;

@@ -46,7 +46,9 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
     // Parked: every replica with waiters is asleep on the clock, or nothing waits.
     const parked = () => clock.pendingTimers() >= waiting.filter((w) => w > 0).length;
     const settle = async () => {
-      for (let i = 0; i < 5000 && !parked(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      // Bounded by turns of the event loop, not time: on a loaded machine PostgreSQL's round trips
+      // can outlast a few thousand turns, so the bound is generous (it is only hit if nothing parks).
+      for (let i = 0; i < 200_000 && !parked(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
       // One more round for grants that resolve together with the timer being armed.
       for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setImmediate(resolve));
     };
@@ -66,7 +68,7 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
   it('endpoints and channels have separate buckets', async () => {
     const { clock, channel } = await setup(dialect);
     const limits = { rate: 10, capacity: 3 };
-    const take = (endpoint: 'push' | 'multicast', channelId = channel.id) => reserveTokens(database.db, { channelId, endpoint, want: 5, now: clock.now(), limits });
+    const take = (endpoint: 'push' | 'multicast', channelId = channel.id) => reserveTokens(database.db, { channelId, endpoint, want: 5, clock, limits });
     expect(await take('push')).toMatchObject({ granted: 3, waitMs: 0 });
     expect(await take('push')).toMatchObject({ granted: 0, waitMs: 300 });
     expect(await take('multicast')).toMatchObject({ granted: 3, waitMs: 0 });
@@ -79,7 +81,7 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
   it('a row known from its own last write saves the read; a stale one misses and re-reads, never spending a token twice', async () => {
     const { clock, channel } = await setup(dialect);
     const limits = { rate: 10, capacity: 3 };
-    const take = (known?: KnownBucket) => reserveTokens(database.db, { channelId: channel.id, endpoint: 'push', want: 2, now: clock.now(), limits, known });
+    const take = (known?: KnownBucket) => reserveTokens(database.db, { channelId: channel.id, endpoint: 'push', want: 2, clock, limits, known });
     const mine = await take();
     expect(mine).toMatchObject({ granted: 2, known: { tokens: 1, version: 1 } });
     // Another replica takes the last token; what this one knows is now stale (1 token at version 1).
@@ -91,5 +93,51 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
     expect(await take(theirs.known)).toMatchObject({ granted: 2, known: { version: 3 } });
     const row = await database.db.selectFrom('line_rate_buckets').select(['tokens', 'version']).where('channel_id', '=', channel.id).where('endpoint', '=', 'push').executeTakeFirstOrThrow();
     expect({ tokens: Number(row.tokens), version: row.version }).toEqual({ tokens: 0, version: 3 });
+  });
+
+  it('refills by the database\'s clock: a replica whose own clock runs a minute ahead starves no other replica', async () => {
+    const { channel } = await setup(dialect);
+    const limits = { rate: 1950, capacity: 390 };
+    // Both replicas ask the same database; F's own clock is 60 s ahead of it, S's is right.
+    const slow = virtualClock('2026-12-01T11:50:00Z');
+    const fast = virtualClock('2026-12-01T11:51:00Z');
+    fast.databaseOffsetMs = -60_000;
+    const take = (clock: typeof slow, known?: KnownBucket) => reserveTokens(database.db, { channelId: channel.id, endpoint: 'push', want: 390, clock, limits, known });
+    // F spends a full burst, then keeps asking through the row it knows (no read).
+    const f = await take(fast);
+    expect(f.granted).toBe(390);
+    // S asks every 100 ms for 5 s: it gets what the database's clock refilled (1,950/s), as F does.
+    let granted = 0;
+    let known: KnownBucket | undefined;
+    for (let t = 0; t < 50; t++) {
+      await slow.advance(100);
+      await fast.advance(100);
+      const s = await take(slow, known);
+      known = s.known;
+      granted += s.granted;
+    }
+    expect(granted).toBeGreaterThanOrEqual(5 * 1950 - 390);
+    expect(granted).toBeLessThanOrEqual(5 * 1950 + 390);
+    // And the mark in the row is the database's time, not F's.
+    const row = await database.db.selectFrom('line_rate_buckets').select('refilled_at').where('channel_id', '=', channel.id).where('endpoint', '=', 'push').executeTakeFirstOrThrow();
+    expect(new Date(row.refilled_at).toISOString()).toBe('2026-12-01T11:50:05.000Z');
+  });
+
+  it('a known row whose clock stepped ahead of the database\'s since is not written: the row is read again', async () => {
+    const { channel } = await setup(dialect);
+    const limits = { rate: 100, capacity: 20 };
+    const clock = virtualClock('2026-12-01T00:00:00Z');
+    const take = (known?: KnownBucket) => reserveTokens(database.db, { channelId: channel.id, endpoint: 'push', want: 20, clock, limits, known });
+    const first = await take();
+    expect(first.granted).toBe(20);
+    // This process's clock jumps 60 s ahead; the database's does not (it is 60 s behind it now).
+    await clock.advance(60_000);
+    clock.databaseOffsetMs = -60_000;
+    const second = await take(first.known);
+    // From the known row alone it would mint 60 s of tokens at a mark 60 s ahead: refused, read
+    // again, nothing there yet by the database's clock.
+    expect(second).toMatchObject({ granted: 0 });
+    const row = await database.db.selectFrom('line_rate_buckets').select('refilled_at').where('channel_id', '=', channel.id).where('endpoint', '=', 'push').executeTakeFirstOrThrow();
+    expect(new Date(row.refilled_at).toISOString()).toBe('2026-12-01T00:00:00.000Z');
   });
 });

@@ -176,10 +176,12 @@ describe('send outcomes from LINE answers', () => {
 describe('token bucket', () => {
   const limits = { rate: 100, capacity: 20 };
 
-  it('refills continuously up to the capacity, and never from a clock that went back', () => {
+  it('refills continuously up to the capacity; a mark ahead of the clock mints nothing and is brought back to it', () => {
     expect(refill({ tokens: 0, refilledAt: 0 }, 100, limits)).toEqual({ tokens: 10, refilledAt: 100 });
     expect(refill({ tokens: 15, refilledAt: 0 }, 1000, limits)).toEqual({ tokens: 20, refilledAt: 1000 });
-    expect(refill({ tokens: 5, refilledAt: 1000 }, 400, limits)).toEqual({ tokens: 5, refilledAt: 1000 });
+    expect(refill({ tokens: 5, refilledAt: 1000 }, 400, limits)).toEqual({ tokens: 5, refilledAt: 400 });
+    // From there it refills by the clock's own time again, not from the mark that was ahead.
+    expect(refill({ tokens: 5, refilledAt: 400 }, 500, limits)).toEqual({ tokens: 15, refilledAt: 500 });
   });
 
   it('grants what is there, up to the want; otherwise says how long until the whole want is there', () => {
