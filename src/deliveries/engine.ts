@@ -260,8 +260,8 @@ export function createSendPath(deps: EngineDeps) {
         if (!verdict.send && verdict.stale) stale.push(d.appointmentId);
         if (!verdict.send) {
           if (verdict.alert) {
-            logger.error({ delivery: d.id, schedule: context.schedule.externalId }, verdict.alert);
-            metrics.alerts.inc({ reason: 'no_meeting_link' });
+            logger.error({ delivery: d.id, schedule: context.schedule.externalId }, verdict.alert.message);
+            metrics.alerts.inc({ reason: verdict.alert.reason });
           }
           await settle([d.id], page, verdict.completion);
           continue;

@@ -31,13 +31,22 @@ export interface SendContext {
 }
 
 /** `stale`: the row was made for another version of its class; its booking's deliveries must be re-synced. */
-export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: string; stale?: true };
+/** Why an operator must act (the alert metric's `reason`), and what to tell them. */
+export interface Alert {
+  reason: 'no_meeting_link' | 'channel_disabled';
+  message: string;
+}
+
+export type Verdict = { send: true; link: string } | { send: false; completion: Completion; alert?: Alert; stale?: true };
 
 /** How long a row made for another version of its class waits if re-syncing it did not mend it. */
 export const STALE_RETRY_MS = 5_000;
 
 /** How long to wait before looking again for a meeting link that is not there yet. */
 export const NO_LINK_RETRY_MS = 60_000;
+
+/** How long a message of a disabled channel waits before it looks again. */
+export const DISABLED_CHANNEL_RETRY_MS = 60_000;
 
 /**
  * The last check before a message goes out, against the booking as it is now (the claim may be
@@ -68,7 +77,12 @@ export function recheck(c: SendContext, now: Date): Verdict {
   }
   if (now.getTime() > c.notAfter.getTime()) return { send: false, completion: { state: 'expired', reason: `too late: useful until ${c.notAfter.toISOString()}` } };
   if (c.member.following === 'unfollowed') return { send: false, completion: { state: 'skipped', reason: 'the student unfollowed (blocked) the LINE account' } };
-  if (!c.channel.enabled) return { send: false, completion: { state: 'skipped', reason: 'the LINE channel is disabled' } };
+  if (!c.channel.enabled) {
+    // Held, not skipped: a channel is disabled for a while (its token being rotated, say), and its
+    // students' messages go out when it is enabled again, or expire with this reason if it is not.
+    const reason = `the LINE channel of this student is disabled: their messages wait until it is enabled again (useful until ${c.notAfter.toISOString()})`;
+    return { send: false, completion: { state: 'pending', afterMs: DISABLED_CHANNEL_RETRY_MS, reason, countAttempt: false }, alert: { reason: 'channel_disabled', message: reason } };
+  }
   if (c.channel.pausedUntil && c.channel.pausedUntil.getTime() > now.getTime()) {
     return { send: false, completion: { state: 'pending', afterMs: c.channel.pausedUntil.getTime() - now.getTime(), reason: 'LINE channel paused', countAttempt: false } };
   }
@@ -86,7 +100,7 @@ export function recheck(c: SendContext, now: Date): Verdict {
     const reason = c.schedule.joinUrl
       ? `the Zoom meeting of class ${c.schedule.externalId} is not at its new time yet (made for version ${c.schedule.meetingVersion ?? 'unknown'}, the class is at ${c.schedule.version})`
       : `no Zoom meeting link yet for class ${c.schedule.externalId} (meeting provisioning must have failed)`;
-    return { send: false, completion: { state: 'pending', afterMs: NO_LINK_RETRY_MS, reason, countAttempt: false }, alert: reason };
+    return { send: false, completion: { state: 'pending', afterMs: NO_LINK_RETRY_MS, reason, countAttempt: false }, alert: { reason: 'no_meeting_link', message: reason } };
   }
   return { send: true, link };
 }

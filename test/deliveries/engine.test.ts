@@ -156,6 +156,24 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'expired', last_error: expect.stringMatching(/^missed: .*last problem: no Zoom meeting link yet for class c1/) });
   });
 
+  it('holds the links of a channel disabled for a moment at the due time (a token rotated), with an alert, and sends them once it is back', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3], { feedbackUrl: null });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:49:00Z');
+    await w.h.database.db.updateTable('line_channels').set({ enabled: false }).where('slug', '=', 'school-a').execute();
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received()).toEqual([]);
+    expect((await w.metrics.alerts.get()).values.find((v) => v.labels.reason === 'channel_disabled')?.value).toBeGreaterThan(0);
+    const held = await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).execute();
+    expect(held.every((r) => r.state === 'pending' && /channel of this student is disabled/.test(r.last_error ?? ''))).toBe(true);
+    await w.h.database.db.updateTable('line_channels').set({ enabled: true }).where('slug', '=', 'school-a').execute();
+    await w.at('2026-12-01T12:10:00Z');
+    expect(w.received().map((r) => r.to).sort()).toEqual([userId(1), userId(2), userId(3)].sort());
+    expect((await w.h.database.db.selectFrom('deliveries').select('state').execute()).map((r) => r.state)).toEqual(['sent', 'sent', 'sent']);
+  });
+
   it('expires a delivery left mid-send past its window with a reason that says it may have gone out', async () => {
     w = await openEngineWorld(dialect);
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });

@@ -163,7 +163,7 @@ describe('the check before sending', () => {
     ['not due yet', { ...base, dueAt: new Date('2026-12-01T11:55:00Z') }, { state: 'pending', afterMs: 300_000 }],
     ['too late', { ...base, notAfter: new Date('2026-12-01T11:49:00Z') }, { state: 'expired' }],
     ['unfollowed student', { ...base, member: { ...base.member, following: 'unfollowed' as const } }, { state: 'skipped' }],
-    ['disabled channel', { ...base, channel: { ...base.channel, enabled: false } }, { state: 'skipped' }],
+    ['disabled channel: held (with an alert), not skipped', { ...base, channel: { ...base.channel, enabled: false } }, { state: 'pending', countAttempt: false, reason: expect.stringMatching(/channel of this student is disabled/) }],
     ['paused channel', { ...base, channel: { ...base.channel, pausedUntil: new Date('2026-12-01T12:00:00Z') } }, { state: 'pending', afterMs: 600_000 }],
     ['no meeting link yet', { ...base, schedule: { ...base.schedule, joinUrl: null } }, { state: 'pending', afterMs: 60_000 }],
     ['a meeting not moved to the class time yet', { ...base, schedule: { ...base.schedule, meetingVersion: 2 } }, { state: 'pending', afterMs: 60_000, reason: expect.stringMatching(/not at its new time yet/) }],
@@ -195,7 +195,7 @@ describe('the check before sending', () => {
 
   it('raises an alert when the meeting link is missing', () => {
     const verdict = recheck({ ...base, schedule: { ...base.schedule, joinUrl: null } }, now);
-    expect(verdict.send ? '' : verdict.alert).toMatch(/no Zoom meeting link/);
+    expect(verdict.send ? undefined : verdict.alert).toEqual({ reason: 'no_meeting_link', message: expect.stringMatching(/no Zoom meeting link/) });
   });
 });
 
