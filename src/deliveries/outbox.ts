@@ -65,11 +65,15 @@ export async function syncDeliveries(
   if (bookings.length === 0) return touched;
 
   for (const chunk of chunked(bookings)) {
-    const existingRows = await trx
+    let existingQuery = trx
       .selectFrom('deliveries')
       .select(['id', 'appointment_id', 'kind', 'state', 'due_at', 'not_after', 'schedule_version', 'attempts', 'sent_at', 'line_request_id', 'last_error', 'class_starts_at', 'class_ends_at'])
-      .where('appointment_id', 'in', chunk.map((b) => b.appointmentId))
-      .execute();
+      .where('appointment_id', 'in', chunk.map((b) => b.appointmentId));
+    // The rows written below are locked here, in id order: the writes go by kind of change (cancels,
+    // then re-times), so two syncs of one booking (a booking moved while a schedule batch moves its
+    // old class) would otherwise take its rows in opposite orders (a deadlock).
+    if (postgres) existingQuery = existingQuery.orderBy('id').forNoKeyUpdate();
+    const existingRows = await existingQuery.execute();
     const byAppointment = new Map<number, typeof existingRows>();
     for (const row of existingRows) byAppointment.set(row.appointment_id, [...(byAppointment.get(row.appointment_id) ?? []), row]);
     const inserts = [];

@@ -64,10 +64,19 @@ export async function oweToBookedStudents(
             lease_expires_at: null,
             sent_at: null,
             line_request_id: null,
-            last_error: sql<string>`'owed again, for the class the booking moved to (before: ' || deliveries.state || ', for the class it left)'`,
+            last_error: sql<string>`case when deliveries.schedule_version = ${LEFT_CLASS_VERSION}
+              then 'owed again, for the class the booking moved to (before: ' || deliveries.state || ', for the class it left)'
+              else 'owed again, for the class called off again after it was rescheduled (before: ' || deliveries.state || ')' end`,
             updated_at: eb.ref('excluded.updated_at'),
           }))
-          .where('deliveries.schedule_version', '=', LEFT_CLASS_VERSION),
+          .where((eb) =>
+            eb.or([
+              eb('deliveries.schedule_version', '=', LEFT_CLASS_VERSION),
+              // A class called off, rescheduled (a new version), then called off again: its students
+              // are told again. Each call-off is one version, so repeating it (replicas) changes nothing.
+              ...(o.kind === 'class_cancelled' ? [eb('deliveries.schedule_version', '<', eb.ref('excluded.schedule_version'))] : []),
+            ]),
+          ),
       )
       .returning('id')
       .execute();

@@ -109,13 +109,13 @@ export const lineChannelView = z.object({
 });
 
 // Schedules
-/** The platform's own revision of an item (a version, or an updated-at in ms): older writes are ignored. */
+/** The platform's own revision of an item (a version, or an updated-at in ms): writes not newer that would change it are ignored. */
 const revision = z
   .int()
   .min(0)
   .max(Number.MAX_SAFE_INTEGER)
   .optional()
-  .describe("optional: the platform's revision of this item, growing with each change (a version, or an updated-at in ms). A write older than the one stored is ignored (outcome stale), so a delayed or retried request cannot undo a newer one");
+  .describe("optional: the platform's revision of this item, growing with each change (a version, or an updated-at in ms). A write older than the one stored is ignored (outcome stale), so a delayed or retried request cannot undo a newer one; the same revision again changes nothing (a retry), and is stale if it would change the item (changed since by a write without a revision)");
 export const scheduleBody = z.strictObject({
   title: z.string().trim().min(1).max(200).regex(NO_CONTROL, NO_CONTROL_MESSAGE),
   startsAt: instant,
@@ -129,7 +129,7 @@ export const scheduleBody = z.strictObject({
 export const scheduleBulk = z.strictObject({
   items: z.array(scheduleBody.extend({ externalId })).min(1).max(5000),
 });
-const upsertOutcome = z.enum(['created', 'updated', 'unchanged', 'stale']).describe('stale: older than the revision stored, ignored');
+const upsertOutcome = z.enum(['created', 'updated', 'unchanged', 'stale']).describe('stale: not newer than the revision stored and would change the item: ignored');
 export const upsertResults = z.object({
   results: z.array(z.object({ externalId: z.string(), id: z.number(), outcome: upsertOutcome })),
 });

@@ -89,9 +89,9 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
         continue;
       }
       // A class the minimum-headcount policy called off stays off at that time: its students were
-      // told so. Sent as on at another time, it is a new occasion the platform rescheduled, checked again.
+      // told so. Sent as on at another start, it is a new occasion the platform rescheduled, checked again.
       const calledOff = row.headcount_state === 'cancelled';
-      const rescheduled = calledOff && !input.cancelled && (input.startsAt.getTime() !== toDate(row.starts_at).getTime() || input.endsAt.getTime() !== toDate(row.ends_at).getTime());
+      const rescheduled = calledOff && !input.cancelled && input.startsAt.getTime() !== toDate(row.starts_at).getTime();
       const effective = calledOff && !rescheduled ? { ...input, cancelled: true } : input;
       const plan = planScheduleUpdate(fieldsOf(row), effective);
       if (plan.outcome === 'updated') {
@@ -100,7 +100,7 @@ export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly Sch
           .set({
             ...columnsOf(effective),
             ...revisionOf(input, row.source_revision),
-            ...(plan.version !== row.version ? afterMove(row, effective) : {}),
+            ...(plan.version !== row.version ? afterMove(row, effective, now) : {}),
             ...(rescheduled ? { headcount_state: null, headcount_reason: null, headcount_checked_at: null } : {}),
             version: plan.version,
             updated_at: now,
@@ -161,7 +161,7 @@ async function selectForUpdate(db: Db, externalIds: readonly string[]): Promise<
  * and a class whose meeting was deleted at Zoom (ended early as empty, or cancelled and now back)
  * gets a new meeting.
  */
-function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
+function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput, now: Date) {
   // A check of the old time still in flight loses its lease: it must not write onto the new occasion.
   const fresh = {
     monitor_state: null,
@@ -172,8 +172,10 @@ function afterMove(row: Selectable<SchedulesTable>, input: ScheduleInput) {
     headcount_stage: null,
     meeting_attempts: 0,
     meeting_retry_at: null,
-    // Closed to late students at the old time: the moved class needs it open again (the move's PATCH reopens it).
-    meeting_closed_at: null,
+    // Closed to late students at the old time: a class moved to a time still ahead needs it open again
+    // (the move's PATCH reopens it). An edit once the class is over (times corrected, the trial flag)
+    // leaves it closed: reopened, anyone with the link could start it on the host.
+    ...(input.endsAt.getTime() > now.getTime() ? { meeting_closed_at: null } : {}),
   };
   const gone = row.meeting_state === 'ended_empty' || (row.meeting_state === 'deleted' && !input.cancelled);
   if (!gone) return fresh;

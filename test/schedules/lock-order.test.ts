@@ -125,6 +125,31 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
   });
 
+  it("a booking moved out of a class (its feedback link cancelled) does not deadlock with a schedule batch re-timing that class's links", async () => {
+    w = await openEngineWorld(dialect);
+    const { db } = w.h.database;
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: 'https://f.example/1' });
+    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
+    // The booking batch pauses after its first write of a delivery (cancelling the feedback link c2 has none of)...
+    const pause = pauseAfter((node) => node.kind === 'UpdateQueryNode' && JSON.stringify(node).includes('"deliveries"'));
+    let pid = 0;
+    const bookings = outcome(
+      db.transaction().execute(async (trx) => {
+        pid = await backendOf(trx);
+        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c1-1', 'c2', 1)]);
+      }),
+    );
+    await pause.atGate;
+    // ...while c1 moves, and its sync re-times the booking's links (the meeting link first).
+    const schedules = outcome(upsertSchedules(db, w.h.clock, [{ ...klass('c1', '2026-12-01T12:30:00Z'), feedbackUrl: 'https://f.example/1' }]));
+    try {
+      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
+    } finally {
+      pause.open();
+    }
+    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+  });
+
   it('two schedule batches of overlapping classes, each longer than a lock chunk, do not deadlock', async () => {
     w = await openEngineWorld(dialect);
     const { db } = w.h.database;
