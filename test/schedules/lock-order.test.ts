@@ -48,6 +48,30 @@ const outcome = (p: Promise<unknown>): Promise<string> => p.then(
   (e: unknown) => (isConcurrencyFailure(e) ? `concurrency failure ${(e as { code?: string }).code ?? ''}` : `other: ${String(e)}`),
 );
 
+/**
+ * Runs `first` in a transaction paused right after the statement `matches` picks out, then starts
+ * `second`, and lets `first` go on once `second` waits on one of its locks: the interleaving in which
+ * writers taking rows in different orders deadlock. Returns how each ended.
+ */
+async function race(db: Db, matches: (node: RootOperationNode) => boolean, first: (trx: Db) => Promise<unknown>, second: () => Promise<unknown>): Promise<string[]> {
+  const pause = pauseAfter(matches);
+  let pid = 0;
+  const one = outcome(
+    db.transaction().execute(async (trx) => {
+      pid = await backendOf(trx);
+      return first(trx.withPlugin(pause.plugin));
+    }),
+  );
+  await pause.atGate;
+  const two = outcome(second());
+  try {
+    await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
+  } finally {
+    pause.open();
+  }
+  return Promise.all([one, two]);
+}
+
 // SQLite runs one write transaction at a time: only PostgreSQL can take locks in a cycle.
 describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres', () => {
   const dialect = 'postgres';
@@ -66,27 +90,18 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
     // The booking batch pauses right after its first write of a booking (a booking written into a
     // class holds that class, as the foreign key check does)...
-    const pause = pauseAfter((node) => {
-      const text = JSON.stringify(node);
-      return (node.kind === 'UpdateQueryNode' && text.includes('"appointments"')) || (node.kind === 'RawNode' && /update appointments/i.test(text));
-    });
-    let pid = 0;
-    // ...which moves c3-1 to c2 and c3-2 to c1, in the platform's order (c2 has the higher id).
-    const bookings = outcome(
-      db.transaction().execute(async (trx) => {
-        pid = await backendOf(trx);
-        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]);
-      }),
+    const outcomes = await race(
+      db,
+      (node) => {
+        const text = JSON.stringify(node);
+        return (node.kind === 'UpdateQueryNode' && text.includes('"appointments"')) || (node.kind === 'RawNode' && /update appointments/i.test(text));
+      },
+      // ...which moves c3-1 to c2 and c3-2 to c1, in the platform's order (c2 has the higher id).
+      (trx) => upsertAppointments(trx, w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]),
+      // Meanwhile both classes move in one schedule batch (which holds them in id order: c1, then c2).
+      () => upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]),
     );
-    await pause.atGate;
-    // Meanwhile both classes move in one schedule batch (which holds them in id order: c1, then c2).
-    const schedules = outcome(upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]));
-    try {
-      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
-    } finally {
-      pause.open();
-    }
-    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+    expect(outcomes).toEqual(['ok', 'ok']);
     const due = await db
       .selectFrom('deliveries')
       .innerJoin('appointments', 'appointments.id', 'deliveries.appointment_id')
@@ -107,22 +122,13 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
     // Paused once it has locked the bookings it writes, before writing any: a writer that took each
     // class only as it wrote a booking into it (in one statement or many) would hold none of them yet.
-    const pause = pauseAfter((node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"appointments"') && /"For(NoKey)?Update"/.test(JSON.stringify(node)));
-    let pid = 0;
-    const bookings = outcome(
-      db.transaction().execute(async (trx) => {
-        pid = await backendOf(trx);
-        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]);
-      }),
+    const outcomes = await race(
+      db,
+      (node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"appointments"') && /"For(NoKey)?Update"/.test(JSON.stringify(node)),
+      (trx) => upsertAppointments(trx, w.h.clock, [booking('c3-1', 'c2', 1), booking('c3-2', 'c1', 2)]),
+      () => upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]),
     );
-    await pause.atGate;
-    const schedules = outcome(upsertSchedules(db, w.h.clock, [klass('c1', '2026-12-01T12:30:00Z'), klass('c2', '2026-12-01T14:30:00Z')]));
-    try {
-      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 5_000, interval: 5 });
-    } finally {
-      pause.open();
-    }
-    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+    expect(outcomes).toEqual(['ok', 'ok']);
   });
 
   it("a booking moved out of a class (its feedback link cancelled) does not deadlock with a schedule batch re-timing that class's links", async () => {
@@ -131,23 +137,14 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: 'https://f.example/1' });
     await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
     // The booking batch pauses after its first write of a delivery (cancelling the feedback link c2 has none of)...
-    const pause = pauseAfter((node) => node.kind === 'UpdateQueryNode' && JSON.stringify(node).includes('"deliveries"'));
-    let pid = 0;
-    const bookings = outcome(
-      db.transaction().execute(async (trx) => {
-        pid = await backendOf(trx);
-        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, [booking('c1-1', 'c2', 1)]);
-      }),
+    const outcomes = await race(
+      db,
+      (node) => node.kind === 'UpdateQueryNode' && JSON.stringify(node).includes('"deliveries"'),
+      (trx) => upsertAppointments(trx, w.h.clock, [booking('c1-1', 'c2', 1)]),
+      // ...while c1 moves, and its sync re-times the booking's links (the meeting link first).
+      () => upsertSchedules(db, w.h.clock, [{ ...klass('c1', '2026-12-01T12:30:00Z'), feedbackUrl: 'https://f.example/1' }]),
     );
-    await pause.atGate;
-    // ...while c1 moves, and its sync re-times the booking's links (the meeting link first).
-    const schedules = outcome(upsertSchedules(db, w.h.clock, [{ ...klass('c1', '2026-12-01T12:30:00Z'), feedbackUrl: 'https://f.example/1' }]));
-    try {
-      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
-    } finally {
-      pause.open();
-    }
-    expect(await Promise.all([bookings, schedules])).toEqual(['ok', 'ok']);
+    expect(outcomes).toEqual(['ok', 'ok']);
   });
 
   it('two schedule batches of overlapping classes, each longer than a lock chunk, do not deadlock', async () => {
@@ -157,23 +154,14 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     const range = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => from + k);
     await upsertSchedules(db, w.h.clock, range(0, 1000).map((i) => at(i)));
     // The first batch (k0-k599) pauses once it holds its first 500 classes...
-    const pause = pauseAfter((node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"schedules"') && /"ForUpdate"/.test(JSON.stringify(node)));
-    let pid = 0;
-    const first = outcome(
-      db.transaction().execute(async (trx) => {
-        pid = await backendOf(trx);
-        return upsertSchedules(trx.withPlugin(pause.plugin), w.h.clock, range(0, 600).map((i) => at(i, 5)));
-      }),
+    const outcomes = await race(
+      db,
+      (node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"schedules"') && /"ForUpdate"/.test(JSON.stringify(node)),
+      (trx) => upsertSchedules(trx, w.h.clock, range(0, 600).map((i) => at(i, 5))),
+      // ...while the second (k500-k999, then k0-k99) wants some of those and holds the rest of the first's.
+      () => upsertSchedules(db, w.h.clock, [...range(500, 1000), ...range(0, 100)].map((i) => at(i, 10))),
     );
-    await pause.atGate;
-    // ...while the second (k500-k999, then k0-k99) wants some of those and holds the rest of the first's.
-    const second = outcome(upsertSchedules(db, w.h.clock, [...range(500, 1000), ...range(0, 100)].map((i) => at(i, 10))));
-    try {
-      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
-    } finally {
-      pause.open();
-    }
-    expect(await Promise.all([first, second])).toEqual(['ok', 'ok']);
+    expect(outcomes).toEqual(['ok', 'ok']);
   });
 
   it('two booking batches bringing the same new students in opposite orders do not deadlock', async () => {
@@ -184,23 +172,14 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     // More students than one insert of members takes (500): the first batch pauses after its first
     // insert, holding the students it inserted until it commits...
     const students = Array.from({ length: 1000 }, (_, i) => i + 1);
-    const pause = pauseAfter((node) => node.kind === 'InsertQueryNode' && JSON.stringify(node).includes('"members"'));
-    let pid = 0;
-    const first = outcome(
-      db.transaction().execute(async (trx) => {
-        pid = await backendOf(trx);
-        return upsertAppointments(trx.withPlugin(pause.plugin), w.h.clock, students.map((n) => booking(`a-${n}`, 'c1', n)));
-      }),
+    const outcomes = await race(
+      db,
+      (node) => node.kind === 'InsertQueryNode' && JSON.stringify(node).includes('"members"'),
+      (trx) => upsertAppointments(trx, w.h.clock, students.map((n) => booking(`a-${n}`, 'c1', n))),
+      // ...while the second brings the same students in the opposite order (into another class).
+      () => upsertAppointments(db, w.h.clock, [...students].reverse().map((n) => booking(`b-${n}`, 'c2', n))),
     );
-    await pause.atGate;
-    // ...while the second brings the same students in the opposite order (into another class).
-    const second = outcome(upsertAppointments(db, w.h.clock, [...students].reverse().map((n) => booking(`b-${n}`, 'c2', n))));
-    try {
-      await vi.waitFor(async () => expect(await someoneWaitsOn(db, pid)).toBe(true), { timeout: 10_000, interval: 5 });
-    } finally {
-      pause.open();
-    }
-    expect(await Promise.all([first, second])).toEqual(['ok', 'ok']);
+    expect(outcomes).toEqual(['ok', 'ok']);
     const counts = await db.selectFrom('members').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
     expect(Number(counts.n)).toBe(1000);
   });
