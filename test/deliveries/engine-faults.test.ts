@@ -3,39 +3,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { firstPushAttempt } from '../../src/deliveries/line-sender.ts';
 import { upsertAppointments } from '../../src/schedules/appointments.ts';
 import { dialects } from '../support/databases.ts';
+import { pauseAfter } from '../support/pause.ts';
 import { openEngineWorld, userId, type EngineWorld } from './world.ts';
 
 /**
  * Faults around a claim: a worker that stalls past its lease, a read that fails at start, a channel
  * LINE refuses, a page that fails while another is in flight at shutdown.
  */
-
-/** A plugin that holds the results of the queries `match` picks until `release()`; `reached` resolves at the first. */
-function stallOn(match: (nodeJson: string) => boolean): { plugin: KyselyPlugin; reached: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let reach!: () => void;
-  const reached = new Promise<void>((resolve) => {
-    reach = resolve;
-  });
-  const ids = new Set<unknown>();
-  const plugin: KyselyPlugin = {
-    transformQuery({ node, queryId }) {
-      if (match(JSON.stringify(node))) ids.add(queryId);
-      return node;
-    },
-    async transformResult({ queryId, result }) {
-      if (ids.delete(queryId)) {
-        reach();
-        await gate;
-      }
-      return result;
-    },
-  };
-  return { plugin, reached, release };
-}
 
 describe.each(dialects)('delivery engine faults on %s', (dialect) => {
   let w: EngineWorld;
@@ -48,16 +22,16 @@ describe.each(dialects)('delivery engine faults on %s', (dialect) => {
     const students = Array.from({ length: 30 }, (_, i) => i + 1);
     await w.klass('big', '2026-12-01T12:00:00Z', 50, students, { feedbackUrl: null });
     // Worker A stalls (a GC pause, a partition) right after its claim, while reading the bookings.
-    const stall = stallOn((node) => node.startsWith('{"kind":"SelectQueryNode"') && node.includes('"meeting_version"'));
+    const stall = pauseAfter((node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"meeting_version"'));
     await w.h.clock.set(new Date('2026-12-01T11:50:00Z'));
     const running = w.engine('worker-a', w.h.database.db.withPlugin(stall.plugin)).runOnce();
-    await stall.reached;
+    await stall.atGate;
     // A's lease runs out meanwhile; B takes the deliveries over (a second attempt, no chunk stored):
     // each goes by push under its own key.
     await w.h.database.db.updateTable('deliveries').set({ lease_expires_at: new Date('2026-12-01T11:49:00Z') }).execute();
     expect(await w.engine('worker-b').runOnce()).toMatchObject({ claimed: 30, byState: { sent: 30 } });
     // A wakes up and goes on with the page it planned as one multicast.
-    stall.release();
+    stall.open();
     await running;
     await w.h.clock.advance(1000);
     const recipients = w.received().flatMap((r) => r.to.split(','));

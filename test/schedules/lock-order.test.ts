@@ -1,9 +1,10 @@
-import { sql, type KyselyPlugin, type QueryId, type RootOperationNode } from 'kysely';
+import { sql, type RootOperationNode } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isConcurrencyFailure, type Db } from '../../src/db/database.ts';
 import { upsertAppointments, type AppointmentInput } from '../../src/schedules/appointments.ts';
 import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { TEST_DATABASE_URL } from '../support/databases.ts';
+import { pauseAfter } from '../support/pause.ts';
 import { openEngineWorld, userId, type EngineWorld } from '../deliveries/world.ts';
 
 /** The backend of a transaction, to see who waits on it. */
@@ -14,33 +15,6 @@ async function backendOf(trx: Db): Promise<number> {
 /** Whether some session is waiting on a lock held by backend `pid` (only this test's sessions can be). */
 async function someoneWaitsOn(db: Db, pid: number): Promise<boolean> {
   return Number((await sql<{ n: string }>`select count(*) as n from pg_stat_activity where ${pid} = any(pg_blocking_pids(pid))`.execute(db)).rows[0]?.n ?? 0) > 0;
-}
-
-/** Holds a transaction right after the first statement `matches` picks out, until `open()`. */
-function pauseAfter(matches: (node: RootOperationNode) => boolean) {
-  let reached!: () => void;
-  const atGate = new Promise<void>((resolve) => (reached = resolve));
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  const picked = new Set<QueryId>();
-  let seen = false;
-  const plugin: KyselyPlugin = {
-    transformQuery({ node, queryId }) {
-      if (!seen && matches(node)) {
-        seen = true;
-        picked.add(queryId);
-      }
-      return node;
-    },
-    async transformResult({ queryId, result }) {
-      if (picked.delete(queryId)) {
-        reached();
-        await gate;
-      }
-      return result;
-    },
-  };
-  return { plugin, atGate, open };
 }
 
 const outcome = (p: Promise<unknown>): Promise<string> => p.then(
@@ -54,7 +28,7 @@ const outcome = (p: Promise<unknown>): Promise<string> => p.then(
  * writers taking rows in different orders deadlock. Returns how each ended.
  */
 async function race(db: Db, matches: (node: RootOperationNode) => boolean, first: (trx: Db) => Promise<unknown>, second: () => Promise<unknown>): Promise<string[]> {
-  const pause = pauseAfter(matches);
+  const pause = pauseAfter(matches, { once: true });
   let pid = 0;
   const one = outcome(
     db.transaction().execute(async (trx) => {
