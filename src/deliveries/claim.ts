@@ -124,6 +124,9 @@ export async function complete(db: Db, clock: Clock, ids: readonly number[], tok
         ...(c.countAttempt === false ? { attempts: eb('attempts', '-', 1) } : {}),
       }))
       .executeTakeFirst();
+  } else if (c.state === 'expired') {
+    // What kept it from going out is kept, as expireOverdue does: "too late" alone would hide it.
+    result = await base.set({ ...release, state: 'expired', last_error: sql<string>`${c.reason} || coalesce(${' (last problem: '} || last_error || ${')'}, ${''})` }).executeTakeFirst();
   } else {
     result = await base.set({ ...release, state: c.state, last_error: c.reason }).executeTakeFirst();
   }

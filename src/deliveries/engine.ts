@@ -248,6 +248,7 @@ export function createSendPath(deps: EngineDeps) {
       const now = clock.now();
       const contexts = await loadSendContexts(db, claimed, deps.replayLink);
       const groups = new Map<string, { channelId: number; messages: OutMessage[]; units: SendUnit[]; members: Set<number> }>();
+      const unbuildable = new Set<string>();
       for (const d of claimed) {
         metrics.claimLag.observe(Math.max(0, now.getTime() - d.dueAt.getTime()) / 1000);
         const context = contexts.get(d.id);
@@ -271,6 +272,13 @@ export function createSendPath(deps: EngineDeps) {
         if (!group) {
           const built = sender.messagesFor(context, verdict.link);
           if (!built.ok) {
+            // A template or a link LINE would refuse: every student of the class fails alike, and
+            // only an operator can mend it. Logged once per class and kind in a page.
+            if (!unbuildable.has(key)) {
+              unbuildable.add(key);
+              logger.error({ schedule: context.schedule.externalId, kind: context.kind, reason: built.reason }, 'a message could not be built: its deliveries failed');
+            }
+            metrics.alerts.inc({ reason: 'message_invalid' });
             const unbuilt: Completion = { state: 'failed', reason: built.reason };
             await settle([d.id], page, unbuilt);
             continue;

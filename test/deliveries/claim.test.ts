@@ -122,6 +122,16 @@ describe.each(dialects)('outbox and claims on %s', (dialect) => {
     expect(await claimDue(database.db, clock, { owner: 'w', token: 't2', leaseMs: 60_000, limit: 10, ids: [] })).toEqual([]);
   });
 
+  it('a claimed delivery found too late keeps its last problem in the reason it expired with', async () => {
+    await klass('c1', '2026-12-01T12:00:00Z', { feedbackUrl: null });
+    await book('a1', 'c1', 1);
+    await database.db.updateTable('deliveries').set({ last_error: 'LINE 500: internal error' }).execute();
+    await clock.set(new Date('2026-12-01T11:55:00Z'));
+    const [claimed] = await claimDue(database.db, clock, { owner: 'w', token: 't1', leaseMs: 60_000, limit: 10 });
+    expect(await complete(database.db, clock, [claimed!.id], 't1', { state: 'expired', reason: 'too late: useful until 12:50' })).toBe(1);
+    expect((await deliveries())[0]?.last_error).toBe('too late: useful until 12:50 (last problem: LINE 500: internal error)');
+  });
+
   it('expires what is past its window and hands back claims on shutdown', async () => {
     await klass('c1', '2026-12-01T12:00:00Z');
     await book('a1', 'c1', 1);

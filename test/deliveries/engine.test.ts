@@ -174,6 +174,19 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.h.database.db.selectFrom('deliveries').select('state').execute()).map((r) => r.state)).toEqual(['sent', 'sent', 'sent']);
   });
 
+  it('fails the deliveries of a message LINE would refuse (a link past its limits) with the reason, and raises an alert', async () => {
+    w = await openEngineWorld(dialect);
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2], { feedbackUrl: null, joinUrl: `https://zoom.example.com/j/1?pwd=${'x'.repeat(5000)}` });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:51:00Z');
+    expect(w.received()).toEqual([]);
+    const rows = await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).execute();
+    expect(rows.map((r) => r.state)).toEqual(['failed', 'failed']);
+    expect(rows[0]?.last_error).toMatch(/text/);
+    expect((await w.metrics.alerts.get()).values.find((v) => v.labels.reason === 'message_invalid')?.value).toBe(2);
+  });
+
   it('expires a delivery left mid-send past its window with a reason that says it may have gone out', async () => {
     w = await openEngineWorld(dialect);
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
