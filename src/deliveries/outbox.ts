@@ -74,6 +74,13 @@ export async function syncDeliveries(
     // old class) would otherwise take its rows in opposite orders (a deadlock).
     if (postgres) existingQuery = existingQuery.orderBy('id').forNoKeyUpdate();
     const existingRows = await existingQuery.execute();
+    // Cancelled rows tried before: whether they went in a multicast chunk decides their key if revived.
+    const tried = existingRows.filter((r) => r.state === 'cancelled' && r.attempts > 0).map((r) => r.id);
+    const inChunks = new Set<number>();
+    for (const part of chunked(tried)) {
+      const rows = await trx.selectFrom('line_multicast_members').select('delivery_id').where('delivery_id', 'in', part).execute();
+      for (const r of rows) if (r.delivery_id !== null) inChunks.add(r.delivery_id);
+    }
     const byAppointment = new Map<number, typeof existingRows>();
     for (const row of existingRows) byAppointment.set(row.appointment_id, [...(byAppointment.get(row.appointment_id) ?? []), row]);
     const inserts = [];
@@ -90,6 +97,7 @@ export async function syncDeliveries(
         scheduleVersion: r.schedule_version,
         attempts: r.attempts,
         occasion: r.class_starts_at && r.class_ends_at ? { startsAt: toDate(r.class_starts_at), endsAt: toDate(r.class_ends_at) } : null,
+        inChunk: inChunks.has(r.id),
         before: r.state === 'sent' ? `sent at ${toDate(r.sent_at ?? r.due_at).toISOString()}${r.line_request_id ? ` (LINE request ${r.line_request_id})` : ''}` : `${r.state}${r.last_error ? `: ${r.last_error}` : ''}`,
       }));
       const live = !b.cancelled && !b.scheduleCancelled;

@@ -64,8 +64,10 @@ export type DeliveryChange =
    */
   | { action: 'leave'; id: number; reason: string; cancel: boolean }
   /**
-   * A cancelled message owed again (the booking or class is back). Tried before (`newKey`): a new key,
-   * since whatever went out under the old one (a multicast chunk resent to the others) left it out.
+   * A cancelled message owed again (the booking or class is back). Tried before in a multicast chunk
+   * (`newKey`): a new key, since the chunk may have been resent to the others under its key, without
+   * this student. Tried before by push, it keeps its own key: if LINE accepted that push (its answer
+   * lost), the resend is a 409 and the student is not sent it twice.
    */
   | { action: 'revive'; id: number; planned: PlannedDelivery; newKey: boolean };
 
@@ -80,6 +82,11 @@ export interface ExistingDelivery {
   attempts: number;
   /** The class times it was made for; null when unknown (rows from before they were stored). */
   occasion: Occasion | null;
+  /**
+   * Whether it was sent as part of a multicast chunk (whose key is the chunk's); false: by push,
+   * under its own key. Unknown (absent): taken as a chunk member.
+   */
+  inChunk?: boolean;
 }
 
 const SETTLED = new Set(['sent', 'expired', 'failed', 'skipped']);
@@ -139,7 +146,7 @@ export function reconcileDeliveries(
     }
     const moved = active.moved === true || d.scheduleVersion !== version;
     const dueMoved = d.dueAt.getTime() !== planned.dueAt.getTime();
-    if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned, newKey: d.attempts > 0 });
+    if (d.state === 'cancelled') changes.push({ action: 'revive', id: d.id, planned, newKey: d.attempts > 0 && d.inChunk !== false });
     // A waiting row made before class times were stored gets them (without them it counts as drifted).
     else if ((d.state === 'pending' || d.state === 'sending') && (dueMoved || d.notAfter.getTime() !== planned.notAfter.getTime() || moved || (d.state === 'pending' && !d.occasion))) {
       changes.push({ action: 'retime', id: d.id, planned, newKey: moved && (d.attempts > 0 || d.state === 'sending') });

@@ -187,6 +187,21 @@ describe.each(dialects)('delivery engine on %s', (dialect) => {
     expect((await w.metrics.alerts.get()).values.find((v) => v.labels.reason === 'message_invalid')?.value).toBe(2);
   });
 
+  it('a pushed link LINE took but whose answer was lost, cancelled and re-booked, is not sent twice (the push keeps its key)', async () => {
+    w = await openEngineWorld(dialect, { line: { retry: { baseDelay: '30s', maxDelay: '1m' } } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });
+    w.h.emulator.faults.add({ method: 'POST', path: '/v2/bot/message/push', fault: { kind: 'after-accept-drop' } });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:50:01Z');
+    const book = (cancelled: boolean) => upsertAppointments(w.h.database.db, w.h.clock, [{ externalId: 'c1-1', scheduleExternalId: 'c1', student: { channel: 'school-a', lineUserId: userId(1) }, cancelled }], { onDeliveriesChanged: (ids) => engine.notifyChanged(ids) });
+    await book(true);
+    await book(false);
+    await w.advance(120_000);
+    expect(w.h.emulator.received(userId(1))).toHaveLength(1);
+    expect(await w.h.database.db.selectFrom('deliveries').select(['state', 'last_error']).executeTakeFirstOrThrow()).toMatchObject({ state: 'sent', last_error: expect.stringMatching(/409/) });
+  });
+
   it('expires a delivery left mid-send past its window with a reason that says it may have gone out', async () => {
     w = await openEngineWorld(dialect);
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1], { feedbackUrl: null });

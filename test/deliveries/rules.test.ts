@@ -42,6 +42,12 @@ describe('due times', () => {
       { action: 'revive', id: 1, planned: wanted[0], newKey: false },
       { action: 'create', planned: wanted[1] },
     ]);
+    // Revived after a try: a multicast chunk member gets a new key (the chunk may have gone out
+    // without it); a push keeps its own (LINE may have taken it: the resend is then a 409).
+    const tried = { ...meeting, state: 'cancelled', attempts: 1 };
+    expect(reconcileDeliveries([{ ...tried, inChunk: true }], wanted.slice(0, 1), { live: true, reason: '' }, 2, before)).toEqual([{ action: 'revive', id: 1, planned: wanted[0], newKey: true }]);
+    expect(reconcileDeliveries([tried], wanted.slice(0, 1), { live: true, reason: '' }, 2, before)).toEqual([{ action: 'revive', id: 1, planned: wanted[0], newKey: true }]);
+    expect(reconcileDeliveries([{ ...tried, inChunk: false }], wanted.slice(0, 1), { live: true, reason: '' }, 2, before)).toEqual([{ action: 'revive', id: 1, planned: wanted[0], newKey: false }]);
     // A waiting row made before class times were stored: re-timed in place to record them, key kept.
     const planned = wanted[0] ?? { dueAt: start, notAfter: end };
     expect(reconcileDeliveries([{ ...meeting, dueAt: planned.dueAt, notAfter: planned.notAfter, scheduleVersion: 2, occasion: null }], wanted.slice(0, 1), { live: true, reason: '' }, 2, before)).toEqual([{ action: 'retime', id: 1, planned: wanted[0], newKey: false }]);
