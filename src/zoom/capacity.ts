@@ -4,7 +4,8 @@ import { fitsBasic, planMeeting, type ClassTime, type MeetingSettings } from './
 
 /**
  * The capacity view: for the coming days, how many classes run at once against how many hosts can
- * take them, and how many meeting creates each UTC day needs against the hosts' daily budget, so
+ * take them, and how many meeting writes (creates, then closes) each UTC day needs against the hosts'
+ * daily budget, so
  * an operator learns on Monday that Thursday 20:00 needs two more licensed hosts.
  */
 export interface Shortfall {
@@ -23,6 +24,11 @@ export interface DayCapacity {
   peakAt: string | null;
   /** Meeting creates this UTC day (meetings are made about `horizon` before the class). */
   creates: number;
+  /** Meeting closes this UTC day (join before host turned off once a class and its buffer are over). */
+  closes: number;
+  /** Creates and closes: both spend a host's daily meeting writes (moves too, not forecast). */
+  writes: number;
+  /** The enabled hosts' meeting writes per UTC day. */
   createBudget: number;
   shortfalls: Shortfall[];
 }
@@ -42,10 +48,12 @@ export function computeCapacity(
 ): CapacityReport {
   // Sweep over window edges: +1 at a window's start, −1 at its end (ends sort first: back-to-back is fine).
   const edges: { at: number; delta: number; basic: boolean }[] = [];
+  const closes: number[] = [];
   for (const c of classes) {
     const basic = c.trial && fitsBasic(c, s);
     const plan = planMeeting(c, basic && hosts.basic > 0 ? 'basic' : 'licensed', s);
     edges.push({ at: plan.windowStart.getTime(), delta: 1, basic }, { at: plan.windowEnd.getTime(), delta: -1, basic });
+    closes.push(plan.windowEnd.getTime());
   }
   edges.sort((a, b) => a.at - b.at || a.delta - b.delta);
   const days = new Map<string, DayCapacity>();
@@ -53,7 +61,7 @@ export function computeCapacity(
     const day = new Date(ms).toISOString().slice(0, 10);
     let d = days.get(day);
     if (!d) {
-      d = { day, classes: 0, peakConcurrent: 0, peakAt: null, creates: 0, createBudget: (hosts.licensed + hosts.basic) * o.hostWriteCap, shortfalls: [] };
+      d = { day, classes: 0, peakConcurrent: 0, peakAt: null, creates: 0, closes: 0, writes: 0, createBudget: (hosts.licensed + hosts.basic) * o.hostWriteCap, shortfalls: [] };
       days.set(day, d);
     }
     return d;
@@ -63,6 +71,9 @@ export function computeCapacity(
     dayOf(c.startsAt.getTime()).classes++;
     dayOf(Math.max(o.from.getTime(), c.startsAt.getTime() - o.horizonMs)).creates++;
   }
+  // Each meeting is closed once its host window is over.
+  for (const at of closes) dayOf(at).closes++;
+  for (const d of days.values()) d.writes = d.creates + d.closes;
   let total = 0;
   let basicOnes = 0;
   for (let i = 0; i < edges.length; i++) {

@@ -23,8 +23,10 @@ describe('capacity view', () => {
     expect(thursday).toMatchObject({ classes: 5, peakConcurrent: 4, peakAt: '2026-12-03T11:50:00.000Z' });
     expect(thursday?.shortfalls).toEqual([{ from: '2026-12-03T11:50:00.000Z', to: '2026-12-03T13:00:00.000Z', classes: 4, hosts: 2, missing: 2 }]);
     expect(report.days.find((d) => d.day === '2026-12-01')?.shortfalls).toEqual([]);
-    // Creates happen about 48 h ahead: Thursday's classes are created on Tuesday.
-    expect(report.days.find((d) => d.day === '2026-12-01')).toMatchObject({ creates: 6, createBudget: 180 });
+    // Creates happen about 48 h ahead: Thursday's classes are created on Tuesday. Each meeting is
+    // closed after its class, a host write too: Tuesday closes its own class's meeting.
+    expect(report.days.find((d) => d.day === '2026-12-01')).toMatchObject({ creates: 6, closes: 1, writes: 7, createBudget: 180 });
+    expect(report.days.find((d) => d.day === '2026-12-03')).toMatchObject({ creates: 0, closes: 5, writes: 5 });
   });
 
   it('counts basic hosts only for the short trial classes they can take', () => {
