@@ -1,7 +1,7 @@
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { ImagemapImages } from '../line/imagemap.ts';
-import { prepareNewMulticasts, sendMulticastChunk } from '../line/multicast.ts';
+import { prepareNewMulticasts, sendMulticastChunk } from '../line/multicast-send.ts';
 import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
 import { toDate } from '../db/row.ts';

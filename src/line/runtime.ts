@@ -11,7 +11,7 @@ import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import { createLineClient } from './client.ts';
 import { createRequestLog } from './requests.ts';
 import { createGroupCommit } from '../db/group-commit.ts';
-import { markChunksSent, type SentChunk } from './multicast.ts';
+import { markChunksSent, type SentChunk } from './multicast-send.ts';
 import type { SendDeps } from './send.ts';
 
 /**

@@ -11,7 +11,7 @@ import { describeProblems, messageProblems, type OutMessage } from './messages.t
 import { classifySend, type SendOutcome } from './outcomes.ts';
 import type { ChannelPool, PoolChannel } from './pool.ts';
 import type { GroupCommit } from '../db/group-commit.ts';
-import type { SentChunk } from './multicast.ts';
+import type { SentChunk } from './multicast-send.ts';
 import type { RateEndpoint, RateLimiter } from './rate-limiter.ts';
 import type { RequestLog } from './requests.ts';
 

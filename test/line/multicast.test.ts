@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/errors.ts';
 import { textMessage } from '../../src/line/messages.ts';
-import { createMulticastChunks, getMulticastChunk, prepareNewMulticasts, sendMulticastChunk } from '../../src/line/multicast.ts';
+import { createMulticastChunks, getMulticastChunk } from '../../src/line/multicast.ts';
+import { prepareNewMulticasts, sendMulticastChunk } from '../../src/line/multicast-send.ts';
 import { lineRequestsForKey } from '../../src/line/requests.ts';
 import { dialects } from '../support/databases.ts';
 import { updateLineChannel } from '../../src/line/channels.ts';
