@@ -56,12 +56,17 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
   const klass = (id: string, startsAt: string) => ({ externalId: id, title: `Class ${id}`, startsAt: new Date(startsAt), endsAt: new Date(new Date(startsAt).getTime() + 50 * 60_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: false });
   const booking = (externalId: string, schedule: string, student: number): AppointmentInput => ({ externalId, scheduleExternalId: schedule, student: { channel: 'school-a', lineUserId: userId(student) }, cancelled: false });
 
-  it('a booking batch moving bookings into classes in its own order does not deadlock with a schedule batch moving those classes', async () => {
+  /** c1 and c2 empty, c3 with bookings c3-1 and c3-2 (students 1 and 2), which the tests move. */
+  const threeClasses = async (): Promise<Db> => {
     w = await openEngineWorld(dialect);
-    const { db } = w.h.database;
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
     await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
     await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
+    return w.h.database.db;
+  };
+
+  it('a booking batch moving bookings into classes in its own order does not deadlock with a schedule batch moving those classes', async () => {
+    const db = await threeClasses();
     // The booking batch pauses right after its first write of a booking (a booking written into a
     // class holds that class, as the foreign key check does)...
     const outcomes = await race(
@@ -89,11 +94,7 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
   });
 
   it('a booking batch holds every class it writes into before its first booking write, so a schedule batch on them waits for it whole', async () => {
-    w = await openEngineWorld(dialect);
-    const { db } = w.h.database;
-    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [], { feedbackUrl: null });
-    await w.klass('c2', '2026-12-01T14:00:00Z', 50, [], { feedbackUrl: null });
-    await w.klass('c3', '2026-12-01T16:00:00Z', 50, [1, 2], { feedbackUrl: null });
+    const db = await threeClasses();
     // Paused once it has locked the bookings it writes, before writing any: a writer that took each
     // class only as it wrote a booking into it (in one statement or many) would hold none of them yet.
     const outcomes = await race(
