@@ -29,3 +29,24 @@ export function inIds(db: Db, column: string, ids: readonly number[]): RawBuilde
     ? sql<SqlBool>`${sql.ref(column)} = any(${[...ids]}::bigint[])`
     : sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${JSON.stringify(ids)}))`;
 }
+
+/** How a column of `valuesTable` is typed: VALUES lists carry no column types on PostgreSQL. */
+export type ValuesColumn = 'id' | 'int' | 'flag' | 'instant' | 'text';
+
+/**
+ * Rows of values as a derived table `v` with named, typed columns, for one `update … from` that gives
+ * each of many rows its own values: a statement per row was most of a bulk write's time. `columns`
+ * names each position of every row.
+ */
+export function valuesTable(db: Db, columns: readonly (readonly [name: string, type: ValuesColumn])[], rows: readonly (readonly unknown[])[]): RawBuilder<unknown> {
+  const postgres = dialectOf(db) === 'postgres';
+  const typed = (i: number, type: ValuesColumn) => {
+    const column = sql.ref(`column${i + 1}`);
+    if (type === 'text' || (type === 'instant' && !postgres)) return column;
+    const to = type === 'instant' ? 'timestamptz' : type === 'flag' && postgres ? 'boolean' : type === 'id' && postgres ? 'bigint' : 'integer';
+    return sql`cast(${column} as ${sql.raw(to)})`;
+  };
+  const select = sql.join(columns.map(([name, type], i) => sql`${typed(i, type)} as ${sql.id(name)}`));
+  const values = sql.join(rows.map((row) => sql`(${sql.join(row.map((value) => sql`${value}`))})`));
+  return sql`(select ${select} from (values ${values}) as t) as v`;
+}

@@ -2,7 +2,7 @@ import { sql, type Selectable } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
 import { dbNow } from '../db/db-clock.ts';
-import { inIds, toDate } from '../db/row.ts';
+import { inIds, toDate, valuesTable } from '../db/row.ts';
 import type { DeliveriesTable, DeliveryKind, DeliveryState } from '../db/tables.ts';
 
 /** A delivery this worker holds a lease on. `leaseToken` fences its completion. */
@@ -210,15 +210,12 @@ export async function claimableBefore(db: Db, until: Date, afterId = 0, limit = 
 export async function completeSent(db: Db, clock: Clock, token: string, sent: readonly { id: number; requestId: string | null; note: string | null; sentAt: Date }[]): Promise<number> {
   if (sent.length === 0) return 0;
   const now = clock.now();
-  const postgres = dialectOf(db) === 'postgres';
-  const idType = postgres ? sql`bigint` : sql`integer`;
-  // When LINE accepted each one, not when this write happens.
-  const sentAt = postgres ? sql`cast(column4 as timestamptz)` : sql`column4`;
-  const rows = sql.join(sent.map((s) => sql`(${s.id}, ${s.requestId}, ${s.note}, ${s.sentAt})`));
+  // sent_at: when LINE accepted each one, not when this write happens.
+  const v = valuesTable(db, [['id', 'id'], ['rid', 'text'], ['note', 'text'], ['sent_at', 'instant']], sent.map((s) => [s.id, s.requestId, s.note, s.sentAt]));
   const result = await sql`
     update deliveries set state = 'sent', sent_at = v.sent_at, line_request_id = v.rid, last_error = v.note,
       lease_owner = null, lease_token = null, lease_expires_at = null, updated_at = ${now}
-    from (select cast(column1 as ${idType}) as id, column2 as rid, column3 as note, ${sentAt} as sent_at from (values ${rows}) as t) as v
+    from ${v}
     where deliveries.id = v.id and deliveries.lease_token = ${token}`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

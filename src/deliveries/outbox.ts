@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
-import { toBool, toDate } from '../db/row.ts';
+import { toBool, toDate, valuesTable } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
 import { LEFT_CLASS_VERSION, plannedDeliveries, reconcileDeliveries, type DeliveryRules } from './rules.ts';
 
@@ -195,10 +195,11 @@ interface Retime {
  */
 async function retimeMany(trx: Db, now: Date, rows: readonly Retime[]): Promise<void> {
   if (rows.length === 0) return;
-  const postgres = dialectOf(trx) === 'postgres';
-  const idType = postgres ? sql`bigint` : sql`integer`;
-  const instant = (column: string) => (postgres ? sql`cast(${sql.ref(column)} as timestamptz)` : sql.ref(column));
-  const values = sql.join(rows.map((r) => sql`(${r.id}, ${r.dueAt}, ${r.notAfter}, ${r.version}, ${r.startsAt}, ${r.endsAt}, ${r.note}, ${r.retryKey})`));
+  const v = valuesTable(
+    trx,
+    [['id', 'id'], ['due_at', 'instant'], ['not_after', 'instant'], ['version', 'int'], ['starts_at', 'instant'], ['ends_at', 'instant'], ['note', 'text'], ['retry_key', 'text']],
+    rows.map((r) => [r.id, r.dueAt, r.notAfter, r.version, r.startsAt, r.endsAt, r.note, r.retryKey]),
+  );
   await sql`
     update deliveries set state = 'pending', due_at = v.due_at, not_after = v.not_after, available_at = v.due_at, schedule_version = v.version,
       class_starts_at = v.starts_at, class_ends_at = v.ends_at, lease_owner = null, lease_token = null, lease_expires_at = null,
@@ -207,11 +208,7 @@ async function retimeMany(trx: Db, now: Date, rows: readonly Retime[]): Promise<
       attempts = case when v.retry_key is null then deliveries.attempts else 0 end,
       sent_at = case when v.retry_key is null then deliveries.sent_at else null end,
       line_request_id = case when v.retry_key is null then deliveries.line_request_id else null end
-    from (
-      select cast(column1 as ${idType}) as id, ${instant('column2')} as due_at, ${instant('column3')} as not_after, cast(column4 as integer) as version,
-        ${instant('column5')} as starts_at, ${instant('column6')} as ends_at, column7 as note, column8 as retry_key
-      from (values ${values}) as t
-    ) as v
+    from ${v}
     where deliveries.id = v.id`.execute(trx);
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { dialectOf, type Db } from '../db/database.ts';
+import type { Db } from '../db/database.ts';
+import { valuesTable } from '../db/row.ts';
 import { coerceError } from '../errors.ts';
 import type { OutMessage } from './messages.ts';
 import type { LineCall } from './client.ts';
@@ -67,13 +68,10 @@ export interface SentChunk {
 /** Marks chunks sent, many in one statement. */
 export async function markChunksSent(db: Db, chunks: readonly SentChunk[]): Promise<void> {
   if (chunks.length === 0) return;
-  const postgres = dialectOf(db) === 'postgres';
-  const idType = postgres ? sql`bigint` : sql`integer`;
-  const at = postgres ? sql`cast(column4 as timestamptz)` : sql`column4`;
-  const rows = sql.join(chunks.map((c) => sql`(${c.id}, ${c.requestId}, ${c.acceptedRequestId}, ${c.at})`));
+  const v = valuesTable(db, [['id', 'id'], ['rid', 'text'], ['acc', 'text'], ['at', 'instant']], chunks.map((c) => [c.id, c.requestId, c.acceptedRequestId, c.at]));
   await sql`
     update line_multicasts set state = 'sent', sent_at = v.at, line_request_id = v.rid, accepted_request_id = v.acc, last_error = null, updated_at = v.at
-    from (select cast(column1 as ${idType}) as id, column2 as rid, column3 as acc, ${at} as at from (values ${rows}) as t) as v
+    from ${v}
     where line_multicasts.id = v.id`.execute(db);
 }
 

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { dialectOf, type Db } from '../db/database.ts';
-import { toBool, toDate, toOptionalDate } from '../db/row.ts';
+import { toBool, toDate, toOptionalDate, valuesTable } from '../db/row.ts';
 import type { DeliveryKind, DeliveryState, FollowingStatus } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { conflict, invalid, notFound, type DomainError } from '../errors.ts';
@@ -210,19 +210,15 @@ interface AppointmentUpdate {
 /** Writes many bookings in one statement: a bulk move of thousands was a round trip each. */
 async function updateAppointments(trx: Db, rows: readonly AppointmentUpdate[]): Promise<void> {
   if (rows.length === 0) return;
-  const postgres = dialectOf(trx) === 'postgres';
-  const idType = postgres ? sql`bigint` : sql`integer`;
-  const flag = postgres ? sql`boolean` : sql`integer`;
-  const instant = postgres ? sql`cast(column6 as timestamptz)` : sql`column6`;
-  const values = sql.join(rows.map((r) => sql`(${r.id}, ${r.scheduleId}, ${r.memberId}, ${r.cancelled}, ${r.revision}, ${r.updatedAt})`));
+  const v = valuesTable(
+    trx,
+    [['id', 'id'], ['schedule_id', 'id'], ['member_id', 'id'], ['cancelled', 'flag'], ['revision', 'id'], ['updated_at', 'instant']],
+    rows.map((r) => [r.id, r.scheduleId, r.memberId, r.cancelled, r.revision, r.updatedAt]),
+  );
   await sql`
     update appointments set schedule_id = v.schedule_id, member_id = v.member_id, cancelled = v.cancelled, source_revision = v.revision,
       updated_at = coalesce(v.updated_at, appointments.updated_at)
-    from (
-      select cast(column1 as ${idType}) as id, cast(column2 as ${idType}) as schedule_id, cast(column3 as ${idType}) as member_id,
-        cast(column4 as ${flag}) as cancelled, cast(column5 as ${idType}) as revision, ${instant} as updated_at
-      from (values ${values}) as t
-    ) as v
+    from ${v}
     where appointments.id = v.id`.execute(trx);
 }
 
