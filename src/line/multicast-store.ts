@@ -97,11 +97,8 @@ export async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChun
     await inTransaction(db, async (tx) => {
       if (leaseToken !== undefined) {
         const ids = chunks.flatMap((c) => c.recipients.map((r) => r.deliveryId));
-        const ours = new Set<number>();
-        for (const part of chunked(ids, 10_000)) {
-          const rows = await tx.selectFrom('deliveries').select('id').where(inIds(tx, 'id', part)).where('lease_token', '=', leaseToken).execute();
-          for (const r of rows) ours.add(r.id);
-        }
+        const rows = await tx.selectFrom('deliveries').select('id').where(inIds(tx, 'id', ids)).where('lease_token', '=', leaseToken).execute();
+        const ours = new Set(rows.map((r) => r.id));
         for (const id of ids) if (!ours.has(id)) lost.add(id);
       }
       const kept = chunks.filter((c) => c.recipients.some((r) => !lost.has(r.deliveryId)));
