@@ -205,17 +205,19 @@ export async function claimableBefore(db: Db, until: Date, afterId = 0, limit = 
 
 /**
  * Marks many claimed deliveries sent in one statement (each with its own LINE request id), fenced on
- * the lease token like `complete` (and, like it, on the token only). Returns how many rows changed.
+ * the lease token like `complete` (and, like it, on the token only). Returns the ids of the rows it
+ * changed: those still under this lease.
  */
-export async function completeSent(db: Db, clock: Clock, token: string, sent: readonly { id: number; requestId: string | null; note: string | null; sentAt: Date }[]): Promise<number> {
-  if (sent.length === 0) return 0;
+export async function completeSent(db: Db, clock: Clock, token: string, sent: readonly { id: number; requestId: string | null; note: string | null; sentAt: Date }[]): Promise<number[]> {
+  if (sent.length === 0) return [];
   const now = clock.now();
   // sent_at: when LINE accepted each one, not when this write happens.
   const v = valuesTable(db, [['id', 'id'], ['rid', 'text'], ['note', 'text'], ['sent_at', 'instant']], sent.map((s) => [s.id, s.requestId, s.note, s.sentAt]));
-  const result = await sql`
+  const result = await sql<{ id: number | string }>`
     update deliveries set state = 'sent', sent_at = v.sent_at, line_request_id = v.rid, last_error = v.note,
       lease_owner = null, lease_token = null, lease_expires_at = null, updated_at = ${now}
     from ${v}
-    where deliveries.id = v.id and deliveries.lease_token = ${token}`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+    where deliveries.id = v.id and deliveries.lease_token = ${token}
+    returning deliveries.id`.execute(db);
+  return result.rows.map((r) => Number(r.id));
 }

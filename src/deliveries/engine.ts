@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { createLimiter } from '../concurrency.ts';
 import type { Db } from '../db/database.ts';
-import { inIds, toDate } from '../db/row.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { OutMessage } from '../line/messages.ts';
@@ -148,44 +147,19 @@ export function createSendPath(deps: EngineDeps) {
     if (c.state === 'pending') page.report.nextRetryAt = Math.min(page.report.nextRetryAt ?? Infinity, clock.now().getTime() + c.afterMs);
   };
 
-  /**
-   * Which of a flushed buffer's deliveries this write changed, when the lease was lost for only some
-   * of them (rare: a class moved, or another worker took part of the page over): those now recorded
-   * sent with this write's instant and request id. Metrics only: a failed read counts none.
-   */
-  const ownWrites = async (buffer: readonly SentEntry[], n: number): Promise<readonly SentEntry[]> => {
-    if (n >= buffer.length) return buffer;
-    if (n === 0) return [];
-    const rows = await db
-      .selectFrom('deliveries')
-      .select(['id', 'state', 'sent_at', 'line_request_id'])
-      .where(inIds(db, 'id', buffer.map((b) => b.id)))
-      .execute()
-      .catch((error: unknown) => {
-        logger.warn({ err: coerceError(error) }, 'could not read which deliveries this worker recorded sent; not counted in the lateness metric');
-        return [];
-      });
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    return buffer
-      .filter((b) => {
-        const r = byId.get(b.id);
-        return r?.state === 'sent' && r.sent_at !== null && toDate(r.sent_at).getTime() === b.sentAt.getTime() && r.line_request_id === b.requestId;
-      })
-      .slice(0, n);
-  };
-
   // Sent outcomes of a page are written together (one statement per flush); others one by one.
   const flushSent = async (page: Page): Promise<void> => {
     const buffer = page.sent;
     if (!buffer.length) return;
     page.sent = [];
-    const n = await completeSent(db, clock, page.token, buffer);
-    if (n < buffer.length) {
+    const written = new Set(await completeSent(db, clock, page.token, buffer));
+    if (written.size < buffer.length) {
       // LINE accepted these; the request ids are what a support inquiry needs, so they are logged here.
-      logger.warn({ lost: buffer.length - n, sent: buffer.map((b) => ({ delivery: b.id, requestId: b.requestId })) }, 'lease lost before completion; the newer holder decides (fencing)');
+      logger.warn({ lost: buffer.length - written.size, sent: buffer.map((b) => ({ delivery: b.id, requestId: b.requestId })) }, 'lease lost before completion; the newer holder decides (fencing)');
     }
-    counted(page, { state: 'sent', requestId: null }, n);
-    for (const b of await ownWrites(buffer, n)) {
+    counted(page, { state: 'sent', requestId: null }, written.size);
+    // Lateness and duplicates prevented only for the rows this write changed (fencing).
+    for (const b of buffer.filter((e) => written.has(e.id))) {
       const due = page.due.get(b.id);
       if (due) metrics.lateness.observe(Math.max(0, b.sentAt.getTime() - due.getTime()) / 1000);
       // Per student whose message LINE's 409 kept from going out twice (a multicast's 409 covers its whole chunk).
