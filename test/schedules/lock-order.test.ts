@@ -128,7 +128,7 @@ describe.runIf(TEST_DATABASE_URL)('the order writers lock rows in, on postgres',
     const at = (i: number, minutes = 0) => klass(`k${i}`, new Date(Date.parse('2026-12-02T00:00:00Z') + i * 3_600_000 + minutes * 60_000).toISOString());
     const range = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => from + k);
     await upsertSchedules(db, w.h.clock, range(0, 1000).map((i) => at(i)));
-    // The first batch (k0-k599) pauses once it holds its first 500 classes...
+    // The first batch (k0-k599) pauses once it holds its classes...
     const outcomes = await race(
       db,
       (node) => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"schedules"') && /"ForUpdate"/.test(JSON.stringify(node)),
