@@ -6,7 +6,7 @@ import { buildNotification } from '../line/notifications.ts';
 import { sendPush, type SendDeps } from '../line/send.ts';
 import { toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
-import type { DeliverySender, Retry, SendUnit } from './engine.ts';
+import type { DeliverySender, Retry, SendUnit } from './sender.ts';
 
 /** The engine's sender on the LINE module: messages from the templates, push and multicast with stored keys. */
 export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: SendDeps; imagemap: ImagemapImages }): DeliverySender {
@@ -40,7 +40,7 @@ export function lineDeliverySender(deps: { db: Db; config: ConfigStore; send: Se
           recipients: units.map((u) => ({ memberId: u.memberId, deliveryId: u.deliveryId, lineUserId: u.lineUserId })),
           messages,
         })),
-        { leaseToken },
+        leaseToken,
       );
     },
     async retries(items) {

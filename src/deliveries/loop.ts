@@ -6,7 +6,8 @@ import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { claimableBefore } from './claim.ts';
 import { nextCronTick } from './cron.ts';
-import type { DrainReport, PageReport, SendPath } from './engine.ts';
+import type { SendPath } from './engine.ts';
+import type { DrainReport, PageReport } from './page.ts';
 import type { EngineSettings } from './settings.ts';
 import { createTimingWheel, type TimingWheel } from './wheel.ts';
 

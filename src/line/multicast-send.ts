@@ -83,15 +83,15 @@ export async function markChunksSent(db: Db, chunks: readonly SentChunk[]): Prom
  * those deliveries finds it and sends it with the same key. A chunk LINE would refuse, or for a
  * channel that may not send now, is not stored: its call only reports why.
  *
- * `leaseToken` (the engine's claim): a member goes into a chunk only while its delivery still carries
- * that lease, checked in the statement that stores the chunk, with the delivery rows locked. A worker
- * that lost its lease before storing (it stalled; another took the deliveries over, found no chunk
- * and pushed each under the delivery's own key) stores nothing for those deliveries and sends
- * nothing to them: a new key for them would deliver twice.
+ * `leaseToken` (the engine's claim; every caller has one, so no chunk is ever stored unfenced): a
+ * member goes into a chunk only while its delivery still carries that lease, checked in the
+ * statement that stores the chunk, with the delivery rows locked. A worker that lost its lease
+ * before storing (it stalled; another took the deliveries over, found no chunk and pushed each
+ * under the delivery's own key) stores nothing for those deliveries and sends nothing to them: a
+ * new key for them would deliver twice.
  */
-export async function prepareNewMulticasts(deps: SendDeps, inputs: readonly NewMulticast[], options: { leaseToken?: string } = {}): Promise<(() => Promise<SendOutcome>)[]> {
+export async function prepareNewMulticasts(deps: SendDeps, inputs: readonly NewMulticast[], leaseToken: string): Promise<(() => Promise<SendOutcome>)[]> {
   const { db, clock } = deps;
-  const { leaseToken } = options;
   // Why a channel may not send now (null: it may), asked once per channel for the page.
   const refusals = new Map<number, SendOutcome | null>();
   const refusalOf = async (channelId: number): Promise<SendOutcome | undefined> => {

@@ -14,13 +14,9 @@ export interface NewMulticast {
  * A new chunk that never went out (never accepted by LINE) is let go by the deliveries this worker
  * still holds (`leaseToken`), locked while it does so; the chunk itself goes once no member is left.
  * A delivery another worker took over meanwhile keeps it: that worker may be resending it under its
- * key. Without a token the chunk is dropped whole.
+ * key.
  */
-export async function dropUnsentChunk(db: Db, id: number, leaseToken: string | undefined): Promise<void> {
-  if (leaseToken === undefined) {
-    await db.deleteFrom('line_multicasts').where('id', '=', id).where('state', '=', 'pending').execute();
-    return;
-  }
+export async function dropUnsentChunk(db: Db, id: number, leaseToken: string): Promise<void> {
   await inTransaction(db, async (trx) => {
     let mine = trx
       .selectFrom('deliveries')
@@ -55,11 +51,11 @@ export interface StoredChunks {
 /**
  * The chunks and their member sets, as their first attempt. On PostgreSQL one statement (a
  * data-modifying CTE); on SQLite, where a statement costs no network round trip, one multi-row insert
- * for the chunks and one for their members. With `leaseToken`, fenced: in the same transaction the
+ * for the chunks and one for their members. Fenced on `leaseToken`: in the same transaction the
  * deliveries are locked and only those still carrying the token are stored as members; a chunk with
  * none left is not stored at all.
  */
-export async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChunk[], leaseToken: string | undefined): Promise<StoredChunks> {
+export async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChunk[], leaseToken: string): Promise<StoredChunks> {
   if (chunks.length === 0) return { ids: [], lost: new Set() };
   const byKey = new Map<string, number>();
   const lost = new Set<number>();
@@ -68,7 +64,7 @@ export async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChun
     const deliveryIds = members.map((m) => m[2]);
     // The fence: the page's deliveries still ours, locked until this statement commits (a claim
     // taking them over either went first, and they are not ours, or waits: SKIP LOCKED passes them).
-    const owned = leaseToken === undefined ? sql`select unnest(${deliveryIds}::bigint[]) as id` : sql`select id from deliveries where id = any(${deliveryIds}::bigint[]) and lease_token = ${leaseToken} for update`;
+    const owned = sql`select id from deliveries where id = any(${deliveryIds}::bigint[]) and lease_token = ${leaseToken} for update`;
     const result = await sql<{ id: number | string | null; retry_key: string | null; lost: number | string | null }>`
       with owned as (${owned}), wanted as (
         select r.retry_key, r.member_id, r.delivery_id
@@ -95,12 +91,10 @@ export async function storeNewChunks(db: Db, now: Date, chunks: readonly NewChun
   } else {
     // In one transaction: a failure leaves no chunk without its members.
     await inTransaction(db, async (tx) => {
-      if (leaseToken !== undefined) {
-        const ids = chunks.flatMap((c) => c.recipients.map((r) => r.deliveryId));
-        const rows = await tx.selectFrom('deliveries').select('id').where(inIds(tx, 'id', ids)).where('lease_token', '=', leaseToken).execute();
-        const ours = new Set(rows.map((r) => r.id));
-        for (const id of ids) if (!ours.has(id)) lost.add(id);
-      }
+      const ids = chunks.flatMap((c) => c.recipients.map((r) => r.deliveryId));
+      const rows = await tx.selectFrom('deliveries').select('id').where(inIds(tx, 'id', ids)).where('lease_token', '=', leaseToken).execute();
+      const ours = new Set(rows.map((r) => r.id));
+      for (const id of ids) if (!ours.has(id)) lost.add(id);
       const kept = chunks.filter((c) => c.recipients.some((r) => !lost.has(r.deliveryId)));
       for (const part of chunked(kept, 1000)) {
         const rows = await tx

@@ -16,10 +16,19 @@ export { userId };
 export interface EngineWorld {
   h: LineHarness;
   metrics: DeliveryMetrics;
-  /** `db`: the handle the engine uses (a test may watch its queries); the world's own by default. */
-  engine(owner?: string, db?: Db): DeliveryEngine;
-  /** A class on channel school-a with a meeting link, booked by `students` (user numbers). */
-  klass(id: string, startsAt: string, minutes: number, students: number[], extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null; minParticipants?: number }): Promise<void>;
+  /**
+   * `db`: the handle the engine uses (a test may watch its queries); the world's own by default.
+   * `senderDb`: the same for the LINE sender's own reads.
+   */
+  engine(owner?: string, db?: Db, senderDb?: Db): DeliveryEngine;
+  /** A class with a meeting link, booked by `students` (user numbers) on channel school-a unless `channel` says otherwise. */
+  klass(
+    id: string,
+    startsAt: string,
+    minutes: number,
+    students: number[],
+    extra?: { cancelled?: boolean; joinUrl?: string | null; feedbackUrl?: string | null; minParticipants?: number; channel?: 'school-a' | 'school-b' },
+  ): Promise<void>;
   /** What the provisioner does after a class moved: its meeting is moved to the new time (the new version). */
   meetingMoved(id: string): Promise<void>;
   received(): { to: string; text: string; at: string }[];
@@ -64,14 +73,14 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
   return {
     h,
     metrics,
-    engine(owner, db = h.database.db) {
+    engine(owner, db = h.database.db, senderDb = h.database.db) {
       const sendPath = createSendPath({
         db,
         clock: h.clock,
         settings,
         logger: h.logger,
         metrics,
-        sender: lineDeliverySender({ db: h.database.db, config: h.config, send: h.line.send, imagemap: h.line.imagemap }),
+        sender: lineDeliverySender({ db: senderDb, config: h.config, send: h.line.send, imagemap: h.line.imagemap }),
         ...(owner ? { owner } : {}),
       });
       const engine = createDeliveryEngine({ db, clock: h.clock, settings, logger: h.logger, sendPath });
@@ -96,7 +105,7 @@ export async function openEngineWorld(dialect: Dialect, config: ConfigInput = {}
         await upsertAppointments(
           h.database.db,
           h.clock,
-          students.map((n) => ({ externalId: `${id}-${n}`, scheduleExternalId: id, student: { channel: 'school-a', lineUserId: userId(n) }, cancelled: false })),
+          students.map((n) => ({ externalId: `${id}-${n}`, scheduleExternalId: id, student: { channel: extra.channel ?? 'school-a', lineUserId: userId(n) }, cancelled: false })),
           { rules },
         );
       }

@@ -6,7 +6,7 @@ import { prepareNewMulticasts, sendMulticastChunk } from '../../src/line/multica
 import { lineRequestsForKey } from '../../src/line/requests.ts';
 import { dialects } from '../support/databases.ts';
 import { updateLineChannel } from '../../src/line/channels.ts';
-import { countRows, createDelivery, openLineHarness, userId, type HarnessChannel, type LineHarness } from './support.ts';
+import { claimDeliveries, countRows, createDelivery, openLineHarness, userId, type HarnessChannel, type LineHarness } from './support.ts';
 
 const MULTICAST = '/v2/bot/message/multicast';
 
@@ -54,7 +54,8 @@ describe.each(dialects)('multicast on %s', (dialect) => {
       { channelId: h.a.row.id, recipients: await recipients(h.a, 300, 2), messages: [textMessage('x'.repeat(5001))] },
       { channelId: h.a.row.id, recipients: await recipients(h.a, 400, 4), messages: [textMessage('class four')] },
     ];
-    const calls = await prepareNewMulticasts(h.line.send, inputs);
+    const token = await claimDeliveries(h, inputs.flatMap((input) => input.recipients.map((r) => r.deliveryId)));
+    const calls = await prepareNewMulticasts(h.line.send, inputs, token);
     expect(calls).toHaveLength(4);
     expect(h.emulator.requests()).toEqual([]);
     const stored = await h.database.db.selectFrom('line_multicasts').select(['id', 'channel_id', 'retry_key', 'attempts']).orderBy('id').execute();
@@ -77,11 +78,16 @@ describe.each(dialects)('multicast on %s', (dialect) => {
     const good = await createDelivery(h, { channel: h.a, lineUserId: userId(1) });
     const twice = await createDelivery(h, { channel: h.a, lineUserId: userId(2) });
     const recipient = (d: typeof good, n: number) => ({ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(n) });
-    const calls = await prepareNewMulticasts(h.line.send, [
-      { channelId: h.a.row.id, recipients: [recipient(good, 1)], messages: [textMessage('one')] },
-      // The same member twice breaks the member set's key: this chunk cannot be stored.
-      { channelId: h.a.row.id, recipients: [recipient(twice, 2), recipient(twice, 2)], messages: [textMessage('two')] },
-    ]);
+    const token = await claimDeliveries(h, [good.deliveryId, twice.deliveryId]);
+    const calls = await prepareNewMulticasts(
+      h.line.send,
+      [
+        { channelId: h.a.row.id, recipients: [recipient(good, 1)], messages: [textMessage('one')] },
+        // The same member twice breaks the member set's key: this chunk cannot be stored.
+        { channelId: h.a.row.id, recipients: [recipient(twice, 2), recipient(twice, 2)], messages: [textMessage('two')] },
+      ],
+      token,
+    );
     const outcomes = await Promise.all(calls.map((call) => call()));
     expect(outcomes.map((o) => o.kind)).toEqual(['sent', 'retryable']);
     expect(outcomes[1]).toMatchObject({ reason: expect.stringContaining('could not store the multicast chunk') });
@@ -95,7 +101,8 @@ describe.each(dialects)('multicast on %s', (dialect) => {
   it('a chunk whose channel is disabled between storing and sending is held and dropped, never sent', async () => {
     h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
     const d = await createDelivery(h, { channel: h.a, lineUserId: userId(8) });
-    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(8) }], messages: [textMessage('hi')] }]);
+    const token = await claimDeliveries(h, [d.deliveryId]);
+    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(8) }], messages: [textMessage('hi')] }], token);
     expect(await countRows(h, 'line_multicasts')).toBe(1);
     await updateLineChannel(h.database.db, h.box, h.clock, h.a.row.id, { enabled: false });
     await h.line.pool.refresh();
@@ -108,9 +115,10 @@ describe.each(dialects)('multicast on %s', (dialect) => {
   it('a channel that may not send stores nothing; its calls report why', async () => {
     h = await openLineHarness(dialect, { emulator: { unknownUsers: 'deliver' } });
     const d = await createDelivery(h, { channel: h.a, lineUserId: userId(7) });
+    const token = await claimDeliveries(h, [d.deliveryId]);
     await updateLineChannel(h.database.db, h.box, h.clock, h.a.row.id, { enabled: false });
     await h.line.pool.refresh();
-    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(7) }], messages: [textMessage('hi')] }]);
+    const calls = await prepareNewMulticasts(h.line.send, [{ channelId: h.a.row.id, recipients: [{ memberId: d.memberId, deliveryId: d.deliveryId, lineUserId: userId(7) }], messages: [textMessage('hi')] }], token);
     expect(await calls[0]?.()).toEqual({ kind: 'channelPaused', until: null, reason: 'LINE channel school-a is disabled' });
     expect(await countRows(h, 'line_multicasts')).toBe(0);
     expect(h.emulator.requests()).toEqual([]);

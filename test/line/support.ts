@@ -6,6 +6,7 @@ import { loadConfig, parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { createConfigStore, type ConfigStore } from '../../src/config/store.ts';
 import type { Dialect } from '../../src/db/database.ts';
+import { claimDue } from '../../src/deliveries/claim.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
 import { insertLineChannel, type LineChannel } from '../../src/line/channels.ts';
 import { startLine, type LineRuntime } from '../../src/line/runtime.ts';
@@ -202,6 +203,20 @@ export async function createDelivery(
     .returning('id')
     .executeTakeFirstOrThrow();
   return { deliveryId: delivery.id, memberId: member.id, retryKey, scheduleId: schedule.id };
+}
+
+/**
+ * Claims these deliveries as the delivery engine does, once their time has come (the clock is moved
+ * to the latest of their due times if it is earlier), and returns the claim's lease token.
+ */
+export async function claimDeliveries(h: LineHarness, deliveryIds: readonly number[]): Promise<string> {
+  const rows = await h.database.db.selectFrom('deliveries').select('available_at').where('id', 'in', deliveryIds).execute();
+  const due = Math.max(...rows.map((r) => new Date(r.available_at).getTime()));
+  if (due > h.clock.now().getTime()) await h.clock.set(new Date(due));
+  const token = randomUUID();
+  const claimed = await claimDue(h.database.db, h.clock, { owner: 'test', token, leaseMs: 60_000, limit: deliveryIds.length, ids: deliveryIds });
+  if (claimed.length !== new Set(deliveryIds).size) throw new Error(`claimed ${claimed.length} of ${deliveryIds.length} deliveries`);
+  return token;
 }
 
 /** Row count of a table. */
