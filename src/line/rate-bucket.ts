@@ -22,14 +22,23 @@ export interface Reservation {
 }
 
 /**
- * `nowMs` is the database's clock, the one clock every replica shares (see `reserveTokens`). A mark
- * ahead of it mints nothing and is brought back to it: left there (a row written by a replica that
- * went by its own fast clock), it would hold every replica's tokens back until the database's clock
- * caught up with it.
+ * A mark further ahead of the database's clock than this was not left by replicas disagreeing by a
+ * few ms about that clock: the clock itself stepped back (or the row is older than the write guard
+ * in `reserveTokens`).
+ */
+export const CLOCK_STEP_MS = 1000;
+
+/**
+ * `nowMs` is the database's clock as this replica knows it (see `reserveTokens`). The mark never
+ * moves back: replicas' estimates of that clock differ by a few ms, and a mark moved back by one of
+ * them would mint those ms of tokens a second time. A mark ahead mints nothing until the clock
+ * reaches it, unless it is more than CLOCK_STEP_MS ahead: then it is brought back to the clock, which
+ * would otherwise hold every replica's tokens back until it caught up.
  */
 export function refill(state: BucketState, nowMs: number, limits: BucketLimits): BucketState {
+  if (state.refilledAt - nowMs > CLOCK_STEP_MS) return { tokens: state.tokens, refilledAt: nowMs };
   const elapsed = Math.max(0, nowMs - state.refilledAt);
-  return { tokens: Math.min(limits.capacity, state.tokens + (elapsed * limits.rate) / 1000), refilledAt: nowMs };
+  return { tokens: Math.min(limits.capacity, state.tokens + (elapsed * limits.rate) / 1000), refilledAt: Math.max(nowMs, state.refilledAt) };
 }
 
 export function reserve(state: BucketState, want: number, nowMs: number, limits: BucketLimits): Reservation {
@@ -38,7 +47,9 @@ export function reserve(state: BucketState, want: number, nowMs: number, limits:
   if (granted > 0) return { granted, next: { tokens: current.tokens - granted, refilledAt: current.refilledAt }, waitMs: 0 };
   // Wait for the whole want rather than one token: fewer, larger reservations keep the shared row cool.
   const target = Math.max(1, Math.min(want, Math.floor(limits.capacity)));
-  return { granted: 0, next: state, waitMs: Math.max(1, Math.ceil(((target - current.tokens) * 1000) / limits.rate)) };
+  // A mark still ahead of the clock refills from the mark on.
+  const ahead = current.refilledAt - nowMs;
+  return { granted: 0, next: state, waitMs: Math.max(1, ahead + Math.ceil(((target - current.tokens) * 1000) / limits.rate)) };
 }
 
 /** Capacity from the configured burst (time at the rate); never below one request. */

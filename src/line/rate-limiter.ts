@@ -47,8 +47,9 @@ export interface KnownBucket {
  * The bucket refills by the database's clock, never a replica's own: the refill mark is shared, and
  * one replica whose clock ran ahead would move it into every other replica's future and starve them
  * all until real time caught up. The read returns the database's time with the row; a known row
- * carries it forward by this process's clock since, and the write only lands if the mark it stores
- * is not ahead of the database's clock (a clock stepped forward since: the row is read again).
+ * carries it forward by this process's clock since, and the write only lands if that time is not
+ * ahead of the database's clock (a clock stepped forward since: the row is read again). The mark
+ * itself never moves back (see `refill`), so estimates a few ms apart mint no token twice.
  */
 export async function reserveTokens(
   db: Db,
@@ -84,14 +85,16 @@ export async function reserveTokens(
     }
     const decision = reserve({ tokens: row.tokens, refilledAt: row.refilledAt }, input.want, nowMs, limits);
     if (decision.granted === 0) return { granted: 0, waitMs: decision.waitMs, known: row };
+    // The version check makes the stored mark the one refilled from: the new mark is never behind it.
     const mark = new Date(decision.next.refilledAt);
+    const seen = new Date(nowMs);
     const result = await db
       .updateTable('line_rate_buckets')
       .set({ tokens: decision.next.tokens, refilled_at: mark, version: row.version + 1 })
       .where('channel_id', '=', channelId)
       .where('endpoint', '=', endpoint)
       .where('version', '=', row.version)
-      .where(postgres ? sql<SqlBool>`cast(${mark} as timestamptz) <= ${dbNow(db, clock)}` : sql<SqlBool>`${mark} <= ${dbNow(db, clock)}`)
+      .where(postgres ? sql<SqlBool>`cast(${seen} as timestamptz) <= ${dbNow(db, clock)}` : sql<SqlBool>`${seen} <= ${dbNow(db, clock)}`)
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) === 1) {
       return { granted: decision.granted, waitMs: 0, known: { ...decision.next, version: row.version + 1, dbAt: nowMs, localAt: clock.now().getTime() } };

@@ -65,6 +65,57 @@ describe.each(dialects)('the shared token bucket on %s', (dialect) => {
     expect(granted).toBe(total);
   });
 
+  it('two replicas whose estimates of the database clock differ by a few ms mint no token twice', async () => {
+    const { channel } = await setup(dialect);
+    // 1,000 requests/s with a 20 ms burst: capacity 20. B takes the database's clock to be 4 ms
+    // ahead of what A takes it to be (each replica's estimate is what it hands the database: dbNow).
+    const config = createConfigStore(parseConfig({ line: { rateLimits: { push: 1000 }, rateBurst: '20ms' } }, 'test'), { env: {} }, virtualClock('2026-12-01T00:00:00Z'));
+    const skewMs = 4;
+    const a = virtualClock('2026-12-01T00:00:00Z');
+    const b = virtualClock('2026-12-01T00:00:00Z');
+    b.databaseOffsetMs = skewMs;
+    const second = database.dialect === 'postgres' ? await openDatabase(database.url, { schema: database.schema ?? '', poolSize: 2 }) : database;
+    if (second !== database) closers.push(() => second.close());
+    const replicas = [createRateLimiter({ db: database.db, clock: a, config }), createRateLimiter({ db: second.db, clock: b, config })];
+    let granted = 0;
+    const waiting = [0, 0];
+    const all: Promise<void>[] = [];
+    const ask = (r: number) => {
+      waiting[r] = (waiting[r] ?? 0) + 1;
+      all.push(
+        (replicas[r]?.acquire(channel.id, 'push') ?? Promise.resolve()).then(() => {
+          granted++;
+          waiting[r] = (waiting[r] ?? 0) - 1;
+        }),
+      );
+    };
+    // Settled: each replica with waiters is asleep on its clock, or nothing waits.
+    const parked = () => [a, b].every((clock, r) => (waiting[r] ?? 0) === 0 || clock.pendingTimers() > 0);
+    const settle = async () => {
+      for (let i = 0; i < 200_000 && !parked(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    };
+    // Each replica asks once a millisecond (twice the rate, in small reservations that leave tokens
+    // in the bucket for the other). Over the window the bucket may give its capacity plus the rate
+    // times the span of the marks written, which is at most the window plus the skew.
+    for (let elapsed = 0; elapsed < 500; elapsed++) {
+      ask(0);
+      ask(1);
+      await settle();
+      expect(granted, `after ${elapsed} ms`).toBeLessThanOrEqual(20 + elapsed + skewMs);
+      await a.advance(1);
+      await b.advance(1);
+    }
+    await settle();
+    expect(granted).toBeGreaterThanOrEqual(20 + 500 - 40);
+    for (let i = 0; i < 1000 && granted < all.length; i++) {
+      await a.advance(5);
+      await b.advance(5);
+      await settle();
+    }
+    await Promise.all(all);
+  });
+
   it('endpoints and channels have separate buckets', async () => {
     const { clock, channel } = await setup(dialect);
     const limits = { rate: 10, capacity: 3 };

@@ -4,7 +4,7 @@ import { planEvents, type StoredEvent } from '../../src/line/follow-rules.ts';
 import type { SendTarget } from '../../src/line/members.ts';
 import { planChunks } from '../../src/line/multicast.ts';
 import { classifySend, MONTHLY_LIMIT, type ClassifyContext } from '../../src/line/outcomes.ts';
-import { capacityOf, refill, reserve } from '../../src/line/rate-bucket.ts';
+import { capacityOf, CLOCK_STEP_MS, refill, reserve } from '../../src/line/rate-bucket.ts';
 import { isSignedByLine, parseWebhookBody, slugFromHost } from '../../src/line/webhook.ts';
 import { userId } from './support.ts';
 
@@ -176,10 +176,19 @@ describe('send outcomes from LINE answers', () => {
 describe('token bucket', () => {
   const limits = { rate: 100, capacity: 20 };
 
-  it('refills continuously up to the capacity; a mark ahead of the clock mints nothing and is brought back to it', () => {
+  it('refills continuously up to the capacity; a mark a little ahead of the clock mints nothing and stays', () => {
     expect(refill({ tokens: 0, refilledAt: 0 }, 100, limits)).toEqual({ tokens: 10, refilledAt: 100 });
     expect(refill({ tokens: 15, refilledAt: 0 }, 1000, limits)).toEqual({ tokens: 20, refilledAt: 1000 });
-    expect(refill({ tokens: 5, refilledAt: 1000 }, 400, limits)).toEqual({ tokens: 5, refilledAt: 400 });
+    // Another replica's estimate of the database clock ran 600 ms ahead of this one's: moving the
+    // mark back would mint those 600 ms again.
+    expect(refill({ tokens: 5, refilledAt: 1000 }, 400, limits)).toEqual({ tokens: 5, refilledAt: 1000 });
+    expect(refill({ tokens: 5, refilledAt: 1000 }, 1100, limits)).toEqual({ tokens: 15, refilledAt: 1100 });
+    // A reservation waits for the mark, then for the tokens.
+    expect(reserve({ tokens: 0.5, refilledAt: 1000 }, 5, 400, limits)).toMatchObject({ granted: 0, waitMs: 600 + 45 });
+  });
+
+  it('a mark more than CLOCK_STEP_MS ahead is a clock that stepped back: it is brought back to the clock', () => {
+    expect(refill({ tokens: 5, refilledAt: 400 + CLOCK_STEP_MS + 1 }, 400, limits)).toEqual({ tokens: 5, refilledAt: 400 });
     // From there it refills by the clock's own time again, not from the mark that was ahead.
     expect(refill({ tokens: 5, refilledAt: 400 }, 500, limits)).toEqual({ tokens: 15, refilledAt: 500 });
   });
