@@ -42,10 +42,38 @@ export interface LineClient {
   close(): Promise<void>;
 }
 
+export interface LineClientOptions {
+  /**
+   * Most connections open to LINE at once (per origin), read at each call; requests beyond it wait
+   * for a free connection, within their deadline. A new value replaces the connection pool: requests
+   * in flight finish on the old one, which then closes. Default DEFAULT_LINE_CONNECTIONS.
+   */
+  connections?: () => number;
+}
+
+/** The cap when none is given: the default of notifications.sendConcurrency (LINE requests in flight). */
+export const DEFAULT_LINE_CONNECTIONS = 1000;
+
 const errorBody = z.looseObject({ message: z.string().optional() });
 
-export function createLineClient(clock: Clock): LineClient {
-  const agent = new Agent({ keepAliveTimeout: 30_000 });
+export function createLineClient(clock: Clock, options: LineClientOptions = {}): LineClient {
+  const connections = options.connections ?? (() => DEFAULT_LINE_CONNECTIONS);
+  // Without a cap a burst opens a socket per request: HTTP/1.1 carries one request per connection.
+  const newAgent = (cap: number): Agent => new Agent({ keepAliveTimeout: 30_000, connections: cap });
+  const initial = connections();
+  let current = { cap: initial, agent: newAgent(initial) };
+  const retiring = new Set<Promise<void>>();
+  const agentFor = (): Agent => {
+    const cap = connections();
+    if (cap !== current.cap) {
+      const old = current.agent;
+      current = { cap, agent: newAgent(cap) };
+      const closing = old.close().catch(() => undefined);
+      retiring.add(closing);
+      void closing.finally(() => retiring.delete(closing));
+    }
+    return current.agent;
+  };
   const bases = new Map<string, { origin: string; prefix: string }>();
   const baseOf = (baseUrl: string): { origin: string; prefix: string } => {
     let base = bases.get(baseUrl);
@@ -71,7 +99,7 @@ export function createLineClient(clock: Clock): LineClient {
         const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'user-agent': 'scheduler' };
         if (request.body !== undefined) headers['content-type'] = 'application/json';
         if (request.retryKey) headers['x-line-retry-key'] = request.retryKey;
-        const res = await agent.request({
+        const res = await agentFor().request({
           origin,
           path: prefix + request.path,
           method: request.method,
@@ -98,7 +126,9 @@ export function createLineClient(clock: Clock): LineClient {
         clock.clearTimeout(timer);
       }
     },
-    close: () => agent.close(),
+    close: async () => {
+      await Promise.all([current.agent.close(), ...retiring]);
+    },
   };
 }
 

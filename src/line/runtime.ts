@@ -59,7 +59,8 @@ export async function startLine(options: LineRuntimeOptions): Promise<LineRuntim
     config,
     logger,
     pool,
-    api: createLineClient(clock),
+    // Sockets to LINE: as many as the engine keeps requests in flight (live: a change replaces the pool).
+    api: createLineClient(clock, { connections: () => config.current().notifications.sendConcurrency }),
     limiter,
     requestLog: createRequestLog(db),
     sentChunks: createGroupCommit<SentChunk>((batch) => markChunksSent(db, batch)),
