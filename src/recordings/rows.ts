@@ -203,7 +203,9 @@ export interface SweepCandidate {
   scheduleId: number;
   zoomAccountId: number;
   meetingId: string;
-  meetingUuid: string | null;
+  /** The host time the class reserved (its scheduled time when that is not known): its instance ran then. */
+  from: Date;
+  to: Date;
 }
 
 /**
@@ -217,7 +219,7 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; asked
   const rows = await db
     .selectFrom('schedules')
     .innerJoin('zoom_accounts', 'zoom_accounts.id', 'schedules.meeting_account_id')
-    .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_id', 'schedules.meeting_uuid'])
+    .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_id', 'schedules.starts_at', 'schedules.ends_at', 'schedules.host_window_start', 'schedules.host_window_end'])
     .where('schedules.meeting_id', 'is not', null)
     .where('schedules.cancelled', '=', false)
     // Ended early as empty: deleted at Zoom, and a recording of an empty room is not worth keeping.
@@ -242,7 +244,13 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; asked
     .orderBy('schedules.ends_at')
     .limit(o.limit)
     .execute();
-  return rows.map((r) => ({ scheduleId: r.id, zoomAccountId: r.meeting_account_id ?? 0, meetingId: r.meeting_id ?? '', meetingUuid: r.meeting_uuid }));
+  return rows.map((r) => ({
+    scheduleId: r.id,
+    zoomAccountId: r.meeting_account_id ?? 0,
+    meetingId: r.meeting_id ?? '',
+    from: toDate(r.host_window_start ?? r.starts_at),
+    to: toDate(r.host_window_end ?? r.ends_at),
+  }));
 }
 
 /** The sweep asked Zoom about this class (whatever the answer): not again before the next interval. */

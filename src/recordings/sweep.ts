@@ -6,6 +6,7 @@ import type { ZoomClient } from '../zoom/client.ts';
 import { ZoomError } from '../zoom/errors.ts';
 import { ingestRecordingMeeting, type IngestDeps } from './ingest.ts';
 import type { RecordingMetrics } from './metrics.ts';
+import { classInstances } from './instances.ts';
 import { markSwept, sweepCandidates } from './rows.ts';
 
 export interface SweepDeps extends IngestDeps {
@@ -44,21 +45,26 @@ export async function sweepRecordings(db: Db, deps: SweepDeps): Promise<SweepRep
     limit: deps.limit ?? SWEEP_LIMIT,
   });
   const report: SweepReport = { checked: candidates.length, found: 0, none: 0, errors: 0 };
+  const instances = await classInstances(db, candidates);
   for (const c of candidates) {
-    let outcome: keyof Omit<SweepReport, 'checked'>;
-    try {
-      const creds = await readZoomCredentials(db, deps.box, c.zoomAccountId);
-      const raw = await deps.client.getRecordings(creds, c.meetingUuid || c.meetingId);
-      const result = await ingestRecordingMeeting(db, deps, { accountId: creds.accountId, object: raw, downloadToken: null });
-      outcome = result.startsWith('recordings:') ? 'found' : 'none';
-      if (outcome === 'found') deps.logger.info({ schedule: c.scheduleId, meeting: c.meetingId, result }, 'recording sweep found a recording (its webhook was missed)');
-    } catch (error) {
-      if (error instanceof ZoomError && error.status === 404) {
-        // 3301: none (yet); 1001/3001: the meeting is gone. Either way nothing to fetch now.
-        outcome = 'none';
-      } else {
-        outcome = 'errors';
-        deps.logger.warn({ schedule: c.scheduleId, meeting: c.meetingId, err: coerceError(error) }, 'recording sweep could not ask Zoom');
+    let outcome: keyof Omit<SweepReport, 'checked'> = 'none';
+    // Each instance the class ran as; none known (its events were lost too): the meeting id, which
+    // Zoom reads as its latest instance, the class's own unless the meeting was started again since.
+    for (const instance of instances.get(c.scheduleId) ?? [c.meetingId]) {
+      try {
+        const creds = await readZoomCredentials(db, deps.box, c.zoomAccountId);
+        const raw = await deps.client.getRecordings(creds, instance);
+        const result = await ingestRecordingMeeting(db, deps, { accountId: creds.accountId, object: raw, downloadToken: null });
+        if (result.startsWith('recordings:')) {
+          if (outcome === 'none') outcome = 'found';
+          deps.logger.info({ schedule: c.scheduleId, meeting: c.meetingId, instance, result }, 'recording sweep found a recording (its webhook was missed)');
+        }
+      } catch (error) {
+        // 404 3301: none (yet); 1001/3001: the meeting is gone. Either way nothing to fetch now.
+        if (!(error instanceof ZoomError && error.status === 404)) {
+          outcome = 'errors';
+          deps.logger.warn({ schedule: c.scheduleId, meeting: c.meetingId, instance, err: coerceError(error) }, 'recording sweep could not ask Zoom');
+        }
       }
     }
     await markSwept(db, c.scheduleId, deps.clock.now());

@@ -46,6 +46,57 @@ describe.each(dialects)('recording sweep and loop (%s)', (dialect) => {
     expect(await rec.sweep()).toMatchObject({ checked: 0 });
   });
 
+  it('asks Zoom by the instance the class ran as, not by the one its meeting was created as', async () => {
+    const startAndEnd = async (at: string, minutes: number): Promise<string> => {
+      await w.clock.set(new Date(at));
+      const started = w.em.startMeeting(w.meetingNumber, { by: 'host' });
+      if (!started.started) throw new Error(`not started: ${started.reason}`);
+      await storeEvent('meeting.started', started.uuid);
+      await w.clock.advance(minutes * 60_000);
+      w.em.endMeeting(w.meetingNumber);
+      await storeEvent('meeting.ended', started.uuid);
+      return started.uuid;
+    };
+    // As the monitor stores Zoom's meeting webhooks.
+    const storeEvent = async (event: string, uuid: string): Promise<void> => {
+      const now = w.clock.now();
+      await w.database.db
+        .insertInto('meeting_events')
+        .values({ account_id: 'acc-pro', event_key: `${event}:${uuid}`, event, meeting_id: String(w.meetingNumber), meeting_uuid: uuid, event_at: now, payload: '{}', received_at: now, processed_at: now })
+        .execute();
+    };
+    // The host tried the room out at midnight (the meeting's first instance, the UUID it was created
+    // with); the class ran as a second instance from 00:55 to 02:00.
+    const tryOut = await startAndEnd('2026-12-01T00:00:00Z', 5);
+    const lesson = await startAndEnd('2026-12-01T00:55:00Z', 65);
+    const created = await w.database.db.selectFrom('schedules').select('meeting_uuid').where('id', '=', w.scheduleId).executeTakeFirstOrThrow();
+    expect(created.meeting_uuid).toBe(tryOut);
+    expect(lesson).not.toBe(tryOut);
+    const lost = w.em.webhooks.drop({ event: 'recording.completed' });
+    w.em.addRecording(w.meetingNumber, [file('lesson-mp4', 'MP4', 20_000)]);
+    lost.remove();
+
+    await w.clock.set(new Date('2026-12-01T02:10:00Z'));
+    expect(await w.recordings().sweep()).toEqual({ checked: 1, found: 1, none: 0, errors: 0 });
+    const decoded = (segment: string): string => (segment.includes('%') ? decoded(decodeURIComponent(segment)) : segment);
+    const asked = w.em.requests().filter((r) => r.path.endsWith('/recordings')).map((r) => decoded(r.path.split('/').at(-2) ?? ''));
+    expect(asked).toEqual([lesson]);
+    expect((await w.rows()).map((r) => [r.fileId, r.state])).toEqual([['lesson-mp4', 'pending']]);
+  });
+
+  it('an instance UUID that starts with "/" or holds "//" is asked for double-encoded', async () => {
+    const uuid = '/Zm9v//YmFyYmF6cXV4==';
+    const at = new Date('2026-12-01T01:00:00Z');
+    await w.database.db
+      .insertInto('meeting_events')
+      .values({ account_id: 'acc-pro', event_key: 'started', event: 'meeting.started', meeting_id: String(w.meetingNumber), meeting_uuid: uuid, event_at: at, payload: '{}', received_at: at, processed_at: at })
+      .execute();
+    await w.clock.set(new Date('2026-12-01T02:10:00Z'));
+    expect(await w.recordings().sweep()).toEqual({ checked: 1, found: 0, none: 1, errors: 0 });
+    const asked = w.em.requests().filter((r) => r.path.endsWith('/recordings')).map((r) => r.path);
+    expect(asked).toEqual([`/v2/meetings/${encodeURIComponent(encodeURIComponent(uuid))}/recordings`]);
+  });
+
   it('runs on its own: an ingest wakes the loop, stop hands back nothing half-done', async () => {
     const rec = w.recordings();
     rec.start();
