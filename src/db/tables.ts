@@ -25,6 +25,9 @@ export interface ZoomAccountsTable {
   exhausted_until: NullableInstant;
   /** Round-robin: the least recently assigned eligible host goes first. */
   last_assigned_at: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
+  /** Why Zoom refused this host for good, and since when (0013); cleared when a call on it succeeds. */
+  refused_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  refused_at: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -124,6 +127,11 @@ export interface SchedulesTable {
   meeting_intent_at: NullableInstant;
   /** When the finished class's meeting was closed to late students (join before host off). */
   meeting_closed_at: NullableInstant;
+  /** The class title the meeting's topic was made from (0013): when it differs from `title`, the topic is PATCHed. */
+  meeting_title: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A meeting a re-host replaced, and its host, still to delete at Zoom (0013). */
+  replaced_meeting_id: ColumnType<string | null, string | null | undefined, string | null>;
+  replaced_meeting_account_id: ColumnType<number | null, number | null | undefined, number | null>;
   meeting_error: string | null;
   /** The host time this meeting reserves: [start − early join, end + after-class buffer]. */
   host_window_start: NullableInstant;

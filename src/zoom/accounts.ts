@@ -23,6 +23,9 @@ export interface ZoomAccount {
   hasWebhookSecretToken: boolean;
   enabled: boolean;
   exhaustedUntil: Date | null;
+  /** Why Zoom refuses this host for good (user gone, not allowed to host, credentials refused), and since when; null once it works again. */
+  refusedReason: string | null;
+  refusedAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -140,6 +143,8 @@ function toZoomAccount(row: Selectable<ZoomAccountsTable>): ZoomAccount {
     hasWebhookSecretToken: row.webhook_secret_token !== null,
     enabled: toBool(row.enabled),
     exhaustedUntil: toOptionalDate(row.exhausted_until),
+    refusedReason: row.refused_reason,
+    refusedAt: toOptionalDate(row.refused_at),
     createdAt: toDate(row.created_at),
     updatedAt: toDate(row.updated_at),
   };

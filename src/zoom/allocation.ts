@@ -43,8 +43,21 @@ export function planMeeting(c: ClassTime, plan: ZoomPlan, s: MeetingSettings): M
     // Basic hosts cannot record to the cloud.
     autoRecording: plan === 'basic' && s.autoRecording === 'cloud' ? 'none' : s.autoRecording,
     windowStart: new Date(c.startsAt.getTime() - early * MINUTE),
-    windowEnd: new Date(c.endsAt.getTime() + after * MINUTE),
+    windowEnd: plan === 'basic' ? basicHoldEnd(c, s) : new Date(c.endsAt.getTime() + after * MINUTE),
   };
+}
+
+/**
+ * Until when a basic host is held by a class. Zoom stops a basic meeting `maxMinutes` after its
+ * first join, not at the class end, and nothing of ours ends it sooner (a join-before-host meeting
+ * has no host to end it): a meeting started early and still joined runs to that cap, and so does
+ * one first joined at the class start (no one early, the usual case), which is later. So the host
+ * is held until the later of the class end + after-class and the class start + `maxMinutes`.
+ * Covered too: a first join at the earliest (start − early join) ends by then. Not covered: a first
+ * join after the class start (everyone late), which would hold every trial's host until its end + 40.
+ */
+export function basicHoldEnd(c: ClassTime, s: MeetingSettings): Date {
+  return new Date(Math.max(c.endsAt.getTime() + s.basic.afterClassMinutes * MINUTE, c.startsAt.getTime() + s.basic.maxMinutes * MINUTE));
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Db } from '../db/database.ts';
-import { toBool, toDate } from '../db/row.ts';
+import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import { fitsBasic, planMeeting, type ClassTime, type MeetingSettings } from './allocation.ts';
 
 /**
@@ -104,8 +104,17 @@ export function computeCapacity(
   };
 }
 
+/** An enabled host Zoom refuses for good: not counted as capacity, listed with why and since when. */
+export interface RefusedHost {
+  id: number;
+  label: string;
+  plan: 'licensed' | 'basic';
+  reason: string;
+  since: string | null;
+}
+
 /** Loads the classes and the enabled pool and computes the view. */
-export async function capacityReport(db: Db, s: MeetingSettings, o: { from: Date; days: number; horizonMs: number; hostWriteCap: number }): Promise<CapacityReport> {
+export async function capacityReport(db: Db, s: MeetingSettings, o: { from: Date; days: number; horizonMs: number; hostWriteCap: number }): Promise<CapacityReport & { refused: RefusedHost[] }> {
   const to = new Date(o.from.getTime() + o.days * 86_400_000);
   const rows = await db
     .selectFrom('schedules')
@@ -114,12 +123,16 @@ export async function capacityReport(db: Db, s: MeetingSettings, o: { from: Date
     .where('ends_at', '>', o.from)
     .where('starts_at', '<', to)
     .execute();
-  const pool = await db.selectFrom('zoom_accounts').select(['plan', 'enabled']).execute();
+  const pool = await db.selectFrom('zoom_accounts').select(['id', 'label', 'plan', 'enabled', 'refused_reason', 'refused_at']).orderBy('id').execute();
+  // A host Zoom refuses takes no class until it works again: an operator must see it is out, and why.
   const enabled = pool.filter((h) => toBool(h.enabled));
-  return computeCapacity(
+  const usable = enabled.filter((h) => h.refused_reason === null);
+  const refused = enabled.flatMap((h) => (h.refused_reason === null ? [] : [{ id: h.id, label: h.label, plan: h.plan, reason: h.refused_reason, since: toOptionalDate(h.refused_at)?.toISOString() ?? null }]));
+  const report = computeCapacity(
     rows.map((r) => ({ startsAt: toDate(r.starts_at), endsAt: toDate(r.ends_at), trial: toBool(r.trial) })),
-    { licensed: enabled.filter((h) => h.plan === 'licensed').length, basic: enabled.filter((h) => h.plan === 'basic').length },
+    { licensed: usable.filter((h) => h.plan === 'licensed').length, basic: usable.filter((h) => h.plan === 'basic').length },
     s,
     { from: o.from, to, horizonMs: o.horizonMs, hostWriteCap: o.hostWriteCap },
   );
+  return { ...report, refused };
 }

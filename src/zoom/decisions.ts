@@ -31,6 +31,27 @@ export function refusesForGood(error: unknown): boolean {
 }
 
 /**
+ * An intent whose class is over is listed for (to adopt a meeting Zoom may have made) until this
+ * long after the class, like a DELETE; then an operator must look.
+ */
+export function listingGivenUp(now: Date, endsAt: Date): boolean {
+  return now.getTime() >= endsAt.getTime() + DELETE_GIVE_UP_MS;
+}
+
+/**
+ * A meeting's topic is PATCHed when the class title it was made from is not the class's (a title
+ * change keeps the version), and only while the class is not over. Null: not known, left alone.
+ */
+export function needsRetitle(w: { title: string; meetingTitle: string | null; endsAt: Date }, now: Date): boolean {
+  return w.meetingTitle !== null && w.meetingTitle !== w.title && w.endsAt.getTime() > now.getTime();
+}
+
+/** Zoom refused the credentials (OAuth refused, 401): those are the account's, so all its hosts are refused alike. */
+export function refusalCoversAccount(error: unknown): boolean {
+  return error instanceof ZoomError && (error.kind === 'auth' || error.status === 401);
+}
+
+/**
  * What a failed DELETE of a cancelled class's meeting means: `done` (nothing left to delete),
  * `unreachable` (its host is out of the pool and Zoom refuses it for good), `give_up` (still failing
  * DELETE_GIVE_UP_MS after the class), else `retry` after a backoff.

@@ -18,6 +18,8 @@ export interface PoolHost {
   creds: ZoomCredentials;
   exhaustedUntil: Date | null;
   lastAssignedAt: Date | null;
+  /** Why Zoom last refused this host for good (null: it was not, or it worked since). */
+  refusedReason: string | null;
 }
 
 /** A pool entry left out of the pass, and why (shown in the no-capacity reason). */
@@ -61,6 +63,7 @@ function toPoolHost(row: Selectable<ZoomAccountsTable>, box: SecretBox): PoolHos
     creds: { accountId: row.account_id, clientId: row.client_id, clientSecret: box.decrypt(row.client_secret, 'zoom_accounts.client_secret') },
     exhaustedUntil: toOptionalDate(row.exhausted_until),
     lastAssignedAt: toOptionalDate(row.last_assigned_at),
+    refusedReason: row.refused_reason,
   };
 }
 
@@ -98,6 +101,8 @@ export interface Reservation {
   /** The state to move to: `creating` (new meeting) or `updating` (move an existing one). */
   state: 'creating' | 'updating';
   now: Date;
+  /** A re-host: the class's meeting on its old host, remembered to be deleted once this host is reserved. */
+  replacing?: { meetingId: string; hostId: number };
 }
 
 export type ReservationResult = { result: 'reserved'; assignedAt: Date } | { result: 'busy' } | { result: 'write_budget' } | { result: 'lease_lost' };
@@ -135,6 +140,10 @@ export async function reserveHost(db: Db, r: Reservation): Promise<ReservationRe
         meeting_intent_version: r.version,
         meeting_intent_at: r.now,
         meeting_error: null,
+        // The old meeting is remembered apart until deleted; the meeting columns are for the new one.
+        ...(r.replacing
+          ? { replaced_meeting_id: r.replacing.meetingId, replaced_meeting_account_id: r.replacing.hostId, meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_title: null }
+          : {}),
         updated_at: r.now,
       })
       .where('id', '=', r.scheduleId)
@@ -162,6 +171,20 @@ class BudgetSpent extends Error {}
 
 export async function markHostExhausted(db: Db, hostId: number, until: Date, now: Date): Promise<void> {
   await db.updateTable('zoom_accounts').set({ exhausted_until: until, updated_at: now }).where('id', '=', hostId).execute();
+}
+
+/**
+ * Zoom refused these hosts for good: the reason is kept on the hosts themselves, so the pool's
+ * listing shows why a host is out (the classes it refused go to other hosts and do not say).
+ */
+export async function markHostsRefused(db: Db, hostIds: readonly number[], reason: string, now: Date): Promise<void> {
+  if (hostIds.length === 0) return;
+  await db.updateTable('zoom_accounts').set({ refused_reason: reason, refused_at: now, updated_at: now }).where('id', 'in', hostIds).execute();
+}
+
+/** A call on a host succeeded: whatever Zoom refused before works again. */
+export async function clearHostRefused(db: Db, hostId: number, now: Date): Promise<void> {
+  await db.updateTable('zoom_accounts').set({ refused_reason: null, refused_at: null, updated_at: now }).where('id', '=', hostId).where('refused_reason', 'is not', null).execute();
 }
 
 /** Counts of schedules by flag for metrics; cheap enough per pass. */

@@ -1,12 +1,13 @@
 /** The provisioner's work on a made meeting: deleted when its class is cancelled, closed once it is over, moved with it. */
 import { randomUUID } from 'node:crypto';
 import { coerceError } from '../errors.ts';
-import { describeNoCapacity, nextUtcMidnight, planMeeting, rankHosts } from './allocation.ts';
+import { nextUtcMidnight, planMeeting, rankHosts } from './allocation.ts';
 import { DELETE_GIVE_UP_MS, deleteVerdict, refusesForGood } from './decisions.ts';
-import { isDeleteDone, isMeetingGone, ZoomError } from './errors.ts';
+import { isMeetingGone, ZoomError } from './errors.ts';
 import { reserveHost, type PoolHost } from './hosts.ts';
 import { create } from './meeting-create.ts';
 import { meetingBody } from './meeting-calls.ts';
+import { deleteReplaced } from './meeting-replaced.ts';
 import type { MeetingWork } from './meeting-work.ts';
 import type { Pass } from './pass.ts';
 import { spendHostWrite } from './usage.ts';
@@ -68,7 +69,7 @@ export async function close(p: Pass, w: MeetingWork): Promise<void> {
     const host = await hostOf(w.hostId);
     if (!host) note = `meeting ${meetingId} was not closed: its host ${w.hostId} is no longer in the database`;
     else {
-      if (!(await spendHostWrite(db, host.id, day, cap))) {
+      if (!(await spendHostWrite(db, host.id, day(), cap))) {
         await settle(w, { meeting_state: 'ready', meeting_retry_at: nextUtcMidnight(clock.now()) });
         count('close_deferred');
         return;
@@ -118,7 +119,7 @@ async function moveInPlace(p: Pass, w: MeetingWork, host: PoolHost, meetingId: s
     return { outcome: 'done' };
   };
   if (state.exhaustedUntil && state.exhaustedUntil.getTime() > clock.now().getTime()) return noWrites(`Zoom host ${host.label} reached its daily meeting create/update limit`);
-  const reserved = await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day, writeCap: cap, leaseOwner: owner, attemptId: randomUUID(), version: w.version, state: 'updating', now: clock.now() });
+  const reserved = await reserveHost(db, { scheduleId: w.id, hostId: host.id, windowStart: plan.windowStart, windowEnd: plan.windowEnd, day: day(), writeCap: cap, leaseOwner: owner, attemptId: randomUUID(), version: w.version, state: 'updating', now: clock.now() });
   if (reserved.result === 'lease_lost') return { outcome: 'done' };
   if (reserved.result === 'busy') return { outcome: 'rehost', why: `its host ${host.label} is busy then` };
   if (reserved.result === 'write_budget') return noWrites(`Zoom host ${host.label} has spent its ${cap} meeting writes for today (UTC)`);
@@ -135,7 +136,7 @@ async function moveInPlace(p: Pass, w: MeetingWork, host: PoolHost, meetingId: s
     await setHostAside(host, error);
     return noWrites(`Zoom host ${host.label} reached its daily meeting create/update limit`);
   }
-  await settle(w, { meeting_state: 'ready', meeting_version: w.version, meeting_closed_at: null, meeting_error: null, meeting_attempts: 0, meeting_retry_at: null });
+  await settle(w, { meeting_state: 'ready', meeting_version: w.version, meeting_title: w.title, meeting_closed_at: null, meeting_error: null, meeting_attempts: 0, meeting_retry_at: null });
   count('updated');
   return { outcome: 'done' };
 }
@@ -146,32 +147,37 @@ async function moveInPlace(p: Pass, w: MeetingWork, host: PoolHost, meetingId: s
  * meeting at its old time rather than be left with none.
  */
 export async function move(p: Pass, w: MeetingWork): Promise<void> {
-  const { call, candidates, cap, clock, count, fail, freeOwnWindow, hostOf, inPool, leftOut, logger, settings, settle } = p;
+  const { count, freeOwnWindow, hostOf, logger, settle } = p;
   if (w.meetingId && w.hostId !== null) {
     const meetingId = w.meetingId;
     const host = await hostOf(w.hostId);
     const inPlace = host ? await moveInPlace(p, w, host, meetingId) : { outcome: 'gone' as const };
     if (inPlace.outcome === 'done') return;
     if (host && inPlace.outcome === 'rehost') {
-      const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
-      const others = candidates().filter((s) => s.id !== host.id);
-      const ranking = rankHosts(klass, others, settings, clock.now(), cap);
-      if (ranking.hosts.length === 0) {
-        const why = `the class moved: ${inPlace.why}, and no other host can take it (${describeNoCapacity(ranking, others.length, leftOut())}); its meeting stays as it was`;
-        return fail(w, new Error(why), 'ready', 'move_blocked');
-      }
-      try {
-        await call(host, (c, creds) => c.deleteMeeting(creds, meetingId));
-      } catch (error) {
-        if (!isDeleteDone(error)) {
-          if (inPool(host) || !refusesForGood(error)) return fail(w, error, 'ready');
-          logger.warn({ schedule: w.externalId, meeting: meetingId, reason: coerceError(error).message }, 'meeting left on a disabled host Zoom refuses; re-hosting the class');
+      // Another host is reserved before the meeting is deleted: see Replacing.
+      const deleteOld = async (): Promise<void> => {
+        freeOwnWindow(w);
+        count('moved');
+        const dropped = await deleteReplaced(p, w, host, meetingId);
+        if (!dropped.done) {
+          // The class has its new host; the old meeting is remembered and deleted by a later pass.
+          logger.warn({ schedule: w.externalId, meeting: meetingId, reason: coerceError(dropped.error).message }, 'could not delete the meeting of a re-hosted class yet');
+          return;
         }
-      }
+        if (dropped.note) logger.warn({ schedule: w.externalId, meeting: meetingId, reason: dropped.note }, 'meeting left on its old host; re-hosting the class');
+        await settle(w, { replaced_meeting_id: null, replaced_meeting_account_id: null }, false);
+      };
+      return create(p, { ...w, state: 'none', meetingId: null }, { meetingId, host, why: inPlace.why, deleteOld });
     }
   }
-  await settle(w, { meeting_state: 'none', meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+  return recreate(p, w, 'moved');
+}
+
+/** The class's meeting is gone, or was deleted to re-host it: the class is placed afresh. */
+export async function recreate(p: Pass, w: MeetingWork, outcome: string): Promise<void> {
+  const { count, freeOwnWindow, settle } = p;
+  await settle(w, { meeting_state: 'none', meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_account_id: null, host_window_start: null, host_window_end: null, meeting_title: null }, false);
   freeOwnWindow(w);
-  count('moved');
+  count(outcome);
   return create(p, { ...w, state: 'none', meetingId: null });
 }

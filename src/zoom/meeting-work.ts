@@ -17,7 +17,11 @@ export interface MeetingWork {
   hostId: number | null;
   meetingId: string | null;
   meetingVersion: number | null;
+  /** The class title the meeting's topic was made from (null: not known, left as it is). */
+  meetingTitle: string | null;
   attempts: number;
+  /** A meeting a re-host replaced, still to delete at Zoom on its host. */
+  replaced: { meetingId: string; hostId: number } | null;
   /** What the create/update intent in flight was recorded for (null: none, or recorded before 0006). */
   intent: Intent | null;
   minParticipants: number;
@@ -39,7 +43,9 @@ export function toMeetingWork(row: Selectable<SchedulesTable>): MeetingWork {
     hostId: row.meeting_account_id,
     meetingId: row.meeting_id,
     meetingVersion: row.meeting_version,
+    meetingTitle: row.meeting_title,
     attempts: row.meeting_attempts,
+    replaced: row.replaced_meeting_id === null || row.replaced_meeting_account_id === null ? null : { meetingId: row.replaced_meeting_id, hostId: row.replaced_meeting_account_id },
     intent: row.meeting_intent_version === null || row.meeting_intent_at === null ? null : { version: row.meeting_intent_version, at: toDate(row.meeting_intent_at) },
     minParticipants: row.min_participants,
     headcountStage: row.headcount_stage,
@@ -86,10 +92,12 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
           ]),
           // A null meeting_version (version unknown) needs work too: `null <> version` is never true.
           // A move that failed waits out its backoff: each try spends a write of the host's daily budget.
+          // A title change does not bump the version (that re-times deliveries): its topic is stale
+          // when the title it was made from differs. The same rows as the move test, so it costs nothing.
           eb.and([
             eb('cancelled', '=', false),
             eb('meeting_state', '=', 'ready'),
-            eb.or([eb('meeting_version', 'is', null), eb('meeting_version', '<>', eb.ref('version'))]),
+            eb.or([eb('meeting_version', 'is', null), eb('meeting_version', '<>', eb.ref('version')), eb('meeting_title', '<>', eb.ref('title'))]),
             eb('ends_at', '>', o.now),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
@@ -114,6 +122,8 @@ export async function claimMeetingWork(db: Db, o: ClaimOptions): Promise<Meeting
             eb('meeting_state', 'in', ['creating', 'updating', 'deleting']),
             eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)]),
           ]),
+          // The meeting a re-host replaced, whose DELETE failed or was cut short by a crash.
+          eb.and([eb('replaced_meeting_id', 'is not', null), eb.or([eb('meeting_retry_at', 'is', null), eb('meeting_retry_at', '<=', o.now)])]),
         ]),
       ]),
     )
@@ -146,6 +156,9 @@ export interface MeetingFields {
   host_window_end?: Date | null;
   meeting_attempt_id?: string | null;
   meeting_closed_at?: Date | null;
+  meeting_title?: string | null;
+  replaced_meeting_id?: string | null;
+  replaced_meeting_account_id?: number | null;
 }
 
 /**

@@ -27,8 +27,11 @@ export interface Pass {
   settings: MeetingSettings;
   /** A host's meeting writes per UTC day. */
   cap: number;
-  /** The UTC day host writes are counted on. */
-  day: string;
+  /**
+   * The UTC day a host write made now counts on: read at each write, since a pass may cross
+   * 00:00 UTC and Zoom's daily limits reset then.
+   */
+  day: () => string;
   /** This worker's lease owner. */
   owner: string;
   states: ReadonlyMap<number, HostState>;

@@ -9,15 +9,17 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { MeetingState } from '../db/tables.ts';
-import { hostWriteDay, nextUtcMidnight, quotaDay, type HostState, type MeetingSettings } from './allocation.ts';
+import { hostWriteDay, meetingMarker, nextUtcMidnight, quotaDay, type HostState, type MeetingSettings } from './allocation.ts';
 import type { ZoomClient } from './client.ts';
-import { failureBackoffMs, refusesForGood } from './decisions.ts';
+import { failureBackoffMs, listingGivenUp, needsRetitle, refusalCoversAccount, refusesForGood } from './decisions.ts';
 import { isHostRefused, ZoomError } from './errors.ts';
-import { countNoCapacity, loadHost, loadPool, markHostExhausted, reservedWindows, type PoolHost } from './hosts.ts';
+import { clearHostRefused, countNoCapacity, loadHost, loadPool, markHostExhausted, markHostsRefused, reservedWindows, type PoolHost } from './hosts.ts';
 import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingFields, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, type HostCall } from './meeting-calls.ts';
 import { create } from './meeting-create.ts';
 import { close, move, remove } from './meeting-moves.ts';
+import { retitle } from './meeting-topic.ts';
+import { dropReplaced } from './meeting-replaced.ts';
 import type { Pass } from './pass.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
@@ -78,7 +80,9 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const settings: MeetingSettings = { ...cfg.meeting, basic: cfg.basic };
     const cap = cfg.quota.hostMeetingWrites;
     // Host writes by UTC day (Zoom's reset); the account counters by the configured day.
-    const day = hostWriteDay(now);
+    let snapshotDay = hostWriteDay(now);
+    /** Each write counts on the UTC day it is made: a pass may cross 00:00 UTC. */
+    const day = (): string => hostWriteDay(clock.now());
     const accountDay = quotaDay(now, cfg.quota.timezone);
     const horizonEnd = new Date(now.getTime() + cfg.provisioning.horizon.ms);
     const work = await claimMeetingWork(db, { owner, now, horizonEnd, leaseMs: cfg.provisioning.lease.ms, limit: cfg.provisioning.batchSize });
@@ -90,7 +94,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     const byId = new Map(pool.map((h) => [h.id, h]));
     // A snapshot for ranking; reserveHost re-checks every choice under a lock.
     const windows = await reservedWindows(db, now, new Date(horizonEnd.getTime() + 86_400_000));
-    const writes = await hostWritesOn(db, day);
+    const writes = await hostWritesOn(db, snapshotDay);
     const usage = await accountUsageOn(db, accountDay);
     const states = new Map<number, HostState>(
       pool.map((h) => [
@@ -109,7 +113,15 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     );
     /** Hosts Zoom refused for good during this pass (user gone, credentials refused), and why: not tried again in it. */
     const refused = new Map<number, string>();
-    const candidates = (): HostState[] => [...states.values()].filter((s) => !refused.has(s.id));
+    const candidates = (): HostState[] => {
+      // Past 00:00 UTC the snapshot's write counts are yesterday's: start the new day's from zero
+      // (reserveHost spends from the database's count, so the snapshot only ranks).
+      if (day() !== snapshotDay) {
+        snapshotDay = day();
+        for (const s of states.values()) s.writesToday = 0;
+      }
+      return [...states.values()].filter((s) => !refused.has(s.id));
+    };
     const leftOut = () => [...unusable, ...[...refused].map(([id, reason]) => ({ label: byId.get(id)?.label ?? String(id), reason }))];
     const inPool = (host: PoolHost): boolean => byId.has(host.id);
     /** A meeting's host, enabled or not: the meetings of a host taken out of the pool still need moving, closing, deleting. */
@@ -125,7 +137,38 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       lastStamp = Math.max(clock.now().getTime(), lastStamp + 1);
       return new Date(lastStamp);
     };
-    const call: HostCall = (host, fn) => perAccount(host.creds.accountId).run(() => fn(client, host.creds));
+    /** Hosts a refusal of `host` covers: rejected credentials are the account's, so its other hosts would be refused alike. */
+    const refusedWith = (host: PoolHost, error: unknown): number[] => {
+      const account = refusalCoversAccount(error);
+      return [...new Set([host.id, ...pool.filter((h) => account && h.creds.accountId === host.creds.accountId).map((h) => h.id)])];
+    };
+    /**
+     * Every Zoom call of the pass: a refusal for good is kept on the host(s) for operators to see,
+     * and a success clears it (one write, only on a host marked refused).
+     */
+    const call: HostCall = async (host, fn) => {
+      let out;
+      try {
+        out = await perAccount(host.creds.accountId).run(() => fn(client, host.creds));
+      } catch (error) {
+        if (isHostRefused(error)) {
+          const reason = `refused by Zoom: ${coerceError(error).message}`;
+          const ids = refusedWith(host, error);
+          for (const id of ids) {
+            const h = byId.get(id) ?? (id === host.id ? host : undefined);
+            if (h) h.refusedReason = reason;
+          }
+          await markHostsRefused(db, ids, reason, clock.now()).catch((e: unknown) => logger.error({ err: coerceError(e), host: host.label }, 'could not record why Zoom refuses a host'));
+        }
+        throw error;
+      }
+      if (host.refusedReason !== null) {
+        host.refusedReason = null;
+        await clearHostRefused(db, host.id, clock.now()).catch((e: unknown) => logger.error({ err: coerceError(e), host: host.label }, 'could not clear a host refusal'));
+        logger.info({ host: host.label }, 'Zoom takes this host again');
+      }
+      return out;
+    };
     const count = (outcome: string): void => {
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       deps.metrics.meetingOutcomes.inc({ outcome });
@@ -145,8 +188,15 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     };
     /** Zoom may have made this intent's meeting and cannot tell us yet: keep the intent, list again later. */
     const unresolved = async (w: MeetingWork, reason: string): Promise<void> => {
-      // Once the class is over nothing will be created for it, so stop asking (the claim would retry for ever).
-      if (w.endsAt.getTime() <= clock.now().getTime()) return fail(w, new Error(`${reason}; the class is over`), 'failed');
+      if (w.endsAt.getTime() <= clock.now().getTime()) {
+        // Nothing will be created for a class that is over, but a meeting Zoom made for it would be
+        // left live with no row pointing at it: keep listing (backing off) to adopt it, so it is
+        // closed like any other, and give up only days later, saying what may be left at Zoom.
+        if (listingGivenUp(clock.now(), w.endsAt)) {
+          return fail(w, new Error(`${reason}; the class is over: a meeting marked ${meetingMarker(w.externalId)} may be left at Zoom on its host; delete it there by hand`), 'failed');
+        }
+        return fail(w, new Error(`${reason}; the class is over, its host is listed again to find its meeting`), 'creating', 'unresolved');
+      }
       logger.warn({ schedule: w.externalId, reason }, 'meeting intent unresolved; will list the host again');
       await settle(w, { meeting_state: 'creating', meeting_error: reason, meeting_attempts: w.attempts + 1, meeting_retry_at: new Date(clock.now().getTime() + cfg.provisioning.retryDelay.ms) });
       count('unresolved');
@@ -163,9 +213,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       }
       if (!isHostRefused(error)) return false;
       const reason = `refused by Zoom: ${coerceError(error).message}`;
-      // Rejected credentials are the account's: its other hosts would be refused alike.
-      const account = error instanceof ZoomError && (error.kind === 'auth' || error.status === 401);
-      for (const h of pool) if (h.id === host.id || (account && h.creds.accountId === host.creds.accountId)) refused.set(h.id, reason);
+      for (const id of refusedWith(host, error)) refused.set(id, reason);
       logger.error({ host: host.label, reason }, 'Zoom refuses this host; leaving it out of this pass');
       return true;
     };
@@ -189,7 +237,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
           if (!host) throw new Error(`Zoom host ${w.hostId} is not in the database`);
           // Stamped with the version it was created for (null if the intent predates recording it):
           // if the class moved since, the claim picks the meeting up again and moves it.
-          adopted = await adoptOrNull(call, host, w, w.intent?.version ?? null, box);
+          adopted = await adoptOrNull(call, host, w, w.intent?.version ?? null, box, cfg.meeting.topicTemplate);
         } catch (error) {
           // A host taken out of the pool whose credentials or user Zoom now refuses for good will
           // never answer: any meeting made there cannot run a class of ours, so the class is placed afresh.
@@ -207,6 +255,8 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       // Zoom's listing may lag the create: a young intent is listed again on a later pass.
       if (!refusedForGood && w.intent && clock.now().getTime() - w.intent.at.getTime() < LISTING_LAG_MS) return unresolved(w, 'no meeting listed for the intent yet');
       if (w.cancelled) return remove(pass, { ...w, meetingId: null });
+      // Zoom made nothing, and a class that is over needs nothing.
+      if (w.endsAt.getTime() <= clock.now().getTime()) return fail(w, new Error('the class is over and Zoom lists no meeting made for it'), 'failed');
       await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
       freeOwnWindow(w);
       return create(pass, { ...w, state: 'none' });
@@ -249,8 +299,11 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
           if (stopped) return;
           try {
             if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w);
+            // Only that: the claim may have picked the row for it alone.
+            else if (w.replaced) await dropReplaced(pass, w, w.replaced);
             else if (w.cancelled) await remove(pass, w);
-            else if (w.state === 'ready' && w.meetingVersion === w.version) await close(pass, w);
+            // Judged at the claim's instant, as the claim was: a class over by now is closed, not re-titled.
+            else if (w.state === 'ready' && w.meetingVersion === w.version) await (needsRetitle(w, now) ? retitle(pass, w) : close(pass, w));
             else if (w.state === 'ready') await move(pass, w);
             else await createChecked(w);
           } catch (error) {

@@ -69,6 +69,24 @@ describe('Zoom client against the emulator', () => {
     expect(em.requests().filter((r) => r.method === 'GET' && /\/meetings\/\d+$/.test(r.path))).toHaveLength(4);
   });
 
+  it("waits the Retry-After a 429 names before trying again, on the injected clock", async () => {
+    // No jitter of its own (base 0), and a server's wait honoured up to 4 × maxDelay.
+    const patient = createZoomClient({ clock, settings: () => ({ apiBaseUrl: em.apiBaseUrl, oauthUrl: em.oauthUrl, timeoutMs: 15_000, attempts: 4, backoff: { baseDelayMs: 0, maxDelayMs: 1_000 } }) });
+    const meeting = await patient.createMeeting(creds, 'host', body);
+    em.faults.add({ method: 'GET', path: /\/meetings\/\d+$/, times: 1, fault: { status: 429, body: { code: 429, message: 'You have reached the maximum per-second rate limit for this API. Try again later.' }, headers: { 'Retry-After': '2' } } });
+    const gets = () => em.requests().filter((r) => r.method === 'GET' && /\/meetings\/\d+$/.test(r.path));
+    const pending = patient.getMeeting(creds, meeting.id);
+    while (gets().length === 0 || gets()[0]?.outcome === 'pending') await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(gets()).toHaveLength(1);
+    await clock.advance(1_999);
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(gets()).toHaveLength(1);
+    await clock.advance(1);
+    expect((await pending).id).toBe(meeting.id);
+    expect(gets().map((r) => [r.status, Date.parse(r.at) - Date.parse('2026-12-01T00:00:00Z')])).toEqual([[429, 0], [200, 2_000]]);
+  });
+
   it('does not repeat a create after a 5xx: the outcome is ambiguous', async () => {
     em.faults.add({ method: 'POST', path: /\/meetings$/, fault: { kind: 'after-commit-error', status: 502 } });
     const error = await client.createMeeting(creds, 'host', body).catch((e: unknown) => e);
@@ -105,12 +123,25 @@ describe('Zoom client against the emulator', () => {
       // Free accounts allow 2 medium requests per second: the third waits for the next second.
       await slow.getMeeting(c2, '1').catch(() => undefined); // warm the token
       const calls = [0, 1, 2].map((i) => slow.createMeeting(c2, 'h2', { ...body, agenda: `[scheduler:r${i}]` }));
+      const creates = () => limited.requests().filter((r) => r.method === 'POST' && r.path.endsWith('/meetings'));
+      const settle = async () => {
+        for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+      };
       // Yield to I/O (not to time) until all three reached the emulator and one was refused.
       while (!limited.requests().some((r) => r.status === 429)) await new Promise((r) => setImmediate(r));
-      for (let i = 0; i < 20 && limited.meetings().length < 3; i++) await clock.advance(500);
+      const refusedAt = Date.parse(creates().find((r) => r.status === 429)?.at ?? '');
+      // It names the next second as its reset (X-RateLimit-Reset); the backoff alone would be under 100 ms.
+      await settle();
+      expect(creates()).toHaveLength(3);
+      await clock.advance(999);
+      await settle();
+      expect(creates()).toHaveLength(3);
+      await clock.advance(1);
       await Promise.all(calls);
       expect(limited.meetings()).toHaveLength(3);
-      expect(limited.requests().some((r) => r.status === 429)).toBe(true);
+      const retried = creates()[3];
+      expect(retried?.status).toBe(201);
+      expect(Date.parse(retried?.at ?? '') - refusedAt).toBe(1000);
     } finally {
       await limited.close();
     }

@@ -166,15 +166,42 @@ describe.each(dialects)('meeting intent recovery on %s', (dialect) => {
     expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingId: String(live()[0]?.id), meetingVersion: 1 });
   });
 
-  it('stops listing for an intent once its class is over', async () => {
+  /** Every meeting live at Zoom is one a schedule row points to: none is left orphaned. */
+  const orphans = async () => {
+    const rows = await world.database.db.selectFrom('schedules').select('meeting_id').where('meeting_id', 'is not', null).execute();
+    const known = new Set(rows.map((r) => r.meeting_id));
+    return live().filter((m) => !known.has(String(m.id)));
+  };
+
+  it('keeps listing for an intent of a class that is over until it finds the meeting Zoom made: no orphan', async () => {
     world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
     await world.schedule('s1', '2026-12-01T00:30:00Z', 50);
-    await leaveIntent();
+    const intent = await leaveIntent();
     await world.clock.set(new Date('2026-12-01T01:30:00Z'));
-    expect((await world.provisioner().runPass()).outcomes).toEqual({ failed: 1 });
-    expect(await world.meetingOf('s1')).toMatchObject({ state: 'failed', error: expect.stringMatching(/class is over/) });
+    // The listing still fails: the intent stays, listed again after a backoff.
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ unresolved: 1 });
+    expect(await world.meetingOf('s1')).toMatchObject({ state: 'creating', error: expect.stringMatching(/class is over/) });
+    intent.removeListFault();
+    await world.clock.advance(2 * 60 * 60_000);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ adopted: 1 });
+    expect(await orphans()).toEqual([]);
+    // Adopted, it is closed to late students as any finished class's meeting.
+    await world.clock.advance(10 * 60_000);
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ closed: 1 });
     await world.clock.advance(10 * 60_000);
     expect((await world.provisioner().runPass()).claimed).toBe(0);
     expect(live()).toHaveLength(1);
+    expect(await orphans()).toEqual([]);
+  });
+
+  it('gives up listing days after the class, naming what may be left at Zoom', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    await world.schedule('s1', '2026-12-01T00:30:00Z', 50);
+    await leaveIntent();
+    await world.clock.set(new Date('2026-12-04T01:30:00Z'));
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ failed: 1 });
+    expect(await world.meetingOf('s1')).toMatchObject({ state: 'failed', error: expect.stringMatching(/\[scheduler:s1\] may be left at Zoom .*by hand/) });
+    await world.clock.advance(10 * 60_000);
+    expect((await world.provisioner().runPass()).claimed).toBe(0);
   });
 });
