@@ -56,7 +56,7 @@ export function registerAccountCommands(program: Command, io: CliIo, run: (fn: (
       withDb(async ({ database }) => {
         const rows = await listZoomAccounts(database.db);
         if (opts.json) io.out(JSON.stringify(rows));
-        else table(io, ['id', 'label', 'plan', 'account', 'host', 'enabled'], rows.map((a) => [a.id, a.label, a.plan, a.accountId, a.hostUserId, a.enabled ? 'yes' : 'no']));
+        else table(io, ['id', 'label', 'plan', 'account', 'host', 'enabled', 'refused by Zoom'], rows.map((a) => [a.id, a.label, a.plan, a.accountId, a.hostUserId, a.enabled ? 'yes' : 'no', a.refusedReason ?? '']));
       }),
     );
   for (const enabled of [false, true]) {

@@ -108,6 +108,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           }
           const local = (iso: string) => new Intl.DateTimeFormat('en-GB', { timeZone: config.timezone, weekday: 'short', hour: '2-digit', minute: '2-digit' }).format(new Date(iso));
           io.out(`hosts: ${report.hosts.licensed} licensed, ${report.hosts.basic} basic; times in ${config.timezone}`);
+          for (const h of report.refused) io.out(`  left out: ${h.label} (${h.plan}) ${h.reason}${h.since ? ` since ${local(h.since)}` : ''}`);
           for (const d of report.days) {
             io.out(`${d.day}  ${String(d.classes).padStart(5)} classes  peak ${d.peakConcurrent}${d.peakAt ? ` at ${local(d.peakAt)}` : ''}  writes ${d.writes}/${d.createBudget} (${d.creates} creates, ${d.closes} closes)${d.writes > d.createBudget ? '  OVER BUDGET' : ''}`);
             for (const f of d.shortfalls) io.out(`    ${local(f.from)}–${local(f.to)}: ${f.classes} classes, ${f.hosts} hosts: ${f.missing} more needed`);

@@ -73,6 +73,8 @@ export const zoomAccountView = z.object({
   hasWebhookSecretToken: z.boolean(),
   enabled: z.boolean(),
   exhaustedUntil: z.string().nullable(),
+  refusedReason: z.string().nullable().describe('why Zoom refuses this host for good (user gone, not allowed to host, credentials refused); null once a call on it succeeds again'),
+  refusedAt: z.string().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

@@ -49,7 +49,7 @@ export function accountRoutes(scope: FastifyInstance, deps: HttpDeps): void {
 }
 
 function zoomView(a: ZoomAccount): z.output<typeof zoomAccountView> {
-  return { ...a, exhaustedUntil: isoOrNull(a.exhaustedUntil), createdAt: iso(a.createdAt), updatedAt: iso(a.updatedAt) };
+  return { ...a, exhaustedUntil: isoOrNull(a.exhaustedUntil), refusedAt: isoOrNull(a.refusedAt), createdAt: iso(a.createdAt), updatedAt: iso(a.updatedAt) };
 }
 
 function lineView(c: LineChannel): z.output<typeof lineChannelView> {

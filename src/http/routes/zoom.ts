@@ -23,6 +23,9 @@ const capacityView = z.object({
       shortfalls: z.array(shortfall),
     }),
   ),
+  refused: z
+    .array(z.object({ id: z.number(), label: z.string(), plan: z.enum(['licensed', 'basic']), reason: z.string(), since: z.string().nullable() }))
+    .describe('enabled hosts Zoom refuses for good, left out of the counts above until a call on them succeeds'),
 });
 
 export function zoomRoutes(scope: FastifyInstance, deps: HttpDeps): void {
