@@ -14,6 +14,7 @@ import * as sourceRevision from './migrations/0009-source-revision.ts';
 import * as lineEventRetries from './migrations/0010-line-event-retries.ts';
 import * as deliveriesDueIndex from './migrations/0011-deliveries-due-index.ts';
 import * as deliveriesRetryKeyUnindexed from './migrations/0012-deliveries-retry-key-unindexed.ts';
+import * as oneLiveBooking from './migrations/0014-one-live-booking.ts';
 import * as zoomRefusalsTopicsRehosts from './migrations/0013-zoom-refusals-topics-rehosts.ts';
 
 /**
@@ -34,6 +35,7 @@ const MIGRATIONS: Record<string, { up(db: Kysely<unknown>, dialect: Dialect): Pr
   '0010-line-event-retries': lineEventRetries,
   '0011-deliveries-due-index': deliveriesDueIndex,
   '0012-deliveries-retry-key-unindexed': deliveriesRetryKeyUnindexed,
+  '0014-one-live-booking': oneLiveBooking,
   '0013-zoom-refusals-topics-rehosts': zoomRefusalsTopicsRehosts,
 };
 

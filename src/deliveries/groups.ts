@@ -9,8 +9,8 @@ import type { DeliverySender, SendUnit } from './sender.ts';
 export interface MessageGroup {
   channelId: number;
   messages: OutMessage[];
+  /** One per student: the database holds one live booking per student and class (migration 0014). */
   units: SendUnit[];
-  members: Set<number>;
 }
 
 export interface GroupedPage {
@@ -69,17 +69,9 @@ export async function groupClaimed(
         await settle([d.id], unbuilt);
         continue;
       }
-      group = { channelId: context.channel.id, messages: built.messages, units: [], members: new Set() };
+      group = { channelId: context.channel.id, messages: built.messages, units: [] };
       groups.set(key, group);
     }
-    // A student booked twice into one class gets each delivery, but never twice in one multicast
-    // (a chunk's member set is keyed by member): the second copy goes in a group of its own.
-    const { messages } = group;
-    for (let copy = 2; group.members.has(context.member.id); copy++) {
-      group = groups.get(`${key}#${copy}`) ?? { channelId: context.channel.id, messages, units: [], members: new Set() };
-      groups.set(`${key}#${copy}`, group);
-    }
-    group.members.add(context.member.id);
     group.units.push({ deliveryId: d.id, memberId: context.member.id, lineUserId: context.member.lineUserId, following: context.member.following, channelId: context.channel.id, retryKey: d.retryKey, attempt: d.attempts, dueAt: d.dueAt });
   }
   return { groups, stale };

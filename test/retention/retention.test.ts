@@ -107,7 +107,6 @@ describe.each(dialects)('delivery retention on %s', (dialect) => {
     const { db } = database;
     const clock = virtualClock(NOW);
     const channel = await insertLineChannel(db, createSecretBox(Buffer.alloc(32, 1)), clock, { label: 'A', slug: 'a', channelId: '1', channelSecret: 's', channelAccessToken: 't' });
-    const member = await db.insertInto('members').values({ channel_id: channel.id, line_user_id: `U${'1'.repeat(32)}`, following: 'following', created_at: NOW, updated_at: NOW }).returning('id').executeTakeFirstOrThrow();
     const schedule = await db
       .insertInto('schedules')
       .values({ external_id: 's', title: 't', starts_at: daysAgo(400), ends_at: daysAgo(399), trial: false, cancelled: false, min_participants: 0, version: 1, meeting_state: 'none', created_at: NOW, updated_at: NOW })
@@ -120,7 +119,9 @@ describe.each(dialects)('delivery retention on %s', (dialect) => {
       ['old-pending', 'pending', 300], // not settled: the engine expires it, with its reason, first
       ['new-sent', 'sent', 179],
     ];
-    for (const [key, state, age] of rows) {
+    for (const [i, [key, state, age]] of rows.entries()) {
+      // One student per booking: a student has at most one live booking in a class (0014-one-live-booking).
+      const member = await db.insertInto('members').values({ channel_id: channel.id, line_user_id: `U${String(i).repeat(32)}`, following: 'following', created_at: NOW, updated_at: NOW }).returning('id').executeTakeFirstOrThrow();
       const appointment = await db.insertInto('appointments').values({ external_id: key, schedule_id: schedule.id, member_id: member.id, cancelled: false, created_at: NOW, updated_at: NOW }).returning('id').executeTakeFirstOrThrow();
       await db
         .insertInto('deliveries')
