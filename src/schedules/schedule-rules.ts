@@ -20,6 +20,27 @@ export type ScheduleFields = Omit<ScheduleInput, 'externalId'> & { version: numb
 
 export const MAX_CLASS_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * The earliest start the API accepts. Anything before is a placeholder or a typo (year 0003,
+ * 1970's epoch zero); classes since are history a platform may sync, and stay welcome: a class
+ * over makes no meeting, and its messages expire.
+ */
+export const EARLIEST_CLASS_START = new Date('2000-01-01T00:00:00Z');
+/**
+ * How far ahead of now a class may start through the API: two years (731 days) holds any real
+ * timetable. A year-9999 placeholder or a mistyped year would otherwise sit in the table for good,
+ * never provisioned nor sent, and skew the capacity view.
+ */
+export const MAX_CLASS_LEAD_MS = 731 * 24 * 60 * 60 * 1000;
+
+/** Whether a class's start is within the bounds the API accepts (see above), naming startsAt. */
+export function checkClassTimes(input: Pick<ScheduleInput, 'startsAt'>, now: Date, prefix = ''): DomainError[] {
+  const latest = new Date(now.getTime() + MAX_CLASS_LEAD_MS);
+  const start = input.startsAt.getTime();
+  if (start >= EARLIEST_CLASS_START.getTime() && start <= latest.getTime()) return [];
+  return [invalid(`${prefix}startsAt`, `must be from ${EARLIEST_CLASS_START.toISOString()} up to two years ahead (${latest.toISOString()})`)];
+}
+
 /** Problems with one schedule, each naming its field (prefixed for bulk items). */
 export function checkSchedule(input: ScheduleInput, prefix = ''): DomainError[] {
   const problems: DomainError[] = [];

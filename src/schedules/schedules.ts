@@ -5,7 +5,7 @@ import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import type { MeetingState, SchedulesTable } from '../db/tables.ts';
 import { chunked, inTransaction } from '../db/transaction.ts';
 import { invalid, notFound } from '../errors.ts';
-import { checkSchedule, isNewerRevision, planScheduleUpdate, type ScheduleFields, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
+import { checkClassTimes, checkSchedule, isNewerRevision, planScheduleUpdate, type ScheduleFields, type ScheduleInput, type UpsertOutcome } from './schedule-rules.ts';
 import { syncDeliveries } from '../deliveries/outbox.ts';
 import { DEFAULT_RULES, type DeliveryRules } from '../deliveries/rules.ts';
 
@@ -16,6 +16,11 @@ export interface OutboxOptions {
   onDeliveriesChanged?: (ids: number[]) => void;
   /** A class was created, moved or cancelled: its meeting needs work now (the provisioner wakes up). */
   onMeetingsChanged?: () => void;
+}
+
+export interface ScheduleUpsertOptions extends OutboxOptions {
+  /** Refuse starts outside the sane range (`checkClassTimes`): the admin API asks for it. */
+  boundClassTimes?: boolean;
 }
 
 export interface Meeting {
@@ -63,16 +68,18 @@ export interface UpsertResult {
  * Creates or replaces schedules by external id, all or nothing: every item is checked before
  * anything is written, and the writes share one transaction.
  */
-export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], options: OutboxOptions = {}): Promise<UpsertResult[]> {
+export async function upsertSchedules(db: Db, clock: Clock, inputs: readonly ScheduleInput[], options: ScheduleUpsertOptions = {}): Promise<UpsertResult[]> {
   const prefix = (i: number) => `items[${i}].`;
   const rules = options.rules ?? DEFAULT_RULES;
   const touched: number[] = [];
   const seen = new Map<string, number>();
+  const checkedAt = clock.now();
   const problems = inputs.flatMap((input, i) => {
     const p = inputs.length === 1 ? '' : prefix(i);
     const dup = seen.get(input.externalId);
     seen.set(input.externalId, i);
-    return [...checkSchedule(input, p), ...(dup !== undefined ? [invalid(`${p}externalId`, `"${input.externalId}" appears twice (also at index ${dup})`)] : [])];
+    const times = options.boundClassTimes ? checkClassTimes(input, checkedAt, p) : [];
+    return [...times, ...checkSchedule(input, p), ...(dup !== undefined ? [invalid(`${p}externalId`, `"${input.externalId}" appears twice (also at index ${dup})`)] : [])];
   });
   if (problems[0]) throw problems[0];
 

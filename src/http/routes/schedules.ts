@@ -22,7 +22,8 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     {
       schema: {
         tags: ['schedules'],
-        description: 'Create or replace one class session. Moving or cancelling it bumps its version.',
+        description:
+          'Create or replace one class session. Moving or cancelling it bumps its version. startsAt must be from 2000-01-01T00:00:00Z up to two years (731 days) ahead of now (400 naming startsAt otherwise): a class already over is accepted as history (no meeting is made, its messages expire).',
         params: z.strictObject({ externalId }),
         body: scheduleBody,
         response: { 200: scheduleView.extend({ outcome: z.string() }), 201: scheduleView.extend({ outcome: z.string() }), ...errors },
@@ -30,7 +31,7 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     },
     async (request, reply) => {
       const input: ScheduleInput = { ...request.body, externalId: request.params.externalId };
-      const [result] = await upsertSchedules(db, clock, [input], deps.outbox?.());
+      const [result] = await upsertSchedules(db, clock, [input], { ...deps.outbox?.(), boundClassTimes: true });
       const schedule = await getScheduleByExternalId(db, request.params.externalId);
       return reply.code(result?.outcome === 'created' ? 201 : 200).send({ ...scheduleJson(schedule), outcome: result?.outcome ?? 'unchanged' });
     },
@@ -41,12 +42,12 @@ export function scheduleRoutes(scope: FastifyInstance, deps: HttpDeps): void {
     {
       schema: {
         tags: ['schedules'],
-        description: 'Create or replace up to 5,000 schedules at once, all or nothing.',
+        description: 'Create or replace up to 5,000 schedules at once, all or nothing. Each startsAt within the bounds of PUT (400 naming the item otherwise).',
         body: scheduleBulk,
         response: { 200: upsertResults, ...errors },
       },
     },
-    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items, deps.outbox?.()) }),
+    async (request) => ({ results: await upsertSchedules(db, clock, request.body.items, { ...deps.outbox?.(), boundClassTimes: true }) }),
   );
 
   app.get(
