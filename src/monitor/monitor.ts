@@ -48,8 +48,9 @@ const MAX_GRACE_ROUNDS = 50;
 
 /**
  * Watches classes around their start, on a loop every `monitor.interval`: the booked-headcount
- * check before the meeting link goes out; the grace-time check of who is really there (ending and
- * deleting an empty meeting); and a reconciliation poll for meetings whose end was never heard of.
+ * check before the meeting link goes out (always); and, while `monitor.enabled`, the grace-time
+ * check of who is really there (ending and deleting an empty meeting), a reconciliation poll for
+ * meetings whose end was never heard of, and the replay links a crash kept from being owed.
  */
 export function createMonitor(deps: MonitorDeps) {
   const { db, box, clock, config, client, logger, metrics } = deps;
@@ -142,8 +143,11 @@ export function createMonitor(deps: MonitorDeps) {
 
   const runPass = async (): Promise<MonitorReport> => {
     const now = clock.now();
-    if (!config.current().monitor.enabled) return { headcountChecked: 0, graceChecked: {}, reconciled: 0, replayLinksOwed: 0 };
+    // The minimum headcount is a scheduling rule, decided from the bookings alone: a platform that
+    // turns off watching Zoom (`monitor.enabled: false`) still has its short classes called off
+    // under `cancel` (and reported under `notify-only`). Only what watches the meetings stops.
     const headcountChecked = await headcountBeforeSending(now);
+    if (!config.current().monitor.enabled) return { headcountChecked, graceChecked: {}, reconciled: 0, replayLinksOwed: 0 };
     const graceChecked = await graceChecks(now);
     const reconciled = await reconcileOverruns(now);
     const replayLinksOwed = await catchUpReplayLinks(now);

@@ -225,7 +225,7 @@ describe.each(dialects)('attendance check at start + grace on %s', (dialect) => 
     expect((await verdictOf('c1')).monitor_reason).toMatch(/no student join was received 10 minutes after the start, but a lost webhook cannot be ruled out; not ended/);
   });
 
-  it('leaves everything alone when monitoring is off', async () => {
+  it('leaves the meetings alone when monitoring is off (the headcount check, which only reads bookings, still runs)', async () => {
     const monitor = await open(undefined, { monitor: { enabled: false } });
     await z.schedule('c1', '2026-12-01T12:00:00Z', 50);
     await z.provisioner().runPass();

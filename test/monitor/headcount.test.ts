@@ -83,6 +83,21 @@ describe.each(dialects)('minimum headcount on %s', (dialect) => {
     expect(moved.map((d) => [d.state, new Date(d.due_at).toISOString()])).toEqual(Array.from({ length: 3 }, () => ['pending', '2026-12-02T11:50:00.000Z']));
   });
 
+  it('cancel with the Zoom monitor turned off: the class is still called off and its students told, before the link goes out', async () => {
+    // The headcount is a scheduling rule on the bookings; monitor.enabled only stops watching Zoom.
+    w = await openEngineWorld(dialect, { monitor: { minimumPolicy: 'cancel', enabled: false } });
+    await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2], { minParticipants: 3 });
+    const engine = w.engine();
+    await engine.start();
+    await w.at('2026-12-01T11:49:00Z');
+    expect(await monitorFor(w, engine).runPass()).toEqual({ headcountChecked: 1, graceChecked: {}, reconciled: 0, replayLinksOwed: 0 });
+    await w.at('2026-12-01T11:55:00Z');
+    expect(await schedule(w, 'c1')).toMatchObject({ headcount_state: 'cancelled', headcount_stage: 'send', version: 2 });
+    const received = w.received();
+    expect(received.filter((r) => r.text.includes('停課通知')).map((r) => r.to).sort()).toEqual([userId(1), userId(2)].sort());
+    expect(received.filter((r) => r.text.includes('zoom.example.com/j/c1'))).toHaveLength(0);
+  });
+
   it('leaves a class at its minimum alone, and a class with no minimum unchecked', async () => {
     w = await openEngineWorld(dialect, { monitor: { minimumPolicy: 'cancel' } });
     await w.klass('c1', '2026-12-01T12:00:00Z', 50, [1, 2, 3], { minParticipants: 3 });
