@@ -294,6 +294,7 @@ export const configSchema = z.strictObject({
   /** Watching started meetings: attendance, the minimum headcount, ending empty classes early. */
   monitor: z
     .strictObject({
+      /** Watching Zoom (attendance, the reconciliation poll, the replay-link catch-up); the headcount check runs either way. */
       enabled: z.boolean().default(true),
       /** Attendance is judged this many minutes after the start. */
       graceMinutes: z.int().min(1).max(120).default(10),
