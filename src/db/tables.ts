@@ -28,6 +28,8 @@ export interface ZoomAccountsTable {
   /** Why Zoom refused this host for good, and since when (0013); cleared when a call on it succeeds. */
   refused_reason: ColumnType<string | null, string | null | undefined, string | null>;
   refused_at: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
+  /** The refusal was of the account's credentials (401, OAuth): a success on any of its hosts clears it on all (0013). */
+  refused_account_wide: ColumnType<boolean | number, boolean | undefined, boolean>;
   created_at: Instant;
   updated_at: Instant;
 }
@@ -132,6 +134,12 @@ export interface SchedulesTable {
   /** A meeting a re-host replaced, and its host, still to delete at Zoom (0013). */
   replaced_meeting_id: ColumnType<string | null, string | null | undefined, string | null>;
   replaced_meeting_account_id: ColumnType<number | null, number | null | undefined, number | null>;
+  /** The replaced meeting's host window, held on its host until it is deleted (0013). */
+  replaced_window_start: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
+  replaced_window_end: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
+  /** The replaced meeting's DELETE backs off on its own (0013): the class's other work never waits for it. */
+  replaced_attempts: ColumnType<number, number | undefined, number>;
+  replaced_retry_at: ColumnType<Date | string | null, Date | null | undefined, Date | null>;
   meeting_error: string | null;
   /** The host time this meeting reserves: [start − early join, end + after-class buffer]. */
   host_window_start: NullableInstant;

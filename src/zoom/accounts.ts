@@ -109,6 +109,9 @@ export async function updateZoomAccount(db: Db, box: SecretBox, clock: Clock, id
         ...(patch.webhookSecretToken !== undefined
           ? { webhook_secret_token: patch.webhookSecretToken === null ? null : box.encrypt(patch.webhookSecretToken, WEBHOOK_SECRET) }
           : {}),
+        // An operator fixed the credentials or put the host back: a past refusal says nothing of it
+        // now (the next pass tries it, and a refusal is recorded again if Zoom still refuses).
+        ...(patch.clientSecret !== undefined || patch.enabled === true ? { refused_reason: null, refused_at: null, refused_account_wide: false } : {}),
       })
       .where('id', '=', id)
       .returningAll()

@@ -1,6 +1,6 @@
 import { sql, type Selectable } from 'kysely';
 import { dialectOf, type Db } from '../db/database.ts';
-import { toDate, toOptionalDate } from '../db/row.ts';
+import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import type { MeetingState, ZoomAccountsTable } from '../db/tables.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { ZoomPlan } from './accounts.ts';
@@ -20,6 +20,8 @@ export interface PoolHost {
   lastAssignedAt: Date | null;
   /** Why Zoom last refused this host for good (null: it was not, or it worked since). */
   refusedReason: string | null;
+  /** That refusal was of the account's credentials: any of its hosts working again clears it. */
+  refusedAccountWide: boolean;
 }
 
 /** A pool entry left out of the pass, and why (shown in the no-capacity reason). */
@@ -64,25 +66,41 @@ function toPoolHost(row: Selectable<ZoomAccountsTable>, box: SecretBox): PoolHos
     exhaustedUntil: toOptionalDate(row.exhausted_until),
     lastAssignedAt: toOptionalDate(row.last_assigned_at),
     refusedReason: row.refused_reason,
+    refusedAccountWide: toBool(row.refused_account_wide),
   };
 }
 
-/** Host windows reserved between `from` and `to`, per host. */
-export async function reservedWindows(db: Db, from: Date, to: Date): Promise<Map<number, { scheduleId: number; start: Date; end: Date }[]>> {
+export interface HeldWindow {
+  scheduleId: number;
+  start: Date;
+  end: Date;
+  /** Held by a meeting a re-host replaced, live on this host until its DELETE succeeds. */
+  replaced: boolean;
+}
+
+/** Host windows reserved between `from` and `to`, per host, with those of replaced meetings not yet deleted. */
+export async function reservedWindows(db: Db, from: Date, to: Date): Promise<Map<number, HeldWindow[]>> {
+  // One read (the pass's snapshot), both kinds of hold; each is checked again below.
   const rows = await db
     .selectFrom('schedules')
-    .select(['id', 'meeting_account_id', 'host_window_start', 'host_window_end'])
-    .where('meeting_account_id', 'is not', null)
-    .where('meeting_state', 'in', HOLDING_STATES)
-    .where('host_window_start', '<', to)
-    .where('host_window_end', '>', from)
+    .select(['id', 'meeting_state', 'meeting_account_id', 'host_window_start', 'host_window_end', 'replaced_meeting_id', 'replaced_meeting_account_id', 'replaced_window_start', 'replaced_window_end'])
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('meeting_account_id', 'is not', null), eb('meeting_state', 'in', HOLDING_STATES), eb('host_window_start', '<', to), eb('host_window_end', '>', from)]),
+        eb.and([eb('replaced_meeting_id', 'is not', null), eb('replaced_window_start', '<', to), eb('replaced_window_end', '>', from)]),
+      ]),
+    )
     .execute();
-  const out = new Map<number, { scheduleId: number; start: Date; end: Date }[]>();
+  const out = new Map<number, HeldWindow[]>();
+  const hold = (hostId: number | null, scheduleId: number, start: Date | string | null, end: Date | string | null, isReplaced: boolean): void => {
+    if (hostId === null || start === null || end === null) return;
+    const window = { scheduleId, start: toDate(start), end: toDate(end), replaced: isReplaced };
+    if (window.start.getTime() >= to.getTime() || window.end.getTime() <= from.getTime()) return;
+    out.set(hostId, [...(out.get(hostId) ?? []), window]);
+  };
   for (const row of rows) {
-    if (row.meeting_account_id === null || row.host_window_start === null || row.host_window_end === null) continue;
-    const list = out.get(row.meeting_account_id) ?? [];
-    list.push({ scheduleId: row.id, start: toDate(row.host_window_start), end: toDate(row.host_window_end) });
-    out.set(row.meeting_account_id, list);
+    if (HOLDING_STATES.includes(row.meeting_state)) hold(row.meeting_account_id, row.id, row.host_window_start, row.host_window_end, false);
+    if (row.replaced_meeting_id !== null) hold(row.replaced_meeting_account_id, row.id, row.replaced_window_start, row.replaced_window_end, true);
   }
   return out;
 }
@@ -121,17 +139,30 @@ export async function reserveHost(db: Db, r: Reservation): Promise<ReservationRe
     const clash = await trx
       .selectFrom('schedules')
       .select('id')
-      .where('meeting_account_id', '=', r.hostId)
-      .where('id', '<>', r.scheduleId)
-      .where('meeting_state', 'in', HOLDING_STATES)
-      .where('host_window_start', '<', r.windowEnd)
-      .where('host_window_end', '>', r.windowStart)
+      .where((eb) =>
+        eb.or([
+          eb.and([
+            eb('meeting_account_id', '=', r.hostId),
+            eb('id', '<>', r.scheduleId),
+            eb('meeting_state', 'in', HOLDING_STATES),
+            eb('host_window_start', '<', r.windowEnd),
+            eb('host_window_end', '>', r.windowStart),
+          ]),
+          // A replaced meeting not yet deleted is live on its host (this class's own too).
+          eb.and([
+            eb('replaced_meeting_id', 'is not', null),
+            eb('replaced_meeting_account_id', '=', r.hostId),
+            eb('replaced_window_start', '<', r.windowEnd),
+            eb('replaced_window_end', '>', r.windowStart),
+          ]),
+        ]),
+      )
       .limit(1)
       .executeTakeFirst();
     if (clash) return { result: 'busy' as const };
     const claimed = await trx
       .updateTable('schedules')
-      .set({
+      .set((eb) => ({
         meeting_account_id: r.hostId,
         host_window_start: r.windowStart,
         host_window_end: r.windowEnd,
@@ -140,12 +171,23 @@ export async function reserveHost(db: Db, r: Reservation): Promise<ReservationRe
         meeting_intent_version: r.version,
         meeting_intent_at: r.now,
         meeting_error: null,
-        // The old meeting is remembered apart until deleted; the meeting columns are for the new one.
+        // The old meeting is remembered apart, with its window (still held on its host), until it
+        // is deleted once the new one is recorded. Its link, passcode, title and version stay in the
+        // meeting columns for a restore (restoreReplaced) if no new meeting is made; no link goes out
+        // meanwhile, as meeting_version is not the class's.
         ...(r.replacing
-          ? { replaced_meeting_id: r.replacing.meetingId, replaced_meeting_account_id: r.replacing.hostId, meeting_id: null, meeting_uuid: null, join_url: null, start_url: null, passcode: null, meeting_title: null }
+          ? {
+              replaced_meeting_id: r.replacing.meetingId,
+              replaced_meeting_account_id: r.replacing.hostId,
+              replaced_window_start: eb.ref('host_window_start').$castTo<Date | null>(),
+              replaced_window_end: eb.ref('host_window_end').$castTo<Date | null>(),
+              replaced_attempts: 0,
+              replaced_retry_at: null,
+              meeting_id: null,
+            }
           : {}),
         updated_at: r.now,
-      })
+      }))
       .where('id', '=', r.scheduleId)
       .where('meeting_lease_owner', '=', r.leaseOwner)
       .where('version', '=', r.version)
@@ -176,15 +218,46 @@ export async function markHostExhausted(db: Db, hostId: number, until: Date, now
 /**
  * Zoom refused these hosts for good: the reason is kept on the hosts themselves, so the pool's
  * listing shows why a host is out (the classes it refused go to other hosts and do not say).
+ * Refused hosts are tried again each pass: `refused_at` keeps the first refusal (since when).
  */
-export async function markHostsRefused(db: Db, hostIds: readonly number[], reason: string, now: Date): Promise<void> {
+export async function markHostsRefused(db: Db, hostIds: readonly number[], reason: string, now: Date, accountWide = false): Promise<void> {
   if (hostIds.length === 0) return;
-  await db.updateTable('zoom_accounts').set({ refused_reason: reason, refused_at: now, updated_at: now }).where('id', 'in', hostIds).execute();
+  await db
+    .updateTable('zoom_accounts')
+    .set({ refused_reason: reason, refused_at: sql<Date>`coalesce(refused_at, ${now})`, refused_account_wide: accountWide, updated_at: now })
+    .where('id', 'in', hostIds)
+    .execute();
 }
 
-/** A call on a host succeeded: whatever Zoom refused before works again. */
-export async function clearHostRefused(db: Db, hostId: number, now: Date): Promise<void> {
-  await db.updateTable('zoom_accounts').set({ refused_reason: null, refused_at: null, updated_at: now }).where('id', '=', hostId).where('refused_reason', 'is not', null).execute();
+/**
+ * A call on a host succeeded: whatever Zoom refused it before works again, and so do the account's
+ * credentials, so a refusal of them is cleared on its other hosts too (those with no work would never learn).
+ */
+export async function clearHostRefused(db: Db, hostId: number, now: Date, accountId?: string): Promise<void> {
+  await db
+    .updateTable('zoom_accounts')
+    .set({ refused_reason: null, refused_at: null, refused_account_wide: false, updated_at: now })
+    .where('refused_reason', 'is not', null)
+    .where((eb) => eb.or([eb('id', '=', hostId), ...(accountId === undefined ? [] : [eb.and([eb('account_id', '=', accountId), eb('refused_account_wide', '=', true)])])]))
+    .execute();
+}
+
+/** Zoom refused `hosts` for good (one host, or all the account's for its credentials): kept in the pass's pool and on the hosts. */
+export async function noteRefused(db: Db, hosts: readonly PoolHost[], reason: string, accountWide: boolean, now: Date): Promise<void> {
+  for (const h of hosts) Object.assign(h, { refusedReason: reason, refusedAccountWide: accountWide });
+  await markHostsRefused(db, [...new Set(hosts.map((h) => h.id))], reason, now, accountWide);
+}
+
+/**
+ * A call on `host` worked: its refusal is cleared, and a refusal of its account's credentials on the
+ * pool's other hosts of the account (one write, only when something is marked). True if it cleared any.
+ */
+export async function noteWorks(db: Db, pool: readonly PoolHost[], host: PoolHost, now: Date): Promise<boolean> {
+  const siblings = pool.filter((h) => h.refusedAccountWide && h.creds.accountId === host.creds.accountId);
+  if (host.refusedReason === null && siblings.length === 0) return false;
+  for (const h of [host, ...siblings]) Object.assign(h, { refusedReason: null, refusedAccountWide: false });
+  await clearHostRefused(db, host.id, now, host.creds.accountId);
+  return true;
 }
 
 /** Counts of schedules by flag for metrics; cheap enough per pass. */

@@ -5,6 +5,7 @@ import { describeNoCapacity, planMeeting, rankHosts } from './allocation.ts';
 import { isHostRefused, zoomDidNothing } from './errors.ts';
 import { reserveHost, type PoolHost } from './hosts.ts';
 import { adoptOrNull, meetingBody, savedMeeting } from './meeting-calls.ts';
+import { dropReplaced, restoreReplaced } from './meeting-replaced.ts';
 import type { MeetingWork } from './meeting-work.ts';
 import type { Pass } from './pass.ts';
 import type { ZoomMeeting } from './types.ts';
@@ -12,16 +13,18 @@ import type { ZoomMeeting } from './types.ts';
 const MAX_HOST_TRIES = 6;
 
 /**
- * A re-host: the class's working meeting on another host. Another host is reserved first and only
- * then is the old meeting deleted (`deleteOld`), so a race for the new host (another pass or
- * replica taking it) leaves the class with its old meeting, never with none.
+ * A re-host: the class's working meeting on another host. Another host is reserved first (the row
+ * remembers the old meeting and its window, still held), the new meeting is created and recorded,
+ * and only then is the old one deleted (meeting-replaced.ts). A race for the new host, a refused or
+ * failed create that proves Zoom made nothing: the old meeting is the class's again (restored), and
+ * the move is tried after a backoff. An ambiguous create leaves the intent with the old meeting
+ * remembered: recovery adopts the new one (then the old is deleted) or restores the old.
  */
 export interface Replacing {
   meetingId: string;
   host: PoolHost;
   /** Why the meeting cannot stay on its host. */
   why: string;
-  deleteOld: () => Promise<void>;
 }
 
 export async function create(p: Pass, w: MeetingWork, replacing?: Replacing): Promise<void> {
@@ -29,8 +32,8 @@ export async function create(p: Pass, w: MeetingWork, replacing?: Replacing): Pr
   const klass = { startsAt: w.startsAt, endsAt: w.endsAt, trial: w.trial };
   /** Zoom refused a host this class was tried on: with no host left, that is the class's failure. */
   let refusal: unknown;
-  /** Until another host is reserved, the old meeting stays: its host is not a candidate. */
-  let pending = replacing;
+  /** A re-host: the old meeting stays the class's until a new one is recorded; its host is not a candidate. */
+  const pending = replacing;
   for (let round = 0; round < MAX_HOST_TRIES; round++) {
     const hosts = candidates().filter((h) => h.id !== pending?.host.id);
     const ranking = rankHosts(klass, hosts, settings, clock.now(), cap);
@@ -66,27 +69,30 @@ export async function create(p: Pass, w: MeetingWork, replacing?: Replacing): Pr
       if (reserved.result === 'lease_lost') return;
       continue;
     }
-    // The new host is held: now the old meeting goes (or is left to a later pass, which the row remembers).
-    if (pending) {
-      await pending.deleteOld();
-      pending = undefined;
-    }
     // From here the row is an intent (`creating`): it is dropped only on proof that Zoom made nothing.
+    // A re-host's old meeting stays live and remembered until the new one is recorded.
     let meeting: ZoomMeeting;
     try {
       meeting = await call(host, (c, creds) => c.createMeeting(creds, host.hostUserId, meetingBody(w, plan, cfg.meeting.topicTemplate)));
     } catch (error) {
-      if (await setHostAside(host, error)) {
+      const nothingMade = (await setHostAside(host, error)) ? 'aside' : zoomDidNothing(error) ? 'refused' : null;
+      if (nothingMade && pending) {
+        // Zoom made nothing: the old meeting is the class's again, the new host's window is freed.
+        state.busy = previous.busy;
+        if (!(await restoreReplaced(p, w))) return;
+      }
+      if (nothingMade === 'aside') {
         if (isHostRefused(error)) refusal = error;
-        await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
+        if (!pending) await settle(w, { meeting_state: 'none', meeting_account_id: null, host_window_start: null, host_window_end: null }, false);
         continue;
       }
-      if (zoomDidNothing(error)) return fail(w, error, 'failed');
+      if (nothingMade && pending) return fail(w, new Error(`the class moved: ${pending.why}; creating its meeting on ${host.label} failed (${coerceError(error).message}); its meeting stays as it was`), 'ready', 'move_blocked');
+      if (nothingMade) return fail(w, error, 'failed');
       // A timeout, a 5xx, a 2xx we could not read: Zoom may have made it. Look before creating again.
-      return adoptAfter(p, w, host, coerceError(error).message);
+      return adoptAfter(p, w, host, coerceError(error).message, pending);
     }
     try {
-      await settle(w, savedMeeting(meeting, host.id, w.version, w.title, box));
+      await settle(w, savedMeeting(meeting, host.id, w.version, w.title, box), !pending);
     } catch (error) {
       // Zoom made it but it is not recorded: the intent stays, its lease runs out, and recovery adopts it by its marker.
       logger.error({ schedule: w.externalId, meeting: meeting.id, err: coerceError(error) }, 'could not record a created meeting; recovery will adopt it');
@@ -94,15 +100,23 @@ export async function create(p: Pass, w: MeetingWork, replacing?: Replacing): Pr
       return;
     }
     count('created');
+    if (pending) await deleteOld(p, w, pending);
     return;
   }
-  // Still replacing: nothing was reserved, so the class keeps its meeting (a later pass moves it).
+  // A re-host that reserved or made nothing: the class keeps its meeting (a later pass moves it).
   if (pending) return fail(w, new Error(`the class moved: ${pending.why}; no other host could be reserved after trying ${MAX_HOST_TRIES}; its meeting stays as it was`), 'ready', 'move_blocked');
   await fail(w, new Error(`gave up after trying ${MAX_HOST_TRIES} hosts`), 'failed');
 }
 
+/** The new meeting is recorded: the replaced one goes now, or on a later pass (the row remembers it). */
+async function deleteOld(p: Pass, w: MeetingWork, old: Replacing): Promise<void> {
+  p.count('moved');
+  const after = await dropReplaced(p, { ...w, state: 'ready', replaced: { meetingId: old.meetingId, hostId: old.host.id, attempts: 0, retryAt: null } }, true);
+  await p.settle(after, {});
+}
+
 /** After a create Zoom may have acted on: adopt the meeting if listed, else keep the intent. */
-async function adoptAfter(p: Pass, w: MeetingWork, host: PoolHost, reason: string): Promise<void> {
+async function adoptAfter(p: Pass, w: MeetingWork, host: PoolHost, reason: string, old: Replacing | undefined): Promise<void> {
   const { box, call, cfg, count, settle, unresolved } = p;
   let adopted;
   try {
@@ -111,6 +125,7 @@ async function adoptAfter(p: Pass, w: MeetingWork, host: PoolHost, reason: strin
     return unresolved(w, `${reason}; then listing failed: ${coerceError(listError).message}`);
   }
   if (!adopted) return unresolved(w, `${reason}; no meeting listed yet`); // the listing may lag the create
-  await settle(w, adopted);
+  await settle(w, adopted, !old);
   count('adopted');
+  if (old) await deleteOld(p, w, old);
 }

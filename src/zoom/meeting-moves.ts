@@ -7,7 +7,6 @@ import { isMeetingGone, ZoomError } from './errors.ts';
 import { reserveHost, type PoolHost } from './hosts.ts';
 import { create } from './meeting-create.ts';
 import { meetingBody } from './meeting-calls.ts';
-import { deleteReplaced } from './meeting-replaced.ts';
 import type { MeetingWork } from './meeting-work.ts';
 import type { Pass } from './pass.ts';
 import { spendHostWrite } from './usage.ts';
@@ -147,27 +146,18 @@ async function moveInPlace(p: Pass, w: MeetingWork, host: PoolHost, meetingId: s
  * meeting at its old time rather than be left with none.
  */
 export async function move(p: Pass, w: MeetingWork): Promise<void> {
-  const { count, freeOwnWindow, hostOf, logger, settle } = p;
+  const { fail, hostOf } = p;
   if (w.meetingId && w.hostId !== null) {
     const meetingId = w.meetingId;
     const host = await hostOf(w.hostId);
     const inPlace = host ? await moveInPlace(p, w, host, meetingId) : { outcome: 'gone' as const };
     if (inPlace.outcome === 'done') return;
     if (host && inPlace.outcome === 'rehost') {
-      // Another host is reserved before the meeting is deleted: see Replacing.
-      const deleteOld = async (): Promise<void> => {
-        freeOwnWindow(w);
-        count('moved');
-        const dropped = await deleteReplaced(p, w, host, meetingId);
-        if (!dropped.done) {
-          // The class has its new host; the old meeting is remembered and deleted by a later pass.
-          logger.warn({ schedule: w.externalId, meeting: meetingId, reason: coerceError(dropped.error).message }, 'could not delete the meeting of a re-hosted class yet');
-          return;
-        }
-        if (dropped.note) logger.warn({ schedule: w.externalId, meeting: meetingId, reason: dropped.note }, 'meeting left on its old host; re-hosting the class');
-        await settle(w, { replaced_meeting_id: null, replaced_meeting_account_id: null }, false);
-      };
-      return create(p, { ...w, state: 'none', meetingId: null }, { meetingId, host, why: inPlace.why, deleteOld });
+      // The row remembers one replaced meeting: another re-host waits until the last one's is deleted.
+      if (w.replaced) return fail(w, new Error(`the class moved: ${inPlace.why}; the meeting ${w.replaced.meetingId} it replaced before is not deleted yet; its meeting stays as it was`), 'ready', 'move_blocked');
+      // Another host is reserved, the meeting made there, and only then the old one deleted: see Replacing.
+      // The old meeting keeps its window (held on its host) until deleted: the snapshot keeps it too.
+      return create(p, { ...w, state: 'none', meetingId: null }, { meetingId, host, why: inPlace.why });
     }
   }
   return recreate(p, w, 'moved');

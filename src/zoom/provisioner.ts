@@ -13,13 +13,13 @@ import { hostWriteDay, meetingMarker, nextUtcMidnight, quotaDay, type HostState,
 import type { ZoomClient } from './client.ts';
 import { failureBackoffMs, listingGivenUp, needsRetitle, refusalCoversAccount, refusesForGood } from './decisions.ts';
 import { isHostRefused, ZoomError } from './errors.ts';
-import { clearHostRefused, countNoCapacity, loadHost, loadPool, markHostExhausted, markHostsRefused, reservedWindows, type PoolHost } from './hosts.ts';
+import { countNoCapacity, loadHost, loadPool, markHostExhausted, noteRefused, noteWorks, reservedWindows, type PoolHost } from './hosts.ts';
 import { claimMeetingWork, releaseMeetingLeases, renewMeetingLeases, settleMeetingWork, type MeetingFields, type MeetingWork } from './meeting-work.ts';
 import { adoptOrNull, type HostCall } from './meeting-calls.ts';
 import { create } from './meeting-create.ts';
 import { close, move, remove } from './meeting-moves.ts';
 import { retitle } from './meeting-topic.ts';
-import { dropReplaced } from './meeting-replaced.ts';
+import { dropReplaced, keepReplaced } from './meeting-replaced.ts';
 import type { Pass } from './pass.ts';
 import { accountUsageOn, hostWritesOn } from './usage.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
@@ -129,7 +129,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     /** Drops a schedule's own reservation from the snapshot, so creating it afresh does not find its host busy with itself. */
     const freeOwnWindow = (w: MeetingWork): void => {
       const state = w.hostId === null ? undefined : states.get(w.hostId);
-      const own = w.hostId === null ? undefined : windows.get(w.hostId)?.find((x) => x.scheduleId === w.id);
+      const own = w.hostId === null ? undefined : windows.get(w.hostId)?.find((x) => x.scheduleId === w.id && !x.replaced);
       if (state && own) state.busy = state.busy.filter((b) => b.start.getTime() !== own.start.getTime() || b.end.getTime() !== own.end.getTime());
     };
     let lastStamp = 0;
@@ -144,7 +144,8 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     };
     /**
      * Every Zoom call of the pass: a refusal for good is kept on the host(s) for operators to see,
-     * and a success clears it (one write, only on a host marked refused).
+     * and a success clears it, with a refusal of the account's credentials on its other hosts
+     * (one write, only when one is marked).
      */
     const call: HostCall = async (host, fn) => {
       let out;
@@ -152,21 +153,13 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         out = await perAccount(host.creds.accountId).run(() => fn(client, host.creds));
       } catch (error) {
         if (isHostRefused(error)) {
-          const reason = `refused by Zoom: ${coerceError(error).message}`;
-          const ids = refusedWith(host, error);
-          for (const id of ids) {
-            const h = byId.get(id) ?? (id === host.id ? host : undefined);
-            if (h) h.refusedReason = reason;
-          }
-          await markHostsRefused(db, ids, reason, clock.now()).catch((e: unknown) => logger.error({ err: coerceError(e), host: host.label }, 'could not record why Zoom refuses a host'));
+          await noteRefused(db, refusedWith(host, error).map((id) => byId.get(id) ?? host), `refused by Zoom: ${coerceError(error).message}`, refusalCoversAccount(error), clock.now()).catch((e: unknown) =>
+            logger.error({ err: coerceError(e), host: host.label }, 'could not record why Zoom refuses a host'),
+          );
         }
         throw error;
       }
-      if (host.refusedReason !== null) {
-        host.refusedReason = null;
-        await clearHostRefused(db, host.id, clock.now()).catch((e: unknown) => logger.error({ err: coerceError(e), host: host.label }, 'could not clear a host refusal'));
-        logger.info({ host: host.label }, 'Zoom takes this host again');
-      }
+      if (await noteWorks(db, pool, host, clock.now()).catch((e: unknown) => logger.error({ err: coerceError(e), host: host.label }, 'could not clear a host refusal'))) logger.info({ host: host.label }, 'Zoom takes this host again');
       return out;
     };
     const count = (outcome: string): void => {
@@ -254,6 +247,8 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       }
       // Zoom's listing may lag the create: a young intent is listed again on a later pass.
       if (!refusedForGood && w.intent && clock.now().getTime() - w.intent.at.getTime() < LISTING_LAG_MS) return unresolved(w, 'no meeting listed for the intent yet');
+      // A re-host made nothing: the meeting it was to replace is the class's again (then moved, deleted or closed).
+      if (w.replaced) return keepReplaced(pass, w, 'Zoom lists no meeting made for the re-host');
       if (w.cancelled) return remove(pass, { ...w, meetingId: null });
       // Zoom made nothing, and a class that is over needs nothing.
       if (w.endsAt.getTime() <= clock.now().getTime()) return fail(w, new Error('the class is over and Zoom lists no meeting made for it'), 'failed');
@@ -293,14 +288,16 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     };
     renew();
     await Promise.all(
-      work.map((w) =>
+      work.map((claimed) =>
         overall.run(async () => {
+          let w = claimed;
           // Stopping: leave queued work unstarted; its lease is handed back in stop().
           if (stopped) return;
           try {
-            if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w);
-            // Only that: the claim may have picked the row for it alone.
-            else if (w.replaced) await dropReplaced(pass, w, w.replaced);
+            // A side task with its own backoff: the class's own work goes on whatever it gives.
+            w = await dropReplaced(pass, w);
+            if (!w.due) await settle(w, {}); // picked for that alone: hand the lease back
+            else if (w.state === 'creating' || w.state === 'updating' || w.state === 'deleting') await recover(w);
             else if (w.cancelled) await remove(pass, w);
             // Judged at the claim's instant, as the claim was: a class over by now is closed, not re-titled.
             else if (w.state === 'ready' && w.meetingVersion === w.version) await (needsRetitle(w, now) ? retitle(pass, w) : close(pass, w));

@@ -36,10 +36,10 @@ describe.each(dialects)('re-hosting a moved class on %s', (dialect) => {
     world = await openZoomWorld(dialect, [{ label: 'a', plan: 'licensed' }, { label: 'b', plan: 'licensed' }], { config: { zoom: { provisioning: { retryDelay: '1m' } } } });
     const old = await movedOntoBusyHost();
     const refused = world.em.faults.add({ method: 'DELETE', path: /\/meetings\/\d+$/, times: Infinity, fault: { status: 503 } });
-    expect((await world.provisioner().runPass()).outcomes).toEqual({ moved: 1, created: 1 });
+    expect((await world.provisioner().runPass()).outcomes).toEqual({ moved: 1, created: 1, replaced_retry: 1 });
     expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', host: 'b', meetingVersion: 2 });
     expect(world.em.meeting(Number(old))?.deleted).toBe(false);
-    expect(await row()).toMatchObject({ replaced_meeting_id: old, replaced_meeting_account_id: world.hostIds.get('a') });
+    expect(await row()).toMatchObject({ replaced_meeting_id: old, replaced_meeting_account_id: world.hostIds.get('a'), replaced_attempts: 1, meeting_attempts: 0 });
     refused.remove();
     await world.clock.advance(2 * 60_000);
     expect((await world.provisioner().runPass()).outcomes).toEqual({ replaced_deleted: 1 });
