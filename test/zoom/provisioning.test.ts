@@ -143,8 +143,11 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
     await Promise.all([p1.runPass(), p2.runPass()]);
     await p1.runPass();
     const states = await Promise.all(['s1', 's2', 's3'].map((s) => world.meetingOf(s)));
-    expect(states.map((s) => s.state)).toEqual(['ready', 'no_capacity', 'ready']);
-    expect(states[1]?.error).toMatch(/1 busy/);
+    // Whichever worker reserves first wins the host; the other class finds it busy.
+    const [first, second] = states;
+    expect([first?.state, second?.state].sort()).toEqual(['no_capacity', 'ready']);
+    expect([first, second].find((s) => s?.state === 'no_capacity')?.error).toMatch(/1 busy/);
+    expect(states[2]?.state).toBe('ready');
     expect(world.em.overlaps()).toEqual([]);
     expect(world.em.meetings()).toHaveLength(2);
   });
