@@ -13,6 +13,19 @@ describe.each(dialects)('host refusals on %s', (dialect) => {
     await world?.close();
   });
 
+  /** Hosts a and a2 share an account whose credentials Zoom refuses (until the fault is removed); b is another account. */
+  const sharedAccountRefused = async () => {
+    world = await openZoomWorld(
+      dialect,
+      [
+        { label: 'a', plan: 'licensed', accountId: 'shared' },
+        { label: 'a2', plan: 'licensed', accountId: 'shared' },
+        { label: 'b', plan: 'licensed' },
+      ],
+      { config: { zoom: { provisioning: { concurrency: 1 } } } },
+    );
+    return world.em.faults.add({ method: 'POST', path: /\/users\/user-a2?\/meetings$/, times: Infinity, fault: { status: 401, body: { code: 124, message: 'Invalid access token.' } } });
+  };
   const hosts = async () => new Map((await listZoomAccounts(world.database.db)).map((a) => [a.label, a]));
   const capacity = () => {
     const zoom = world.config.current().zoom;
@@ -72,16 +85,7 @@ describe.each(dialects)('host refusals on %s', (dialect) => {
   });
 
   it('clears only the account-wide refusals of the account whose host works, not a host refused on its own', async () => {
-    world = await openZoomWorld(
-      dialect,
-      [
-        { label: 'a', plan: 'licensed', accountId: 'shared' },
-        { label: 'a2', plan: 'licensed', accountId: 'shared' },
-        { label: 'b', plan: 'licensed' },
-      ],
-      { config: { zoom: { provisioning: { concurrency: 1 } } } },
-    );
-    const refused = world.em.faults.add({ method: 'POST', path: /\/users\/user-a2?\/meetings$/, times: Infinity, fault: { status: 401, body: { code: 124, message: 'Invalid access token.' } } });
+    const refused = await sharedAccountRefused();
     await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
     expect((await world.provisioner().runPass()).outcomes).toEqual({ created: 1 });
     // A host with its own refusal (its user gone) in the same account is not cleared by the credentials working.
@@ -104,16 +108,7 @@ describe.each(dialects)('host refusals on %s', (dialect) => {
   });
 
   it('clears the refusal of the account sibling that has no work of its own', async () => {
-    world = await openZoomWorld(
-      dialect,
-      [
-        { label: 'a', plan: 'licensed', accountId: 'shared' },
-        { label: 'a2', plan: 'licensed', accountId: 'shared' },
-        { label: 'b', plan: 'licensed' },
-      ],
-      { config: { zoom: { provisioning: { concurrency: 1 } } } },
-    );
-    const refused = world.em.faults.add({ method: 'POST', path: /\/users\/user-a2?\/meetings$/, times: Infinity, fault: { status: 401, body: { code: 124, message: 'Invalid access token.' } } });
+    const refused = await sharedAccountRefused();
     await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
     await world.provisioner().runPass();
     refused.remove();
