@@ -1,7 +1,7 @@
-import { sql, type Selectable } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
 import { dialectOf, type Db } from '../db/database.ts';
 import { toBool, toDate, toOptionalDate } from '../db/row.ts';
-import type { MeetingState, ZoomAccountsTable } from '../db/tables.ts';
+import type { MeetingState, Tables, ZoomAccountsTable } from '../db/tables.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { ZoomPlan } from './accounts.ts';
 import type { ZoomCredentials } from './tokens.ts';
@@ -78,18 +78,38 @@ export interface HeldWindow {
   replaced: boolean;
 }
 
+/**
+ * What holds a host between `from` and `to`: a class's own window while its meeting is live or being
+ * made, and a replaced meeting's window until its DELETE succeeds (it is live on that host). One
+ * definition for the pass's snapshot (`reservedWindows`) and the check under the lock (`reserveHost`),
+ * so the two never disagree. `hostId`: on that host only; `except`: not this class's own window (its
+ * replaced one still counts).
+ */
+function holdsHost(eb: ExpressionBuilder<Tables, 'schedules'>, o: { from: Date; to: Date; hostId?: number; except?: number }): Expression<SqlBool> {
+  return eb.or([
+    eb.and([
+      o.hostId === undefined ? eb('meeting_account_id', 'is not', null) : eb('meeting_account_id', '=', o.hostId),
+      ...(o.except === undefined ? [] : [eb('id', '<>', o.except)]),
+      eb('meeting_state', 'in', HOLDING_STATES),
+      eb('host_window_start', '<', o.to),
+      eb('host_window_end', '>', o.from),
+    ]),
+    eb.and([
+      eb('replaced_meeting_id', 'is not', null),
+      ...(o.hostId === undefined ? [] : [eb('replaced_meeting_account_id', '=', o.hostId)]),
+      eb('replaced_window_start', '<', o.to),
+      eb('replaced_window_end', '>', o.from),
+    ]),
+  ]);
+}
+
 /** Host windows reserved between `from` and `to`, per host, with those of replaced meetings not yet deleted. */
 export async function reservedWindows(db: Db, from: Date, to: Date): Promise<Map<number, HeldWindow[]>> {
   // One read (the pass's snapshot), both kinds of hold; each is checked again below.
   const rows = await db
     .selectFrom('schedules')
     .select(['id', 'meeting_state', 'meeting_account_id', 'host_window_start', 'host_window_end', 'replaced_meeting_id', 'replaced_meeting_account_id', 'replaced_window_start', 'replaced_window_end'])
-    .where((eb) =>
-      eb.or([
-        eb.and([eb('meeting_account_id', 'is not', null), eb('meeting_state', 'in', HOLDING_STATES), eb('host_window_start', '<', to), eb('host_window_end', '>', from)]),
-        eb.and([eb('replaced_meeting_id', 'is not', null), eb('replaced_window_start', '<', to), eb('replaced_window_end', '>', from)]),
-      ]),
-    )
+    .where((eb) => holdsHost(eb, { from, to }))
     .execute();
   const out = new Map<number, HeldWindow[]>();
   const hold = (hostId: number | null, scheduleId: number, start: Date | string | null, end: Date | string | null, isReplaced: boolean): void => {
@@ -139,24 +159,8 @@ export async function reserveHost(db: Db, r: Reservation): Promise<ReservationRe
     const clash = await trx
       .selectFrom('schedules')
       .select('id')
-      .where((eb) =>
-        eb.or([
-          eb.and([
-            eb('meeting_account_id', '=', r.hostId),
-            eb('id', '<>', r.scheduleId),
-            eb('meeting_state', 'in', HOLDING_STATES),
-            eb('host_window_start', '<', r.windowEnd),
-            eb('host_window_end', '>', r.windowStart),
-          ]),
-          // A replaced meeting not yet deleted is live on its host (this class's own too).
-          eb.and([
-            eb('replaced_meeting_id', 'is not', null),
-            eb('replaced_meeting_account_id', '=', r.hostId),
-            eb('replaced_window_start', '<', r.windowEnd),
-            eb('replaced_window_end', '>', r.windowStart),
-          ]),
-        ]),
-      )
+      // A replaced meeting not yet deleted is live on its host (this class's own too).
+      .where((eb) => holdsHost(eb, { from: r.windowStart, to: r.windowEnd, hostId: r.hostId, except: r.scheduleId }))
       .limit(1)
       .executeTakeFirst();
     if (clash) return { result: 'busy' as const };
