@@ -87,12 +87,18 @@ export async function close(p: Pass, w: MeetingWork): Promise<void> {
   count('closed');
 }
 
-/** The host keeps the meeting but may not write to it today: the move waits for Zoom's reset (00:00 UTC). */
-async function deferMove(p: Pass, w: MeetingWork, why: string, at: Date): Promise<void> {
+const DEFERRED = {
+  move: { log: 'meeting move deferred', after: 'the meeting is moved', outcome: 'move_deferred' },
+  retitle: { log: 'meeting topic update deferred', after: 'the topic is updated', outcome: 'retitle_deferred' },
+} as const;
+
+/** The host keeps the meeting but may not write to it now: the move or topic update waits until `at` (Zoom's reset). */
+export async function deferWrite(p: Pass, w: MeetingWork, what: keyof typeof DEFERRED, why: string, at: Date): Promise<void> {
   const { count, logger, settle } = p;
-  logger.warn({ schedule: w.externalId, reason: why, retryAt: at.toISOString() }, 'meeting move deferred');
-  await settle(w, { meeting_state: 'ready', meeting_error: `${why}; the meeting is moved after ${at.toISOString()}`, meeting_retry_at: at });
-  count('move_deferred');
+  const d = DEFERRED[what];
+  logger.warn({ schedule: w.externalId, reason: why, retryAt: at.toISOString() }, d.log);
+  await settle(w, { meeting_state: 'ready', meeting_error: `${why}; ${d.after} after ${at.toISOString()}`, meeting_retry_at: at });
+  count(d.outcome);
 }
 
 /**
@@ -114,7 +120,7 @@ async function moveInPlace(p: Pass, w: MeetingWork, host: PoolHost, meetingId: s
   const noWrites = async (why: string): Promise<{ outcome: 'done' } | { outcome: 'rehost'; why: string }> => {
     const reset = nextUtcMidnight(clock.now());
     if (reset.getTime() > plan.windowStart.getTime()) return { outcome: 'rehost', why: `${why} and its next write comes after the class starts` };
-    await deferMove(p, w, why, reset);
+    await deferWrite(p, w, 'move', why, reset);
     return { outcome: 'done' };
   };
   if (state.exhaustedUntil && state.exhaustedUntil.getTime() > clock.now().getTime()) return noWrites(`Zoom host ${host.label} reached its daily meeting create/update limit`);

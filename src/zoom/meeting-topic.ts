@@ -3,7 +3,7 @@ import { coerceError } from '../errors.ts';
 import { nextUtcMidnight } from './allocation.ts';
 import { isMeetingGone, ZoomError } from './errors.ts';
 import { meetingTopic } from './meeting-calls.ts';
-import { recreate } from './meeting-moves.ts';
+import { deferWrite, recreate } from './meeting-moves.ts';
 import type { MeetingWork } from './meeting-work.ts';
 import type { Pass } from './pass.ts';
 import { spendHostWrite } from './usage.ts';
@@ -14,7 +14,7 @@ import { spendHostWrite } from './usage.ts';
  * budget; with none left today it waits for Zoom's reset. Students' links do not change.
  */
 export async function retitle(p: Pass, w: MeetingWork): Promise<void> {
-  const { call, cap, cfg, clock, count, day, db, fail, hostOf, logger, refused, setHostAside, settle, states } = p;
+  const { call, cap, cfg, clock, count, day, db, fail, hostOf, refused, setHostAside, settle, states } = p;
   const meetingId = w.meetingId;
   const host = w.hostId === null ? undefined : await hostOf(w.hostId);
   if (meetingId === null || !host) {
@@ -27,11 +27,7 @@ export async function retitle(p: Pass, w: MeetingWork): Promise<void> {
   const refusal = refused.get(host.id);
   if (refusal) return fail(w, new Error(`the topic was not updated: its host ${host.label} was ${refusal}`), 'ready');
   const state = states.get(host.id);
-  const deferred = async (until: Date, why: string): Promise<void> => {
-    logger.warn({ schedule: w.externalId, reason: why, retryAt: until.toISOString() }, 'meeting topic update deferred');
-    await settle(w, { meeting_state: 'ready', meeting_error: `${why}; the topic is updated after ${until.toISOString()}`, meeting_retry_at: until });
-    count('retitle_deferred');
-  };
+  const deferred = (until: Date, why: string): Promise<void> => deferWrite(p, w, 'retitle', why, until);
   if (state?.exhaustedUntil && state.exhaustedUntil.getTime() > clock.now().getTime()) {
     return deferred(state.exhaustedUntil, `Zoom host ${host.label} reached its daily meeting create/update limit`);
   }
