@@ -138,10 +138,11 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       return new Date(lastStamp);
     };
     /** Hosts a refusal of `host` covers: rejected credentials are the account's, so its other hosts would be refused alike. */
-    const refusedWith = (host: PoolHost, error: unknown): number[] => {
+    const refusedWith = (host: PoolHost, error: unknown): PoolHost[] => {
       const account = refusalCoversAccount(error);
-      return [...new Set([host.id, ...pool.filter((h) => account && h.creds.accountId === host.creds.accountId).map((h) => h.id)])];
+      return [host, ...pool.filter((h) => h.id !== host.id && account && h.creds.accountId === host.creds.accountId)];
     };
+    const refusalOf = (error: unknown): string => `refused by Zoom: ${coerceError(error).message}`;
     /**
      * Every Zoom call of the pass: a refusal for good is kept on the host(s) for operators to see,
      * and a success clears it, with a refusal of the account's credentials on its other hosts
@@ -153,7 +154,7 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         out = await perAccount(host.creds.accountId).run(() => fn(client, host.creds));
       } catch (error) {
         if (isHostRefused(error)) {
-          await noteRefused(db, refusedWith(host, error).map((id) => byId.get(id) ?? host), `refused by Zoom: ${coerceError(error).message}`, refusalCoversAccount(error), clock.now()).catch((e: unknown) =>
+          await noteRefused(db, refusedWith(host, error), refusalOf(error), refusalCoversAccount(error), clock.now()).catch((e: unknown) =>
             logger.error({ err: coerceError(e), host: host.label }, 'could not record why Zoom refuses a host'),
           );
         }
@@ -205,8 +206,8 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         return true;
       }
       if (!isHostRefused(error)) return false;
-      const reason = `refused by Zoom: ${coerceError(error).message}`;
-      for (const id of refusedWith(host, error)) refused.set(id, reason);
+      const reason = refusalOf(error);
+      for (const h of refusedWith(host, error)) refused.set(h.id, reason);
       logger.error({ host: host.label, reason }, 'Zoom refuses this host; leaving it out of this pass');
       return true;
     };
