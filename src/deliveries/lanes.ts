@@ -31,14 +31,9 @@ export async function planLanes(sender: DeliverySender, groups: readonly Message
   for (const g of groups) for (const u of g.units) messagesOf.set(u, g.messages);
   // Only first attempts may be planned into new multicast chunks; retries keep their first path,
   // looked up for every channel of the page at once (a retry's units are all of one channel).
-  const retried = [...byChannel.values()].flatMap((channelGroups) => channelGroups.flatMap((g) => g.units.filter((u) => u.attempt !== 1)));
-  const retriesOf = new Map<number, Retry[]>();
-  for (const r of retried.length ? await sender.retries(retried.map((unit) => ({ unit, messages: messagesOf.get(unit) ?? [] }))) : []) {
-    const channelId = r.units[0]?.channelId ?? 0;
-    let list = retriesOf.get(channelId);
-    if (!list) retriesOf.set(channelId, (list = []));
-    list.push(r);
-  }
+  const retried = groups.flatMap((g) => g.units.filter((u) => u.attempt !== 1));
+  const found = retried.length ? await sender.retries(retried.map((unit) => ({ unit, messages: messagesOf.get(unit) ?? [] }))) : [];
+  const retriesOf: Map<number, Retry[]> = Map.groupBy(found, (r) => r.units[0]?.channelId ?? 0);
   for (const [channelId, channelGroups] of byChannel) {
     const fresh = channelGroups.map((g) => ({ units: g.units.filter((u) => u.attempt === 1) }));
     const rates = sender.rates(channelId);
