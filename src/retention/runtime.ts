@@ -1,10 +1,11 @@
 import { Counter, type Registry } from 'prom-client';
-import type { Clock, TimerHandle } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { createPeriodTimer } from '../period-timer.ts';
 import { pruneDeliveries, pruneLineEvents, pruneLineRequests, pruneMeetingEvents, pruneMulticastChunks } from './prune.ts';
 
 /** What one pass deleted, by table. */
@@ -33,9 +34,9 @@ export interface Retention {
 export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStore; logger: Logger; registry: Registry }): Retention {
   const { db, clock, config, logger } = deps;
   const pruned = new Counter({ name: 'scheduler_pruned_rows_total', help: 'Finished bookkeeping rows deleted by retention, by table', labelNames: ['table'], registers: [deps.registry] });
-  let timer: TimerHandle | undefined;
   let running: Promise<unknown> | undefined;
   let stopped = true;
+  let unsubscribe: (() => void) | undefined;
 
   const runOnce = async (): Promise<Pruned> => {
     const result = await pruneOnce(db, clock.now(), config.current().retention);
@@ -44,28 +45,26 @@ export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStor
     return result;
   };
 
-  const schedule = (): void => {
-    if (stopped) return;
-    timer = clock.setTimeout(() => {
-      running = runOnce()
-        .catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'pruning failed; trying again next interval'))
-        .finally(() => {
-          running = undefined;
-          schedule();
-        });
-    }, config.current().retention.interval.ms);
-  };
+  const timer = createPeriodTimer(clock, () => config.current().retention.interval.ms, () => {
+    running = runOnce()
+      .catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'pruning failed; trying again next interval'))
+      .finally(() => {
+        running = undefined;
+        if (!stopped) timer.arm();
+      });
+  });
 
   return {
     start() {
       if (!stopped) return;
       stopped = false;
-      schedule();
+      unsubscribe = config.onChange(() => timer.configChanged());
+      timer.arm();
     },
     async stop() {
       stopped = true;
-      if (timer) clock.clearTimeout(timer);
-      timer = undefined;
+      unsubscribe?.();
+      timer.clear();
       await running;
     },
   };

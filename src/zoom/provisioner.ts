@@ -7,6 +7,7 @@ import { createLimiter, keyedLimiter } from '../concurrency.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { createPeriodTimer } from '../period-timer.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { MeetingState } from '../db/tables.ts';
 import { hostWriteDay, meetingMarker, nextUtcMidnight, quotaDay, type HostState, type MeetingSettings } from './allocation.ts';
@@ -317,14 +318,13 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     return { claimed: work.length, outcomes };
   };
 
-  let timer: TimerHandle | undefined;
   let running: Promise<unknown> | undefined;
   let lastEnd = -Infinity;
   let again = false;
   let started = false;
+  let unsubscribe: (() => void) | undefined;
   const tick = (): void => {
     if (stopped) return;
-    timer = undefined;
     running = runPass()
       .then((report) => {
         if (report.claimed) logger.info({ ...report }, 'provisioning pass');
@@ -333,15 +333,20 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
       .finally(() => {
         running = undefined;
         lastEnd = clock.now().getTime();
-        if (!stopped) timer = clock.setTimeout(tick, again ? WAKE_GAP_MS : zoomCfg().provisioning.interval.ms);
+        if (!stopped) {
+          if (again) next.armIn(WAKE_GAP_MS);
+          else next.arm();
+        }
         again = false;
       });
   };
+  const next = createPeriodTimer(clock, () => zoomCfg().provisioning.interval.ms, tick);
   return {
     runPass,
     start() {
       stopped = false;
       started = true;
+      unsubscribe ??= config.onChange(() => next.configChanged());
       tick();
     },
     wake() {
@@ -351,12 +356,13 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         again = true;
         return;
       }
-      if (timer) clock.clearTimeout(timer);
-      timer = clock.setTimeout(tick, Math.max(0, lastEnd + WAKE_GAP_MS - clock.now().getTime()));
+      next.armIn(Math.max(0, lastEnd + WAKE_GAP_MS - clock.now().getTime()));
     },
     async stop() {
       stopped = true;
-      if (timer) clock.clearTimeout(timer);
+      unsubscribe?.();
+      unsubscribe = undefined;
+      next.clear();
       await running;
       await releaseMeetingLeases(db, owner);
     },

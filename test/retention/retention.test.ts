@@ -89,6 +89,60 @@ describe.each(dialects)('retention on %s', (dialect) => {
     await retention.stop();
   });
 
+  it('a changed interval moves the wait in progress from where it began: later when lengthened, sooner when shortened, at once when shortened below the time waited', async () => {
+    const database = await open(dialect);
+    const { db } = database;
+    await seed(database);
+    const clock = virtualClock(NOW);
+    const env: Record<string, string> = { SCHEDULER__RETENTION__INTERVAL: '1d' };
+    const config = createConfigStore(parseConfig({ retention: { interval: '1d' } }, 'test'), { env }, clock);
+    const retention = createRetention({ db, clock, config, logger: createLogger({ level: 'silent' }), registry: new Registry() });
+    const channel = await db.selectFrom('line_channels').select('id').executeTakeFirstOrThrow();
+    // An old request-log row, as a marker: a pass deletes it.
+    let markers = 0;
+    const marker = async (): Promise<string> => {
+      const key = `marker-${++markers}`;
+      await db.insertInto('line_requests').values({ channel_id: channel.id, endpoint: 'push', retry_key: key, status: 500, request_id: null, accepted_request_id: null, outcome: 'retryable', error: 'LINE 500', started_at: daysAgo(100), duration_ms: 3 }).execute();
+      return key;
+    };
+    const kept = async (key: string): Promise<boolean> => {
+      for (let i = 0; i < 50; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      return (await db.selectFrom('line_requests').select('id').where('retry_key', '=', key).executeTakeFirst()) !== undefined;
+    };
+    const setInterval = (value: string): void => {
+      env.SCHEDULER__RETENTION__INTERVAL = value;
+      expect(config.reload('api')).toMatchObject({ status: 'applied', changed: ['retention.interval'] });
+    };
+    retention.start();
+
+    // A day shortened to 20m five minutes in: the pass comes 20m after start, not a day after.
+    const first = await marker();
+    await clock.advance(5 * 60_000);
+    setInterval('20m');
+    await clock.advance(14 * 60_000);
+    expect(await kept(first)).toBe(true);
+    await clock.advance(60_000);
+    expect(await kept(first)).toBe(false);
+
+    // Lengthened to 1h ten minutes into the next wait: nothing at 20m, the pass an hour after the last.
+    const second = await marker();
+    await clock.advance(10 * 60_000);
+    setInterval('1h');
+    await clock.advance(40 * 60_000);
+    expect(await kept(second)).toBe(true);
+    await clock.advance(10 * 60_000);
+    expect(await kept(second)).toBe(false);
+
+    // Shortened to 5m fifteen minutes into the next wait: the pass runs at once.
+    const third = await marker();
+    await clock.advance(15 * 60_000);
+    expect(await kept(third)).toBe(true);
+    setInterval('5m');
+    await clock.advance(0);
+    expect(await kept(third)).toBe(false);
+    await retention.stop();
+  });
+
   it('a backlog larger than one batch goes in one pass, batch by batch', async () => {
     const database = await open(dialect);
     const left = await seed(database);
