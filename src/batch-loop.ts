@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from './clock.ts';
 import { coerceError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { createPeriodTimer } from './period-timer.ts';
 
 /**
  * The loop behind stored-work processors (LINE and Zoom webhook events): woken by each intake, by a
@@ -16,13 +17,22 @@ export interface BatchLoop {
   stop(): Promise<void>;
 }
 
-export function createBatchLoop(o: { clock: Clock; logger: Logger; what: string; gatherMs: number; sweepMs: () => number; batch: () => Promise<boolean> }): BatchLoop {
+export function createBatchLoop(o: {
+  clock: Clock;
+  logger: Logger;
+  what: string;
+  gatherMs: number;
+  sweepMs: () => number;
+  /** Subscribes to configuration changes (`ConfigStore.onChange`): a changed sweep period moves the wait in progress. */
+  onConfigChange: (listener: () => void) => () => void;
+  batch: () => Promise<boolean>;
+}): BatchLoop {
   const { clock } = o;
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = true;
-  let timer: TimerHandle | undefined;
   let gather: TimerHandle | undefined;
+  let unsubscribe: (() => void) | undefined;
 
   const run = async (): Promise<void> => {
     while (again) {
@@ -67,13 +77,11 @@ export function createBatchLoop(o: { clock: Clock; logger: Logger; what: string;
     }
   };
 
-  const sweep = (): void => {
+  const sweep = createPeriodTimer(clock, o.sweepMs, () => {
     if (stopped) return;
-    timer = clock.setTimeout(() => {
-      wake();
-      sweep();
-    }, o.sweepMs());
-  };
+    wake();
+    sweep.arm();
+  });
 
   return {
     wake,
@@ -81,13 +89,14 @@ export function createBatchLoop(o: { clock: Clock; logger: Logger; what: string;
     start() {
       if (!stopped) return;
       stopped = false;
+      unsubscribe = o.onConfigChange(() => sweep.configChanged());
       wake();
-      sweep();
+      sweep.arm();
     },
     async stop() {
       stopped = true;
-      if (timer) clock.clearTimeout(timer);
-      timer = undefined;
+      unsubscribe?.();
+      sweep.clear();
       await drain();
     },
   };

@@ -121,5 +121,5 @@ export function createEventProcessor(deps: SendDeps): EventProcessor {
     }
   };
 
-  return createBatchLoop({ clock, logger, what: 'LINE event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().line.eventSweep.ms, batch: processBatch });
+  return createBatchLoop({ clock, logger, what: 'LINE event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().line.eventSweep.ms, onConfigChange: (l) => config.onChange(l), batch: processBatch });
 }

@@ -159,5 +159,5 @@ export function createZoomWebhookRuntime(deps: ZoomWebhookDeps): ZoomWebhookRunt
     return events.length === BATCH;
   };
 
-  return createBatchLoop({ clock, logger, what: 'Zoom webhook event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().monitor.eventSweep.ms, batch: processBatch });
+  return createBatchLoop({ clock, logger, what: 'Zoom webhook event processing', gatherMs: GATHER_MS, sweepMs: () => config.current().monitor.eventSweep.ms, onConfigChange: (l) => config.onChange(l), batch: processBatch });
 }
