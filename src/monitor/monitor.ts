@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Clock, TimerHandle } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { DeliveryRules } from '../deliveries/rules.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { createPeriodTimer } from '../period-timer.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { readZoomCredentials } from '../zoom/accounts.ts';
 import type { ZoomClient } from '../zoom/client.ts';
@@ -155,8 +156,8 @@ export function createMonitor(deps: MonitorDeps) {
   };
 
   let stopped = true;
-  let timer: TimerHandle | undefined;
   let running: Promise<unknown> | undefined;
+  let unsubscribe: (() => void) | undefined;
   const tick = (): void => {
     if (stopped) return;
     running = runPass()
@@ -166,19 +167,23 @@ export function createMonitor(deps: MonitorDeps) {
       .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'monitor pass failed'))
       .finally(() => {
         running = undefined;
-        if (!stopped) timer = clock.setTimeout(tick, config.current().monitor.interval.ms);
+        if (!stopped) next.arm();
       });
   };
+  const next = createPeriodTimer(clock, () => config.current().monitor.interval.ms, tick);
   return {
     owner,
     runPass,
     start(): void {
       stopped = false;
+      unsubscribe ??= config.onChange(() => next.configChanged());
       tick();
     },
     async stop(): Promise<void> {
       stopped = true;
-      if (timer) clock.clearTimeout(timer);
+      unsubscribe?.();
+      unsubscribe = undefined;
+      next.clear();
       await running;
       await releaseGraceLeases(db, owner);
     },
