@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { DeliveryKind } from '../db/tables.ts';
+import { toDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
 import { LEFT_CLASS_VERSION } from './rules.ts';
 
@@ -85,12 +86,26 @@ export async function oweToBookedStudents(
   return ids;
 }
 
+/** The recording file types a replay link plays. */
+const PLAYABLE = ['MP4', 'M4A'];
+
 /** The replay link of a class whose recording was just stored, when replay links are on. */
 export async function oweReplayLinks(db: Db, now: Date, o: { scheduleId: number; lateWindowMs: number }): Promise<number[]> {
   const schedule = await db.selectFrom('schedules').select(['version', 'cancelled', 'meeting_state']).where('id', '=', o.scheduleId).executeTakeFirst();
   // A class ended early as empty has nothing worth replaying.
   if (!schedule || Boolean(schedule.cancelled) || schedule.meeting_state === 'ended_empty') return [];
-  return oweToBookedStudents(db, now, { scheduleId: o.scheduleId, kind: 'replay_url', notAfter: new Date(now.getTime() + o.lateWindowMs), version: schedule.version });
+  // lateWindow runs from when the recording was stored, not from when the links are owed: the
+  // monitor's catch-up may owe them nearly a lateWindow later. Capped at now: a stored_at ahead of
+  // this process's clock (another replica's) must not stretch the window either.
+  const stored = await db
+    .selectFrom('recordings')
+    .select((eb) => eb.fn.max('stored_at').as('at'))
+    .where('schedule_id', '=', o.scheduleId)
+    .where('state', '=', 'stored')
+    .where('file_type', 'in', PLAYABLE)
+    .executeTakeFirst();
+  const from = Math.min(stored?.at ? toDate(stored.at).getTime() : now.getTime(), now.getTime());
+  return oweToBookedStudents(db, now, { scheduleId: o.scheduleId, kind: 'replay_url', notAfter: new Date(from + o.lateWindowMs), version: schedule.version });
 }
 
 /**
@@ -105,7 +120,7 @@ export async function classesMissingReplayLinks(db: Db, now: Date, lateWindowMs:
     .select('schedules.id')
     .distinct()
     .where('recordings.state', '=', 'stored')
-    .where('recordings.file_type', 'in', ['MP4', 'M4A'])
+    .where('recordings.file_type', 'in', PLAYABLE)
     .where('recordings.stored_at', '>=', new Date(now.getTime() - lateWindowMs))
     .where('schedules.cancelled', '=', false)
     .where('schedules.meeting_state', '<>', 'ended_empty')

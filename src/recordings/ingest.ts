@@ -2,8 +2,8 @@ import type { Clock } from '../clock.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { parseRecordingMeeting } from './parse.ts';
-import { DOWNLOAD_TOKEN, insertRecording, recordingByFileId, refreshRecording, scheduleOfMeeting } from './rows.ts';
+import { parseRecordingMeeting, type RecordingFileInfo } from './parse.ts';
+import { DOWNLOAD_TOKEN, insertRecording, recordingByFileId, refreshRecording, scheduleOfMeeting, type HostWindow } from './rows.ts';
 
 export interface IngestDeps {
   clock: Clock;
@@ -42,13 +42,20 @@ export async function ingestRecordingMeeting(db: Db, deps: IngestDeps, input: In
   // Like the sweep: a room ended early because no student came holds nothing worth keeping.
   if (schedule.endedEmpty) return 'ignored: the class was ended early as empty';
   if (meeting.files.length === 0) return `ignored: no recording files to keep${parsed.skipped.length ? ` (${parsed.skipped.join('; ')})` : ''}`;
+  // Each start of a meeting id is an instance with recordings of its own: the host trying the room
+  // out before the class, or starting it again later, is not the class. As the sweep picks instances
+  // (classInstances), only what was recorded within the class's host window is the class's.
+  const { kept, outside } = filesInWindow(meeting.files, schedule);
+  if (kept.length === 0) {
+    return `ignored: instance ${meeting.meetingUuid} was recorded ${recordedSpan(outside)}, outside the host window ${schedule.from.toISOString()}–${schedule.to.toISOString()} of schedule ${schedule.id}`;
+  }
 
   const now = deps.clock.now();
   const token = input.downloadToken
     ? { download_token: deps.box.encrypt(input.downloadToken, DOWNLOAD_TOKEN), download_token_expires_at: new Date(now.getTime() + DOWNLOAD_TOKEN_TTL_MS) }
     : {};
   const counts = { added: 0, refreshed: 0, stored: 0 };
-  for (const f of meeting.files) {
+  for (const f of kept) {
     const fields = {
       download_url: f.downloadUrl,
       file_size: f.fileSize,
@@ -85,5 +92,27 @@ export async function ingestRecordingMeeting(db: Db, deps: IngestDeps, input: In
     if (await refreshRecording(db, existing.id, { ...fields, ...revive })) counts.refreshed++;
     else counts.stored++;
   }
-  return `recordings: ${counts.added} new, ${counts.refreshed} refreshed, ${counts.stored} already stored`;
+  return `recordings: ${counts.added} new, ${counts.refreshed} refreshed, ${counts.stored} already stored${outside.length ? `, ${outside.length} recorded outside the host window left out` : ''}`;
+}
+
+/**
+ * Splits an instance's files by whether their recording time overlaps the window (ends included, as
+ * classInstances does). A file without times is judged with its instance: kept when another file of it
+ * is in the window, or when no file has times (nothing to tell by, so nothing is lost).
+ */
+export function filesInWindow<F extends Pick<RecordingFileInfo, 'recordingStart' | 'recordingEnd'>>(files: readonly F[], window: HostWindow): { kept: F[]; outside: F[] } {
+  const inside = (f: F): boolean | undefined => {
+    const start = f.recordingStart ?? f.recordingEnd;
+    const end = f.recordingEnd ?? f.recordingStart;
+    return start && end ? start.getTime() <= window.to.getTime() && end.getTime() >= window.from.getTime() : undefined;
+  };
+  const verdicts = files.map(inside);
+  const untimed = verdicts.includes(true) || !verdicts.includes(false);
+  return { kept: files.filter((_, i) => verdicts[i] ?? untimed), outside: files.filter((_, i) => verdicts[i] === false) };
+}
+
+/** When an instance's files were recorded, for a reason: first start to last end. */
+function recordedSpan(files: readonly Pick<RecordingFileInfo, 'recordingStart' | 'recordingEnd'>[]): string {
+  const times = files.flatMap((f) => [f.recordingStart, f.recordingEnd]).filter((d): d is Date => d !== null).map((d) => d.getTime());
+  return times.length ? `${new Date(Math.min(...times)).toISOString()}–${new Date(Math.max(...times)).toISOString()}` : 'at an unknown time';
 }

@@ -64,16 +64,26 @@ export function toRecordingRow(r: Selectable<RecordingsTable>): RecordingRow {
   };
 }
 
-/** The schedule that owns a Zoom meeting id, with the Zoom account id of its host. */
-export async function scheduleOfMeeting(db: Db, meetingId: string): Promise<{ id: number; zoomAccountId: number | null; accountId: string | null; endedEmpty: boolean } | undefined> {
+/** The host time a class reserved (its scheduled time when that is not known): its meeting instance ran then. */
+export interface HostWindow {
+  from: Date;
+  to: Date;
+}
+
+function hostWindowOf(r: { starts_at: Date | string; ends_at: Date | string; host_window_start: Date | string | null; host_window_end: Date | string | null }): HostWindow {
+  return { from: toDate(r.host_window_start ?? r.starts_at), to: toDate(r.host_window_end ?? r.ends_at) };
+}
+
+/** The schedule that owns a Zoom meeting id, with the Zoom account id of its host and its host window. */
+export async function scheduleOfMeeting(db: Db, meetingId: string): Promise<({ id: number; zoomAccountId: number | null; accountId: string | null; endedEmpty: boolean } & HostWindow) | undefined> {
   const row = await db
     .selectFrom('schedules')
     .leftJoin('zoom_accounts', 'zoom_accounts.id', 'schedules.meeting_account_id')
-    .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_state', 'zoom_accounts.account_id'])
+    .select(['schedules.id', 'schedules.meeting_account_id', 'schedules.meeting_state', 'zoom_accounts.account_id', 'schedules.starts_at', 'schedules.ends_at', 'schedules.host_window_start', 'schedules.host_window_end'])
     .where('schedules.meeting_id', '=', meetingId)
     .orderBy('schedules.id', 'desc')
     .executeTakeFirst();
-  return row && { id: row.id, zoomAccountId: row.meeting_account_id, accountId: row.account_id, endedEmpty: row.meeting_state === 'ended_empty' };
+  return row && { id: row.id, zoomAccountId: row.meeting_account_id, accountId: row.account_id, endedEmpty: row.meeting_state === 'ended_empty', ...hostWindowOf(row) };
 }
 
 export async function scheduleAccountId(db: Db, scheduleId: number): Promise<number | null> {
@@ -199,13 +209,10 @@ export async function nextRecordingDue(db: Db): Promise<Date | null> {
   return row?.next ? toDate(row.next) : null;
 }
 
-export interface SweepCandidate {
+export interface SweepCandidate extends HostWindow {
   scheduleId: number;
   zoomAccountId: number;
   meetingId: string;
-  /** The host time the class reserved (its scheduled time when that is not known): its instance ran then. */
-  from: Date;
-  to: Date;
 }
 
 /**
@@ -248,8 +255,7 @@ export async function sweepCandidates(db: Db, o: { now: Date; since: Date; asked
     scheduleId: r.id,
     zoomAccountId: r.meeting_account_id ?? 0,
     meetingId: r.meeting_id ?? '',
-    from: toDate(r.host_window_start ?? r.starts_at),
-    to: toDate(r.host_window_end ?? r.ends_at),
+    ...hostWindowOf(r),
   }));
 }
 

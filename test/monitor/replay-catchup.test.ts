@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialects } from '../support/databases.ts';
 import { openEngineWorld, type EngineWorld } from '../deliveries/world.ts';
+import { toDate } from '../../src/db/row.ts';
 import { monitorOf } from './support.ts';
 
 /** A crash between storing a recording and owing its replay links: the monitor's catch-up owes them. */
@@ -38,5 +39,20 @@ describe.each(dialects)('replay links catch-up on %s', (dialect) => {
     await w.h.database.db.deleteFrom('deliveries').where('kind', '=', 'replay_url').execute();
     await w.h.clock.set(new Date(now.getTime() + 25 * 3_600_000));
     expect((await monitor.runPass()).replayLinksOwed).toBe(0);
+  });
+
+  it('owed late by the catch-up, may still go only until lateWindow after the recording was stored', async () => {
+    // README: lateWindow is "how late after the recording is stored the message may still go".
+    w = await openEngineWorld(dialect, { notifications: { replayUrl: { enabled: true, lateWindow: '24h' } } });
+    await w.klass('c1', '2026-12-01T09:00:00Z', 50, [1]);
+    const storedAt = w.h.clock.now();
+    await storedRecording(1, 'M4A', 'stored', new Date(storedAt.getTime() - 2 * 3_600_000));
+    await storedRecording(1, 'MP4', 'stored', storedAt); // the latest playable file
+    // The process died before owing the links, and the monitor comes back 23 hours later.
+    await w.h.clock.set(new Date(storedAt.getTime() + 23 * 3_600_000));
+    const monitor = monitorOf({ db: w.h.database.db, box: w.h.box, clock: w.h.clock, config: w.h.config, logger: w.h.logger });
+    expect((await monitor.runPass()).replayLinksOwed).toBe(1);
+    const row = await w.h.database.db.selectFrom('deliveries').select('not_after').where('kind', '=', 'replay_url').executeTakeFirstOrThrow();
+    expect(toDate(row.not_after).toISOString()).toBe(new Date(storedAt.getTime() + 24 * 3_600_000).toISOString());
   });
 });
