@@ -5,6 +5,7 @@ import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { createPeriodTimer } from '../period-timer.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { ZoomClient } from '../zoom/client.ts';
 import { ingestRecordingMeeting, type IngestInput } from './ingest.ts';
@@ -141,7 +142,6 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
 
   const sweepDeps = { clock, box: deps.box, config, client: deps.client, logger, metrics: deps.metrics };
   const sweep = (): Promise<SweepReport> => sweepRecordings(db, sweepDeps);
-  let sweepTimer: TimerHandle | undefined;
   const sweepTick = (): void => {
     if (!running) return;
     void track(
@@ -153,10 +153,11 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
         })
         .catch((error: unknown) => logger.error({ err: coerceError(error) }, 'recording sweep failed'))
         .finally(() => {
-          if (running) sweepTimer = clock.setTimeout(sweepTick, config.current().recordings.sweepInterval.ms);
+          if (running) sweepTimer.arm();
         }),
     );
   };
+  const sweepTimer = createPeriodTimer(clock, () => config.current().recordings.sweepInterval.ms, sweepTick);
 
   const ingest = async (input: IngestInput): Promise<string> => {
     if (!config.current().recordings.enabled) return 'ignored: recordings are off (recordings.enabled: false)';
@@ -182,6 +183,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
       // recordings.enabled is live: turning it on must not wait for the idle poll.
       unsubscribe = config.onChange((next, previous) => {
         if (next.recordings.enabled && !previous.recordings.enabled) pump();
+        sweepTimer.configChanged();
       });
       pump();
       sweepTick();
@@ -191,7 +193,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
       stopping.abort();
       unsubscribe?.();
       if (wake) clock.clearTimeout(wake);
-      if (sweepTimer) clock.clearTimeout(sweepTimer);
+      sweepTimer.clear();
       while (inFlight.size) await Promise.allSettled([...inFlight]);
       await releaseRecordingClaims(db, clock, { owner });
     },
