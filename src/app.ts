@@ -170,11 +170,12 @@ export async function createApp(options: AppOptions): Promise<App> {
     const engine = createDeliveryEngine({ db: database.db, clock, settings, logger: engineLogger, sendPath });
 
     if (database.sqlitePath) {
-      const other = claimSqliteProcessLock(database.sqlitePath);
-      if (other.otherPid) {
-        logger.warn({ otherPid: other.otherPid, database: database.sqlitePath }, 'another scheduler process uses this SQLite database: SQLite serves one process; use PostgreSQL for replicas');
+      const lock = claimSqliteProcessLock(database.sqlitePath);
+      if (lock.others.length) {
+        // Each pid and host name as that process sees them (in a container: its own namespace's).
+        logger.warn({ otherPid: lock.otherPid, others: lock.others, database: database.sqlitePath }, 'another scheduler process uses this SQLite database: SQLite serves one process; use PostgreSQL for replicas');
       }
-      releasers.push(async () => other.release());
+      releasers.push(async () => lock.release());
     }
 
     let stopping = false;
