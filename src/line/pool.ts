@@ -13,7 +13,8 @@ export type PoolChannel = LineChannel & LineCredentials;
  * when the table's fingerprint (row count, latest update) moves: every `line.channelRefresh`, so a
  * channel added, disabled or paused by the CLI or another replica is seen within seconds without a
  * restart; and at once (at most once a second) when a webhook or send names a channel it does not
- * know, so a channel just added through the API works on its first webhook.
+ * know, so a channel just added through the API works on its first webhook, or when a webhook's
+ * signature does not match the secret in memory, so a secret just rotated does not cost events.
  */
 export interface ChannelPool {
   bySlug(slug: string): Promise<PoolChannel | undefined>;
@@ -21,21 +22,27 @@ export interface ChannelPool {
   list(): PoolChannel[];
   /** Reloads if the table changed (or always, with `force`); true when it reloaded. */
   refresh(force?: boolean): Promise<boolean>;
+  /**
+   * `refresh()` for a caller that found the pool out of date (an unknown channel, a signature the
+   * cached secret does not match), at most once a second across all such callers: anyone can send
+   * those requests, and each must not cost a query.
+   */
+  recheck(): Promise<void>;
   /** Record a change made here (a pause) without waiting for the next refresh. */
   patch(id: number, change: Partial<Pick<LineChannel, 'pausedUntil' | 'pauseReason' | 'botUserId'>>): void;
   start(): void;
   stop(): void;
 }
 
-/** A webhook for an unknown slug reloads at most this often, so a flood of them costs one query a second. */
-const MISS_REFRESH_MS = 1000;
+/** `recheck` (unknown slug, unmatched signature) reloads at most this often, so a flood of them costs one query a second. */
+const RECHECK_MS = 1000;
 
 export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: Clock; config: ConfigStore; logger: Logger }): Promise<ChannelPool> {
   const { db, box, clock, config, logger } = deps;
   let bySlug = new Map<string, PoolChannel>();
   let byId = new Map<number, PoolChannel>();
   let fingerprint = '';
-  let lastMissRefresh = Number.NEGATIVE_INFINITY;
+  let lastRecheck = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<boolean> | undefined;
   let timer: TimerHandle | undefined;
   let stopped = false;
@@ -64,14 +71,14 @@ export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: C
     return inFlight;
   };
 
-  const onMiss = async (): Promise<void> => {
+  const recheck = async (): Promise<void> => {
     const now = clock.now().getTime();
-    if (now - lastMissRefresh < MISS_REFRESH_MS) {
-      // A concurrent miss is answered by the reload already under way, not by the stale map.
+    if (now - lastRecheck < RECHECK_MS) {
+      // A concurrent caller is answered by the reload already under way, not by the stale map.
       await inFlight;
       return;
     }
-    lastMissRefresh = now;
+    lastRecheck = now;
     await refresh();
   };
 
@@ -90,17 +97,18 @@ export async function createChannelPool(deps: { db: Db; box: SecretBox; clock: C
     async bySlug(slug) {
       const found = bySlug.get(slug);
       if (found) return found;
-      await onMiss();
+      await recheck();
       return bySlug.get(slug);
     },
     async byId(id) {
       const found = byId.get(id);
       if (found) return found;
-      await onMiss();
+      await recheck();
       return byId.get(id);
     },
     list: () => [...byId.values()],
     refresh,
+    recheck,
     patch(id, change) {
       const channel = byId.get(id);
       if (channel) Object.assign(channel, change);

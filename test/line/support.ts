@@ -5,7 +5,7 @@ import { virtualClock, type VirtualClock } from '../../src/clock.ts';
 import { loadConfig, parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { createConfigStore, type ConfigStore } from '../../src/config/store.ts';
-import type { Dialect } from '../../src/db/database.ts';
+import type { Db, Dialect } from '../../src/db/database.ts';
 import { claimDue } from '../../src/deliveries/claim.ts';
 import { buildHttpApp } from '../../src/http/app.ts';
 import { insertLineChannel, type LineChannel } from '../../src/line/channels.ts';
@@ -62,6 +62,8 @@ export interface HarnessOptions {
   knownBotUserIds?: boolean;
   /** Jitter for backoff (default 0.5, so delays are predictable). */
   random?: () => number;
+  /** The handle the LINE runtime gets instead of the harness's own (a test wraps it to count its queries). */
+  lineDb?: (db: Db) => Db;
 }
 
 /**
@@ -105,7 +107,7 @@ export async function openLineHarness(dialect: Dialect, options: HarnessOptions 
   const [a, b] = channels;
   if (!a || !b) throw new Error('harness: two channels expected');
 
-  const line = await startLine({ db: database.db, box, clock, config, logger, random: options.random ?? (() => 0.5) });
+  const line = await startLine({ db: options.lineDb ? options.lineDb(database.db) : database.db, box, clock, config, logger, random: options.random ?? (() => 0.5) });
   line.start();
   const app = await buildHttpApp({
     db: database.db,

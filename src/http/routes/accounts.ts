@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getLineChannel, insertLineChannel, listLineChannels, updateLineChannel, type LineChannel } from '../../line/channels.ts';
 import { getZoomAccount, insertZoomAccount, listZoomAccounts, updateZoomAccount, type ZoomAccount } from '../../zoom/accounts.ts';
+import { coerceError } from '../../errors.ts';
 import type { HttpDeps } from '../app.ts';
 import { errorBody, idParams, lineChannelCreate, lineChannelPatch, lineChannelView, zoomAccountCreate, zoomAccountPatch, zoomAccountView } from '../schemas.ts';
 import { iso, isoOrNull } from '../views.ts';
@@ -44,7 +45,13 @@ export function accountRoutes(scope: FastifyInstance, deps: HttpDeps): void {
   app.patch(
     '/line-channels/:id',
     { schema: { tags: ['line'], params: idParams, body: lineChannelPatch, response: { 200: lineChannelView, ...errors } } },
-    async (request) => lineView(await updateLineChannel(db, box, clock, request.params.id, request.body)),
+    async (request) => {
+      const channel = await updateLineChannel(db, box, clock, request.params.id, request.body);
+      // This replica sends with a new access token, and checks webhooks with a new secret, at once
+      // (others within line.channelRefresh). The change is saved: a failed reload only waits for that.
+      await deps.line?.pool.refresh().catch((error: unknown) => deps.logger.warn({ err: coerceError(error), channel: channel.slug }, 'could not reload the LINE channels after a change; it applies at the next refresh'));
+      return lineView(channel);
+    },
   );
 }
 

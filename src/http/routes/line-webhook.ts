@@ -27,12 +27,25 @@ export function lineWebhookRoutes(scope: FastifyInstance, deps: HttpDeps, line: 
         : 'line.webhookDomain is not set: post to /webhooks/line/{slug}';
       return reply.code(404).send(body('not_found', message));
     }
-    const channel = await line.pool.bySlug(slug);
+    let channel = await line.pool.bySlug(slug);
     if (!channel) return reply.code(404).send(body('not_found', `unknown LINE channel "${slug}"`));
 
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    if (!isSignedByLine(raw, channel.channelSecret, request.headers['x-line-signature'])) {
-      logger.warn({ channel: slug, hasSignature: request.headers['x-line-signature'] !== undefined }, 'LINE webhook with a missing or wrong signature rejected');
+    const signature = request.headers['x-line-signature'];
+    let signed = isSignedByLine(raw, channel.channelSecret, signature);
+    if (!signed && signature !== undefined) {
+      // The secret may have been rotated since the pool loaded (here or on another replica), and LINE
+      // does not redeliver by default: look for a change (rate-limited, as for an unknown slug) and
+      // try the reloaded secret once.
+      await line.pool.recheck();
+      const reloaded = await line.pool.bySlug(slug);
+      if (reloaded && reloaded.channelSecret !== channel.channelSecret) {
+        channel = reloaded;
+        signed = isSignedByLine(raw, channel.channelSecret, signature);
+      }
+    }
+    if (!signed) {
+      logger.warn({ channel: slug, hasSignature: signature !== undefined }, 'LINE webhook with a missing or wrong signature rejected');
       return reply.code(401).send(body('unauthorized', 'missing or invalid x-line-signature'));
     }
     const parsed = parseWebhookBody(raw);
