@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Clock } from './clock.ts';
+import { ConfigError } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import type { ConfigStore } from './config/store.ts';
 import { redactUrl } from './config/store.ts';
@@ -12,8 +13,8 @@ import { isLoopbackHost } from './http/auth.ts';
 import { startLine, type LineRuntime } from './line/runtime.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { loadSecretKey, verifySecretKey } from './secrets/key.ts';
-import type { SecretBox } from './secrets/secret-box.ts';
+import { checkStoredSecretKey, loadSecretKey, verifySecretKey, type LoadedKey } from './secrets/key.ts';
+import { SecretKeyError, type SecretBox } from './secrets/secret-box.ts';
 import { createProvisioner, type Provisioner } from './zoom/provisioner.ts';
 import { createSendPath } from './deliveries/engine.ts';
 import { lineDeliverySender } from './deliveries/line-sender.ts';
@@ -37,6 +38,18 @@ export class StartupError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'StartupError';
+  }
+}
+
+/** The secret key for this database, checked before migrating; a missing, malformed or wrong one is the operator's to fix (exit 2). */
+async function loadStartupKey(env: Record<string, string | undefined>, database: Database): Promise<LoadedKey> {
+  try {
+    const key = loadSecretKey({ env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
+    await checkStoredSecretKey(database.db, key.key);
+    return key;
+  } catch (error) {
+    if (error instanceof SecretKeyError) throw new StartupError(error.message);
+    throw error;
   }
 }
 
@@ -90,10 +103,11 @@ export async function createApp(options: AppOptions): Promise<App> {
   };
 
   try {
+    // The key is checked before migrating: a service that refuses to start leaves the database as it was.
+    const key = await loadStartupKey(env, database);
     const report = await migrate(database.db, database.dialect);
     logger.info({ database: redactUrl(initial.database.url), dialect: database.dialect, applied: report.applied }, 'database ready');
 
-    const key = loadSecretKey({ env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
     if (typeof key.origin === 'object' && 'generatedFile' in key.origin) {
       logger.warn({ keyFile: key.origin.generatedFile }, 'generated a secret key for encrypting credentials at rest; back it up with the database');
     } else if (key.origin === 'ephemeral') {
@@ -152,7 +166,10 @@ export async function createApp(options: AppOptions): Promise<App> {
       onDeliveriesChanged: deliveriesChanged,
     });
 
-    const line = await startLine({ db: database.db, box, clock, config, logger: logger.child({ part: 'line' }) });
+    const line = await startLine({ db: database.db, box, clock, config, logger: logger.child({ part: 'line' }) }).catch((error: unknown) => {
+      // An imagemap.source the runtime cannot render is configuration: exit 2, naming the key.
+      throw error instanceof ConfigError ? new StartupError(error.message) : error;
+    });
     // Released after the HTTP server (no new webhooks) and before the database (LIFO).
     releasers.push(() => line.stop());
 

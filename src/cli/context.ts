@@ -4,8 +4,8 @@ import type { Config } from '../config/schema.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { DomainError } from '../errors.ts';
-import { loadSecretKey, verifySecretKey } from '../secrets/key.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import { checkStoredSecretKey, loadSecretKey, verifySecretKey } from '../secrets/key.ts';
+import { SecretKeyError, type SecretBox } from '../secrets/secret-box.ts';
 
 /** Exit statuses scripts can rely on. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, conflict: 4 } as const;
@@ -52,12 +52,16 @@ export async function openForCommand(options: GlobalOptions, io: CliIo): Promise
   const { config } = readConfig(options, io);
   const database = await openDatabase(config.database.url, { poolSize: 2 });
   try {
-    await migrate(database.db, database.dialect);
+    // The key first, as at `start`: a command refused for a bad key migrates nothing.
     const key = loadSecretKey({ env: io.env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
+    await checkStoredSecretKey(database.db, key.key);
+    await migrate(database.db, database.dialect);
     const box = await verifySecretKey(database.db, key.key);
     return { database, box, clock: systemClock(), close: () => database.close() };
   } catch (error) {
     await database.close();
+    // A missing, malformed or wrong key is configuration (exit 2), as it is for `start`.
+    if (error instanceof SecretKeyError) throw new CliError(error.message, EXIT.usage);
     throw error;
   }
 }

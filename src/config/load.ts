@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parse as parseYaml, YAMLError } from 'yaml';
+import { isCollection, isScalar, Lexer, LineCounter, parse as parseYaml, parseDocument, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
 
@@ -79,14 +79,24 @@ function yamlProblem(error: unknown, lines: LineCounter): string {
   return `${error.message} at line ${line}, column ${col}`;
 }
 
-/** Env values are YAML scalars, so `8080` is a number and `true` a boolean; anything else stays a string. */
+/**
+ * An env value is taken as YAML only where that is unambiguous: a number, boolean or null, a whole
+ * quoted string (the text inside: the way to pass `"8080"` or `"true"` as text), or a flow
+ * sequence/mapping (`[MP4, M4A]`) that parses cleanly. Anything else is the text as written, so a
+ * ` #` (a YAML comment) in a message template is kept, not cut.
+ */
 function parseEnvValue(value: string): unknown {
-  try {
-    const parsed: unknown = parseYaml(value);
-    return parsed !== null && typeof parsed === 'object' ? value : parsed;
-  } catch {
-    return value;
+  // Comment tokens only: a `#` inside a quoted scalar is part of that token, not a comment.
+  for (const token of new Lexer().lex(value)) if (token.startsWith('#')) return value;
+  const doc = parseDocument(value);
+  if (doc.errors.length || doc.warnings.length) return value;
+  const node = doc.contents;
+  if (node === null || isScalar(node)) {
+    const parsed: unknown = node === null ? null : node.value;
+    if (node !== null && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE')) return parsed;
+    return parsed === null || typeof parsed === 'number' || typeof parsed === 'boolean' ? parsed : value;
   }
+  return isCollection(node) && node.flow ? (doc.toJS() as unknown) : value;
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown, envName: string): void {

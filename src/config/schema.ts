@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { formatDuration, parseDuration, type Duration } from './duration.ts';
 import { cronProblem } from '../deliveries/cron.ts';
-import { existsSync } from 'node:fs';
+import { imageProblem } from './image.ts';
 import { templateProblems, type TemplateRule } from '../line/templates.ts';
 
 /**
@@ -375,7 +375,11 @@ export const configSchema = z.strictObject({
       source: z
         .string()
         .min(1)
-        .refine((path) => existsSync(path), { error: (issue) => `file "${String(issue.input)}" not found` })
+        .superRefine((path, ctx) => {
+          // The format, not just the existence: a reload must not be "applied" with a file the runtime cannot use.
+          const problem = imageProblem(path);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })
         .nullable()
         .default(null),
     })

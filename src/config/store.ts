@@ -160,12 +160,22 @@ export function redactConfig(config: Config): unknown {
   return plain;
 }
 
+/** Query parameters node-postgres reads a password from, like `user:pass@`. */
+const SECRET_PARAMS = /^(password|sslpassword)$/i;
+const MASK = '***';
+
+/** The one way a database URL is shown (API, logs, CLI): passwords masked wherever pg would read one. */
 export function redactUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
+    parsed = new URL(url);
   } catch {
-    return url;
+    // Not a WHATWG URL, yet pg may still read it: mask by pattern rather than show it as written.
+    return url.replace(/(\/\/[^/:@?#]*:)[^@/?#]*@/, `$1${MASK}@`).replace(/([?&](?:ssl)?password=)[^&#]*/gi, `$1${MASK}`);
   }
+  if (parsed.password) parsed.password = MASK;
+  for (const name of [...parsed.searchParams.keys()]) {
+    if (SECRET_PARAMS.test(name)) parsed.searchParams.set(name, MASK);
+  }
+  return parsed.toString();
 }

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import type { Clock } from '../clock.ts';
+import { ConfigError } from '../config/load.ts';
 import type { ConfigStore } from '../config/store.ts';
 import type { Db } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
@@ -6,6 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { createEventProcessor, type EventProcessor } from './event-processor.ts';
 import { createImagemapImages, type ImagemapImages } from './imagemap.ts';
+import { renderImagemap } from './imagemap-render.ts';
 import { createChannelPool, type ChannelPool } from './pool.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import { createLineClient } from './client.ts';
@@ -40,12 +43,30 @@ export interface LineRuntimeOptions {
   random?: () => number;
 }
 
+/**
+ * Start-up could not render the imagemap image. If the configured source itself does not render (a
+ * file the schema's header check let through), that is the operator's configuration to fix, named
+ * as such; any other failure (the database) is rethrown as it was.
+ */
+async function imagemapStartupError(source: string | null, error: unknown): Promise<never> {
+  if (source !== null) {
+    const problem = await readFile(source)
+      .then(renderImagemap)
+      .then(
+        () => undefined,
+        (cause: unknown) => coerceError(cause).message,
+      );
+    if (problem !== undefined) throw new ConfigError([`imagemap.source: "${source}" cannot be used as an image: ${problem}`], 'imagemap.source');
+  }
+  throw error;
+}
+
 export async function startLine(options: LineRuntimeOptions): Promise<LineRuntime> {
   const { db, box, clock, config, logger } = options;
   const pool = await createChannelPool({ db, box, clock, config, logger });
   const limiter = createRateLimiter({ db, clock, config });
   const imagemap = createImagemapImages({ db, clock, config });
-  const image = await imagemap.ensure();
+  const image = await imagemap.ensure().catch((error: unknown) => imagemapStartupError(config.current().imagemap.source, error));
   logger.info({ hash: image.hash, height: image.height }, 'imagemap images ready');
   const current = config.current();
   const imagemapKinds = Object.entries({ meetingUrl: current.notifications.meetingUrl, feedbackUrl: current.notifications.feedbackUrl }).filter(([, n]) => n.format === 'imagemap');

@@ -30,10 +30,20 @@ export function loadSecretKey(source: KeySource): LoadedKey {
   }
   if (!source.sqlitePath) return { key: randomBytes(32), origin: 'ephemeral' };
   const file = join(dirname(source.sqlitePath), 'secret.key');
-  if (existsSync(file)) return { key: parseSecretKey(readFileSync(file, 'utf8')), origin: { file } };
+  if (existsSync(file)) return { key: keyFromFile(file), origin: { file } };
   const key = randomBytes(32);
   writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
   return { key, origin: { generatedFile: file } };
+}
+
+function keyFromFile(file: string): Buffer {
+  try {
+    return parseSecretKey(readFileSync(file, 'utf8'));
+  } catch (error) {
+    // parseSecretKey's message names the variable; this key came from a file, so name that too.
+    if (error instanceof SecretKeyError) throw new SecretKeyError(`${file} does not hold a valid key (base64 of exactly 32 bytes): restore it from the backup, or set SCHEDULER_SECRET_KEY`);
+    throw error;
+  }
 }
 
 const CHECK_KEY = 'secret_key_check';
@@ -56,6 +66,22 @@ export async function verifySecretKey(db: Db, key: Buffer): Promise<SecretBox> {
     return verifySecretKeyOnce(db, box);
   }
   return verifySecretKeyOnce(db, box, row.value);
+}
+
+/**
+ * Before migrating: a wrong key is refused while the database is still as it was. Only a database
+ * that already holds the check value can tell; a new one (no `meta` table yet) has nothing to check,
+ * and `verifySecretKey` stores the value after migrating.
+ */
+export async function checkStoredSecretKey(db: Db, key: Buffer): Promise<void> {
+  let stored: string | undefined;
+  try {
+    stored = (await db.selectFrom('meta').select('value').where('key', '=', CHECK_KEY).executeTakeFirst())?.value;
+  } catch {
+    // No `meta` table: never migrated, so nothing was encrypted. A dead database fails the migration next.
+    return;
+  }
+  if (stored !== undefined) await verifySecretKeyOnce(db, createSecretBox(key), stored);
 }
 
 async function verifySecretKeyOnce(db: Db, box: SecretBox, stored?: string): Promise<SecretBox> {

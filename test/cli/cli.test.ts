@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
+import { sql } from 'kysely';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cli, urlOf } from '../support/cli.ts';
-import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { dialects, openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from '../support/databases.ts';
 
 const zoomArgs = ['accounts', 'zoom', 'add', '--label', 'host-1', '--plan', 'licensed', '--account-id', 'acc', '--client-id', 'cid', '--host-user-id', 'h1@example.com'];
 
@@ -28,6 +30,15 @@ describe.each(dialects)('the scheduler command on %s', (dialect) => {
     const second = await cli(['migrate'], env);
     expect(second.code).toBe(0);
     expect(second.out).toMatch(/up to date/);
+  });
+
+  it.runIf(dialect === 'postgres')('hides a password given as a query parameter in its output', async () => {
+    const url = new URL(urlOf(database, ''));
+    url.searchParams.set('password', 'hunter2');
+    const migrated = await cli(['migrate'], { ...env, SCHEDULER__DATABASE__URL: url.toString() });
+    expect(migrated.code).toBe(0);
+    expect(migrated.out).toMatch(/up to date/);
+    expect(migrated.out).not.toContain('hunter2');
   });
 
   it('manages Zoom hosts with exit codes scripts can use', async () => {
@@ -90,6 +101,82 @@ describe('command-line usage', () => {
       expect(viaEnv.code).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Tables in an SQLite file: none means nothing was migrated. */
+function tablesIn(file: string): string[] {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return db.prepare(`select name from sqlite_master where type = 'table'`).all().map((row) => String(row.name));
+  } finally {
+    db.close();
+  }
+}
+
+/** A PNG whose header is sound but whose pixels are not: only decoding it shows the problem. */
+function brokenPng(): Buffer {
+  const ihdr = Buffer.alloc(25);
+  ihdr.writeUInt32BE(13, 0);
+  ihdr.write('IHDR', 4, 'latin1');
+  ihdr.writeUInt32BE(100, 8);
+  ihdr.writeUInt32BE(50, 12);
+  ihdr.set([8, 2, 0, 0, 0], 16);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr, Buffer.from('not pixels at all')]);
+}
+
+/** README: start-up with an invalid configuration (the secret key included) exits 2 and names it. */
+describe('start-up refusals', () => {
+  let dir: string;
+  let dbFile: string;
+  let env: Record<string, string>;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'scheduler-cli-refuse-'));
+    dbFile = join(dir, 's.db');
+    env = { SCHEDULER__DATABASE__URL: `sqlite:${dbFile}`, SCHEDULER__HTTP__PORT: '0', SCHEDULER__LOG__LEVEL: 'silent', SCHEDULER__RECORDINGS__DIR: join(dir, 'rec') };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('exits 2 naming imagemap.source when it is not an image', async () => {
+    const notImage = join(dir, 'logo.png');
+    writeFileSync(notImage, 'this is not an image');
+    const result = await cli(['start'], { ...env, SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64'), SCHEDULER__IMAGEMAP__SOURCE: notImage });
+    expect(result.err).toContain('imagemap.source');
+    expect(result.code).toBe(2);
+  });
+
+  it('exits 2 naming imagemap.source when it looks like an image but does not decode', async () => {
+    const broken = join(dir, 'logo.png');
+    writeFileSync(broken, brokenPng());
+    const result = await cli(['start'], { ...env, SCHEDULER_SECRET_KEY: randomBytes(32).toString('base64'), SCHEDULER__IMAGEMAP__SOURCE: broken });
+    expect(result.err).toContain('imagemap.source');
+    expect(result.code).toBe(2);
+  }, 15_000);
+
+  it.each([['start'], ['status']])('`%s` exits 2 naming a malformed SCHEDULER_SECRET_KEY, and migrates nothing', async (command) => {
+    const result = await cli([command], { ...env, SCHEDULER_SECRET_KEY: 'abc' });
+    expect(result.err).toMatch(/SCHEDULER_SECRET_KEY/);
+    expect(result.code).toBe(2);
+    expect(tablesIn(dbFile)).toEqual([]);
+  });
+
+  it.runIf(TEST_DATABASE_URL)('exits 2 without SCHEDULER_SECRET_KEY on PostgreSQL, and migrates nothing', async () => {
+    const database = await openTestDatabase('postgres');
+    try {
+      // Without the migrations' record the schema counts as never migrated: a migration would recreate it.
+      await database.db.schema.dropTable('kysely_migration').execute();
+      await database.db.schema.dropTable('kysely_migration_lock').execute();
+      const url = urlOf(database, '');
+      for (const command of ['start', 'status']) {
+        const result = await cli([command], { ...env, SCHEDULER__DATABASE__URL: url });
+        expect(result.err).toContain('SCHEDULER_SECRET_KEY is required');
+        expect(result.code).toBe(2);
+      }
+      const record = await sql<{ n: number }>`select count(*)::int as n from information_schema.tables where table_schema = ${database.schema} and table_name like 'kysely_migration%'`.execute(database.db);
+      expect(record.rows[0]?.n).toBe(0);
+    } finally {
+      await database.close();
     }
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatDuration, parseDuration } from '../../src/config/duration.ts';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.ts';
-import { redactConfig } from '../../src/config/store.ts';
+import { redactConfig, redactUrl } from '../../src/config/store.ts';
 import { requiresRestart } from '../../src/config/schema.ts';
 
 describe('durations', () => {
@@ -117,6 +117,47 @@ describe('loading the configuration', () => {
     const config = parseConfig({ database: { url: 'postgres://app:hunter2@db:5432/sched' } }, 'test');
     expect(JSON.stringify(redactConfig(config))).not.toContain('hunter2');
     expect(JSON.stringify(redactConfig(config))).toContain('postgres://app:***@db:5432/sched');
+  });
+
+  it('redacts a password given as a query parameter, which node-postgres reads like user:pass@', () => {
+    const url = 'postgres://db.internal:5432/scheduler?user=app&password=hunter2&sslmode=require&sslpassword=keypass';
+    // One function for GET /api/config, the "database ready" log and `scheduler migrate`.
+    expect(redactUrl(url)).toBe('postgres://db.internal:5432/scheduler?user=app&password=***&sslmode=require&sslpassword=***');
+    const shown = JSON.stringify(redactConfig(parseConfig({ database: { url } }, 'test')));
+    expect(shown).not.toContain('hunter2');
+    expect(shown).not.toContain('keypass');
+    expect(redactUrl('postgres://app:p%@db/x?PassWord=hunter2')).not.toContain('hunter2');
+  });
+
+  it('keeps an environment text value whole when it holds " #", which YAML would read as a comment', () => {
+    const text = 'Class {title} #3 starts {date} {start}: {url}';
+    const config = loadConfig({ env: { SCHEDULER__NOTIFICATIONS__MEETING_URL__ALT_TEXT: text } });
+    expect(config.notifications.meetingUrl.altText).toBe(text);
+  });
+
+  it('reads numbers, booleans, null, whole quoted strings and clean flow lists from the environment, and anything else as written', () => {
+    const config = loadConfig({
+      env: { SCHEDULER__HTTP__PORT: '8080', SCHEDULER__RELOAD__WATCH: 'false', SCHEDULER__IMAGEMAP__SOURCE: 'null', SCHEDULER__RECORDINGS__FILE_TYPES: '[mp4, "M4A"]' },
+    });
+    expect(config.http.port).toBe(8080);
+    expect(config.reload.watch).toBe(false);
+    expect(config.imagemap.source).toBeNull();
+    expect(config.recordings.fileTypes).toEqual(['MP4', 'M4A']);
+    expect(loadConfig({ env: { SCHEDULER__NOTIFICATIONS__MEETING_URL__ALT_TEXT: '"8080 #1"' } }).notifications.meetingUrl.altText).toBe('8080 #1');
+    expect(loadConfig({ env: { SCHEDULER__NOTIFICATIONS__MEETING_URL__ALT_TEXT: "'it''s on'" } }).notifications.meetingUrl.altText).toBe("it's on");
+    for (const text of ['8080 # port', '"quoted" and more', '[Join, now', '- Join', 'Join: now', 'true story', 'https://x.example.com/#top']) {
+      expect(loadConfig({ env: { SCHEDULER__NOTIFICATIONS__MEETING_URL__ALT_TEXT: text } }).notifications.meetingUrl.altText).toBe(text);
+    }
+  });
+
+  it('accepts as imagemap.source only a file that is an image, naming the key otherwise', () => {
+    const svg = join(dir, 'logo.svg');
+    writeFileSync(svg, '<?xml version="1.0"?>\n<!-- logo -->\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="5"/>\n');
+    expect(parseConfig({ imagemap: { source: svg } }, 'test').imagemap.source).toBe(svg);
+    const text = join(dir, 'logo.png');
+    writeFileSync(text, 'this is not an image');
+    expect(() => parseConfig({ imagemap: { source: text } }, 'test')).toThrow(/imagemap\.source: file ".+logo\.png" is not a PNG, JPEG, WebP or SVG image/);
+    expect(() => parseConfig({ imagemap: { source: join(dir, 'missing.png') } }, 'test')).toThrow(/imagemap\.source: file ".+missing\.png" not found/);
   });
 
   it('knows which keys need a restart', () => {

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { systemClock } from '../../src/clock.ts';
+import { systemClock, virtualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { createConfigStore, type ConfigStore, type ReloadOutcome } from '../../src/config/store.ts';
 
@@ -139,5 +139,27 @@ describe('hot reload from a Kubernetes ConfigMap volume', () => {
     rmSync(join(dir, first), { recursive: true }); // kubelet then removes the old version
     await vi.waitFor(() => expect(store?.current().log.level).toBe('debug'), { timeout: 3000, interval: 10 });
     expect(outcomes.filter((o) => o.status !== 'unchanged')).toEqual([expect.objectContaining({ trigger: 'file', status: 'applied', changed: ['log.level'] })]);
+  });
+});
+
+describe('hot reload of imagemap.source', () => {
+  it('rejects a source that is not an image, so it is neither reported applied nor shown as in force', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scheduler-reload-img-'));
+    try {
+      const file = join(dir, 'scheduler.yaml');
+      writeFileSync(join(dir, 'logo.png'), 'this is not an image');
+      writeFileSync(file, 'log:\n  level: info\n');
+      const source = { file, env: {} };
+      const store = createConfigStore(loadConfig(source), source, virtualClock());
+      writeFileSync(file, `log:\n  level: info\nimagemap:\n  source: ${join(dir, 'logo.png')}\n`);
+      const outcome = store.reload('api');
+      expect(outcome.status).toBe('rejected');
+      expect(outcome.error).toContain('imagemap.source');
+      expect(store.current().imagemap.source).toBeNull();
+      expect(store.lastReload()?.status).toBe('rejected');
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

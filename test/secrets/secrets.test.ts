@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadSecretKey, verifySecretKey } from '../../src/secrets/key.ts';
+import { checkStoredSecretKey, loadSecretKey, verifySecretKey } from '../../src/secrets/key.ts';
+import { openDatabase } from '../../src/db/database.ts';
 import { createSecretBox, parseSecretKey, SecretKeyError } from '../../src/secrets/secret-box.ts';
 import { dialects, openTestDatabase, type TestDatabase } from '../support/databases.ts';
 
@@ -76,5 +77,33 @@ describe.each(dialects)('key check stored in the database on %s', (dialect) => {
     await verifySecretKey(database.db, key);
     await expect(verifySecretKey(database.db, key)).resolves.toBeDefined();
     await expect(verifySecretKey(database.db, randomBytes(32))).rejects.toThrow(/does not match/);
+  });
+
+  it('can refuse a different key before migrating, and has nothing to check in a database never migrated', async () => {
+    database = await openTestDatabase(dialect);
+    const key = randomBytes(32);
+    await expect(checkStoredSecretKey(database.db, key)).resolves.toBeUndefined();
+    await verifySecretKey(database.db, key);
+    await expect(checkStoredSecretKey(database.db, key)).resolves.toBeUndefined();
+    await expect(checkStoredSecretKey(database.db, randomBytes(32))).rejects.toThrow(SecretKeyError);
+    const fresh = await openDatabase('sqlite::memory:');
+    try {
+      await expect(checkStoredSecretKey(fresh.db, randomBytes(32))).resolves.toBeUndefined();
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe('a key file that is not a key', () => {
+  it('is refused naming the file and SCHEDULER_SECRET_KEY', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scheduler-key-'));
+    try {
+      writeFileSync(join(dir, 'secret.key'), 'abc\n');
+      expect(() => loadSecretKey({ env: {}, dialect: 'sqlite', sqlitePath: join(dir, 'scheduler.db') })).toThrow(SecretKeyError);
+      expect(() => loadSecretKey({ env: {}, dialect: 'sqlite', sqlitePath: join(dir, 'scheduler.db') })).toThrow(/secret\.key does not hold a valid key.+SCHEDULER_SECRET_KEY/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
