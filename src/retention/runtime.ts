@@ -28,6 +28,8 @@ export async function pruneOnce(db: Db, now: Date, retention: Config['retention'
 export interface Retention {
   start(): void;
   stop(): Promise<void>;
+  /** Resolves once no pass is running (tests await this instead of sleeping). */
+  idle(): Promise<void>;
 }
 
 /** Prunes every `retention.interval` (live), the first pass one interval after start. */
@@ -65,6 +67,9 @@ export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStor
       stopped = true;
       unsubscribe?.();
       timer.clear();
+      await running;
+    },
+    async idle() {
       await running;
     },
   };

@@ -106,7 +106,7 @@ describe.each(dialects)('retention on %s', (dialect) => {
       return key;
     };
     const kept = async (key: string): Promise<boolean> => {
-      for (let i = 0; i < 50; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      await retention.idle();
       return (await db.selectFrom('line_requests').select('id').where('retry_key', '=', key).executeTakeFirst()) !== undefined;
     };
     const setInterval = (value: string): void => {
