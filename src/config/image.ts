@@ -44,6 +44,7 @@ function rasterSize(head: Buffer): true | undefined {
 /** An XML document whose root element is <svg> (after any declaration, comments or doctype). */
 function isSvg(head: Buffer): boolean {
   const text = head.toString('utf8').replace(/^\uFEFF/, '');
-  const prologue = /^\s*(?:<\?xml[^>]*\?>\s*|<!--[\s\S]*?-->\s*|<!DOCTYPE[^>]*>\s*)*<svg[\s>]/i;
+  // A DOCTYPE may carry an internal subset in [...] (Illustrator declares its namespaces there as entities).
+  const prologue = /^\s*(?:<\?xml[^>]*\?>\s*|<!--[\s\S]*?-->\s*|<!DOCTYPE[^>[]*(?:\[[\s\S]*?\]\s*)?>\s*)*<svg[\s>]/i;
   return prologue.test(text);
 }

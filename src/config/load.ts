@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isCollection, isScalar, Lexer, LineCounter, parse as parseYaml, parseDocument, YAMLError } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
 
 /** A configuration that cannot be used; the message names the offending key(s). */
@@ -65,7 +65,7 @@ export function readRaw(source: ConfigSource): Record<string, unknown> {
       .slice(ENV_PREFIX.length)
       .split('__')
       .map((segment) => segment.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
-    setPath(merged, path, parseEnvValue(value), name);
+    setPath(merged, path, parseEnvValue(value, takesCollection(path)), name);
   }
   return merged;
 }
@@ -79,13 +79,35 @@ function yamlProblem(error: unknown, lines: LineCounter): string {
   return `${error.message} at line ${line}, column ${col}`;
 }
 
+/** Whether the schema at `path` holds a list or mapping (through defaults, nullables and transforms). */
+function takesCollection(path: readonly string[]): boolean {
+  let node: z.ZodType | undefined = configSchema;
+  for (const key of path) {
+    node = node && bare(node);
+    if (node instanceof z.ZodObject) node = (node.shape as Record<string, z.ZodType | undefined>)[key];
+    else if (node instanceof z.ZodRecord) node = node.valueType as z.ZodType;
+    else return false;
+  }
+  node = node && bare(node);
+  return node instanceof z.ZodArray || node instanceof z.ZodObject || node instanceof z.ZodRecord || node instanceof z.ZodTuple;
+}
+
+/** The schema inside a default, prefault, nullable, optional or pipe (a transform's input). */
+function bare(node: z.ZodType): z.ZodType {
+  for (;;) {
+    if (node instanceof z.ZodDefault || node instanceof z.ZodPrefault || node instanceof z.ZodNullable || node instanceof z.ZodOptional) node = node.unwrap() as z.ZodType;
+    else if (node instanceof z.ZodPipe) node = node.in as z.ZodType;
+    else return node;
+  }
+}
+
 /**
  * An env value is taken as YAML only where that is unambiguous: a number, boolean or null, a whole
  * quoted string (the text inside: the way to pass `"8080"` or `"true"` as text), or a flow
- * sequence/mapping (`[MP4, M4A]`) that parses cleanly. Anything else is the text as written, so a
+ * sequence/mapping that parses cleanly, for a key that takes a list or mapping (`[MP4, M4A]`). Anything else is the text as written, so a
  * ` #` (a YAML comment) in a message template is kept, not cut.
  */
-function parseEnvValue(value: string): unknown {
+function parseEnvValue(value: string, collection: boolean): unknown {
   // Comment tokens only: a `#` inside a quoted scalar is part of that token, not a comment.
   for (const token of new Lexer().lex(value)) if (token.startsWith('#')) return value;
   const doc = parseDocument(value);
@@ -96,7 +118,8 @@ function parseEnvValue(value: string): unknown {
     if (node !== null && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE')) return parsed;
     return parsed === null || typeof parsed === 'number' || typeof parsed === 'boolean' ? parsed : value;
   }
-  return isCollection(node) && node.flow ? (doc.toJS() as unknown) : value;
+  // Only where the key takes a list or mapping: a template `{url}` or a text `[Notice]` stays text.
+  return collection && isCollection(node) && node.flow ? (doc.toJS() as unknown) : value;
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown, envName: string): void {

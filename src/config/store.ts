@@ -160,22 +160,23 @@ export function redactConfig(config: Config): unknown {
   return plain;
 }
 
-/** Query parameters node-postgres reads a password from, like `user:pass@`. */
-const SECRET_PARAMS = /^(password|sslpassword)$/i;
 const MASK = '***';
+/** The query parameters node-postgres reads a password from, like `user:pass@`; their values only. */
+const SECRET_PARAMS = /([?&](?:ssl)?password=)[^&#]*/gi;
 
-/** The one way a database URL is shown (API, logs, CLI): passwords masked wherever pg would read one. */
+/**
+ * The one way a database URL is shown (API, logs, CLI): passwords masked wherever pg would read one.
+ * The query is masked in place, not re-encoded, so the rest reads as the operator wrote it.
+ */
 export function redactUrl(url: string): string {
-  let parsed: URL;
+  const query = url.replace(SECRET_PARAMS, `$1${MASK}`);
   try {
-    parsed = new URL(url);
+    const parsed = new URL(query);
+    if (!parsed.password) return query;
+    parsed.password = MASK;
+    return parsed.toString();
   } catch {
-    // Not a WHATWG URL, yet pg may still read it: mask by pattern rather than show it as written.
-    return url.replace(/(\/\/[^/:@?#]*:)[^@/?#]*@/, `$1${MASK}@`).replace(/([?&](?:ssl)?password=)[^&#]*/gi, `$1${MASK}`);
+    // Not a WHATWG URL, yet pg may still read it: mask `user:pass@` by pattern rather than show it.
+    return query.replace(/(\/\/[^/:@?#]*:)[^@/?#]*@/, `$1${MASK}@`);
   }
-  if (parsed.password) parsed.password = MASK;
-  for (const name of [...parsed.searchParams.keys()]) {
-    if (SECRET_PARAMS.test(name)) parsed.searchParams.set(name, MASK);
-  }
-  return parsed.toString();
 }

@@ -6,6 +6,7 @@ import { formatDuration, parseDuration } from '../../src/config/duration.ts';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.ts';
 import { redactConfig, redactUrl } from '../../src/config/store.ts';
 import { requiresRestart } from '../../src/config/schema.ts';
+import { renderImagemap } from '../../src/line/imagemap-render.ts';
 
 describe('durations', () => {
   it.each([
@@ -127,6 +128,33 @@ describe('loading the configuration', () => {
     expect(shown).not.toContain('hunter2');
     expect(shown).not.toContain('keypass');
     expect(redactUrl('postgres://app:p%@db/x?PassWord=hunter2')).not.toContain('hunter2');
+    // The rest of the query reads as written: masking must not re-encode it.
+    expect(redactUrl('postgres://app:pw@db/x?options=-c%20search_path%3Dtenant_a&password=s3cret')).toBe('postgres://app:***@db/x?options=-c%20search_path%3Dtenant_a&password=***');
+  });
+
+  it('reads a flow list or mapping from the environment only for a key that takes one: a template `{url}` or a text `[Class link]` stays text', () => {
+    const config = loadConfig({ env: { SCHEDULER__NOTIFICATIONS__MEETING_URL__TEXT: '{url}', SCHEDULER__NOTIFICATIONS__MEETING_URL__ALT_TEXT: '[Class link]', SCHEDULER__RECORDINGS__FILE_TYPES: '[MP4]' } });
+    expect(config.notifications.meetingUrl.text).toBe('{url}');
+    expect(config.notifications.meetingUrl.altText).toBe('[Class link]');
+    expect(config.recordings.fileTypes).toEqual(['MP4']);
+  });
+
+  it('accepts an SVG whose DOCTYPE has an internal subset (as Adobe Illustrator writes it) as imagemap.source', async () => {
+    const svg = `<?xml version="1.0" encoding="utf-8"?>
+<!-- Generator: Adobe Illustrator 24.0.0, SVG Export Plug-In  -->
+<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd" [
+\t<!ENTITY ns_svg "http://www.w3.org/2000/svg">
+\t<!ENTITY ns_xlink "http://www.w3.org/1999/xlink">
+]>
+<svg version="1.1" xmlns="&ns_svg;" xmlns:xlink="&ns_xlink;" width="1040" height="520" viewBox="0 0 1040 520">
+<rect width="1040" height="520" fill="#3366cc"/>
+</svg>
+`;
+    // The runtime can use it, so the configuration must accept it.
+    expect((await renderImagemap(Buffer.from(svg))).height).toBeGreaterThan(0);
+    const file = join(dir, 'map.svg');
+    writeFileSync(file, svg);
+    expect(loadConfig({ env: { SCHEDULER__IMAGEMAP__SOURCE: file } }).imagemap.source).toBe(file);
   });
 
   it('keeps an environment text value whole when it holds " #", which YAML would read as a comment', () => {
