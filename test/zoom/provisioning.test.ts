@@ -5,6 +5,26 @@ import { upsertSchedules } from '../../src/schedules/schedules.ts';
 import { dialects } from '../support/databases.ts';
 import { openZoomWorld, type ZoomWorld } from './world.ts';
 
+/**
+ * Waits until `check` passes, moving virtual time a second per failed look for at most `budgetMs`.
+ * One long advance would go past a pass armed when an earlier pass ends, and time out the Zoom calls
+ * of a pass in flight.
+ */
+async function within(world: ZoomWorld, budgetMs: number, check: () => Promise<void>): Promise<void> {
+  const until = world.clock.now().getTime() + budgetMs;
+  await vi.waitFor(
+    async () => {
+      try {
+        await check();
+      } catch (error) {
+        if (world.clock.now().getTime() < until) await world.clock.advance(1000);
+        throw error;
+      }
+    },
+    { timeout: 10_000, interval: 5 },
+  );
+}
+
 const DAILY_LIMIT_MESSAGE =
   'You have exceeded the daily rate limit (100) of Meeting Create/Update API requests permitted for this particular user. You may resume these requests at GMT 00:00:00.';
 
@@ -54,25 +74,8 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
         [{ externalId: 's1', title: 'class s1', startsAt: new Date(extra.startsAt), endsAt: new Date(Date.parse(extra.startsAt) + 50 * 60_000), trial: false, minParticipants: 0, feedbackUrl: null, cancelled: extra.cancelled ?? false }],
         { onMeetingsChanged: () => loop.wake() },
       );
-    /**
-     * The next pass is 5 minutes away: `check` must pass within 3 s of virtual time (the wake-up runs
-     * one after a 1 s gap). Time moves a second at a time: a wake-up that came while a pass was still
-     * finishing is scheduled when that pass ends, after an advance made at once would have gone by.
-     */
-    const soon = async (check: () => Promise<void>): Promise<void> => {
-      const until = world.clock.now().getTime() + 3000;
-      await vi.waitFor(
-        async () => {
-          try {
-            await check();
-          } catch (error) {
-            if (world.clock.now().getTime() < until) await world.clock.advance(1000);
-            throw error;
-          }
-        },
-        { timeout: 5000, interval: 10 },
-      );
-    };
+    // The next pass is 5 minutes away: the wake-up runs one after a 1 s gap, so within 3 s.
+    const soon = (check: () => Promise<void>): Promise<void> => within(world, 3000, check);
     loop.start();
     try {
       await vi.waitFor(async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 1 }), { timeout: 5000, interval: 10 });
@@ -84,6 +87,26 @@ describe.each(dialects)('meeting provisioning on %s', (dialect) => {
       await move({ startsAt: '2026-12-01T11:00:00Z' });
       await soon(async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', meetingVersion: 4 }));
       expect(world.em.meetings().filter((m) => !m.deleted)).toHaveLength(1);
+    } finally {
+      await loop.stop();
+    }
+  });
+
+  it('a shortened zoom.provisioning.interval applies to the wait in progress, not after the old interval', async () => {
+    world = await openZoomWorld(dialect, [{ label: 'h', plan: 'licensed' }]);
+    world.env.SCHEDULER__ZOOM__PROVISIONING__INTERVAL = '1h';
+    expect(world.config.reload('api')).toMatchObject({ status: 'applied', changed: ['zoom.provisioning.interval'] });
+    const loop = world.provisioner('loop');
+    loop.start();
+    try {
+      // A class the loop is not told about (no wake): it waits for the next pass.
+      await world.clock.advance(60_000);
+      await world.schedule('s1', '2026-12-01T10:00:00Z', 50);
+      world.env.SCHEDULER__ZOOM__PROVISIONING__INTERVAL = '2m';
+      expect(world.config.reload('api')).toMatchObject({ status: 'applied' });
+      expect((await world.meetingOf('s1')).state).not.toBe('ready');
+      // Within 2m of the last pass's end (at 0 or at 1m, however fast the first pass was): by 4m, not at 1h.
+      await within(world, 3 * 60_000, async () => expect(await world.meetingOf('s1')).toMatchObject({ state: 'ready', error: null }));
     } finally {
       await loop.stop();
     }

@@ -29,6 +29,8 @@ export interface ZoomWorld {
   database: TestDatabase;
   clock: VirtualClock;
   config: ConfigStore;
+  /** The environment `config.reload` reads (set a key, then reload). */
+  env: Record<string, string>;
   box: SecretBox;
   em: ZoomEmulator;
   client: ZoomClient;
@@ -71,7 +73,9 @@ export async function openZoomWorld(
     zoom: { apiBaseUrl: em.apiBaseUrl, oauthUrl: em.oauthUrl, retry: { baseDelay: '0ms' }, ...(options.config?.zoom as object) },
     ...Object.fromEntries(Object.entries(options.config ?? {}).filter(([k]) => k !== 'zoom')),
   };
-  const config = createConfigStore(parseConfig(raw, 'test'), { env: {} }, clock);
+  // What a reload reads: the emulator's addresses, and whatever a test sets (options.config is not re-read).
+  const env: Record<string, string> = { SCHEDULER__ZOOM__API_BASE_URL: em.apiBaseUrl, SCHEDULER__ZOOM__OAUTH_URL: em.oauthUrl, SCHEDULER__ZOOM__RETRY__BASE_DELAY: '0ms' };
+  const config = createConfigStore(parseConfig(raw, 'test'), { env }, clock);
   const box = createSecretBox(randomBytes(32));
   const metrics = createMetrics();
   const client = zoomClientFor({ db: database.db, clock, config, metrics });
@@ -93,6 +97,7 @@ export async function openZoomWorld(
     database,
     clock,
     config,
+    env,
     box,
     em,
     client,
