@@ -32,7 +32,6 @@ export function createBatchLoop(o: {
   let again = false;
   let stopped = true;
   let gather: TimerHandle | undefined;
-  let unsubscribe: (() => void) | undefined;
 
   const run = async (): Promise<void> => {
     while (again) {
@@ -81,7 +80,7 @@ export function createBatchLoop(o: {
     if (stopped) return;
     wake();
     sweep.arm();
-  });
+  }, o.onConfigChange);
 
   return {
     wake,
@@ -89,13 +88,11 @@ export function createBatchLoop(o: {
     start() {
       if (!stopped) return;
       stopped = false;
-      unsubscribe = o.onConfigChange(() => sweep.configChanged());
       wake();
       sweep.arm();
     },
     async stop() {
       stopped = true;
-      unsubscribe?.();
       sweep.clear();
       await drain();
     },

@@ -157,7 +157,6 @@ export function createMonitor(deps: MonitorDeps) {
 
   let stopped = true;
   let running: Promise<unknown> | undefined;
-  let unsubscribe: (() => void) | undefined;
   const tick = (): void => {
     if (stopped) return;
     running = runPass()
@@ -170,19 +169,16 @@ export function createMonitor(deps: MonitorDeps) {
         if (!stopped) next.arm();
       });
   };
-  const next = createPeriodTimer(clock, () => config.current().monitor.interval.ms, tick);
+  const next = createPeriodTimer(clock, () => config.current().monitor.interval.ms, tick, (listener) => config.onChange(listener));
   return {
     owner,
     runPass,
     start(): void {
       stopped = false;
-      unsubscribe ??= config.onChange(() => next.configChanged());
       tick();
     },
     async stop(): Promise<void> {
       stopped = true;
-      unsubscribe?.();
-      unsubscribe = undefined;
       next.clear();
       await running;
       await releaseGraceLeases(db, owner);

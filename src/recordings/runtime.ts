@@ -157,7 +157,7 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
         }),
     );
   };
-  const sweepTimer = createPeriodTimer(clock, () => config.current().recordings.sweepInterval.ms, sweepTick);
+  const sweepTimer = createPeriodTimer(clock, () => config.current().recordings.sweepInterval.ms, sweepTick, (listener) => config.onChange(listener));
 
   const ingest = async (input: IngestInput): Promise<string> => {
     if (!config.current().recordings.enabled) return 'ignored: recordings are off (recordings.enabled: false)';
@@ -183,7 +183,6 @@ export function createRecordings(deps: RecordingsDeps): Recordings {
       // recordings.enabled is live: turning it on must not wait for the idle poll.
       unsubscribe = config.onChange((next, previous) => {
         if (next.recordings.enabled && !previous.recordings.enabled) pump();
-        sweepTimer.configChanged();
       });
       pump();
       sweepTick();

@@ -38,7 +38,6 @@ export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStor
   const pruned = new Counter({ name: 'scheduler_pruned_rows_total', help: 'Finished bookkeeping rows deleted by retention, by table', labelNames: ['table'], registers: [deps.registry] });
   let running: Promise<unknown> | undefined;
   let stopped = true;
-  let unsubscribe: (() => void) | undefined;
 
   const runOnce = async (): Promise<Pruned> => {
     const result = await pruneOnce(db, clock.now(), config.current().retention);
@@ -54,18 +53,16 @@ export function createRetention(deps: { db: Db; clock: Clock; config: ConfigStor
         running = undefined;
         if (!stopped) timer.arm();
       });
-  });
+  }, (listener) => config.onChange(listener));
 
   return {
     start() {
       if (!stopped) return;
       stopped = false;
-      unsubscribe = config.onChange(() => timer.configChanged());
       timer.arm();
     },
     async stop() {
       stopped = true;
-      unsubscribe?.();
       timer.clear();
       await running;
     },

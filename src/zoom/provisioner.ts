@@ -322,7 +322,6 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
   let lastEnd = -Infinity;
   let again = false;
   let started = false;
-  let unsubscribe: (() => void) | undefined;
   const tick = (): void => {
     if (stopped) return;
     running = runPass()
@@ -340,13 +339,12 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
         again = false;
       });
   };
-  const next = createPeriodTimer(clock, () => zoomCfg().provisioning.interval.ms, tick);
+  const next = createPeriodTimer(clock, () => zoomCfg().provisioning.interval.ms, tick, (listener) => config.onChange(listener));
   return {
     runPass,
     start() {
       stopped = false;
       started = true;
-      unsubscribe ??= config.onChange(() => next.configChanged());
       tick();
     },
     wake() {
@@ -360,8 +358,6 @@ export function createProvisioner(deps: ProvisionerDeps): Provisioner {
     },
     async stop() {
       stopped = true;
-      unsubscribe?.();
-      unsubscribe = undefined;
       next.clear();
       await running;
       await releaseMeetingLeases(db, owner);
