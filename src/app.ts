@@ -13,7 +13,7 @@ import { isLoopbackHost } from './http/auth.ts';
 import { startLine, type LineRuntime } from './line/runtime.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { checkStoredSecretKey, loadSecretKey, verifySecretKey, type LoadedKey } from './secrets/key.ts';
+import { loadSecretKeyBeforeMigrating, verifySecretKey, type LoadedKey } from './secrets/key.ts';
 import { SecretKeyError, type SecretBox } from './secrets/secret-box.ts';
 import { createProvisioner, type Provisioner } from './zoom/provisioner.ts';
 import { createSendPath } from './deliveries/engine.ts';
@@ -44,9 +44,7 @@ export class StartupError extends Error {
 /** The secret key for this database, checked before migrating; a missing, malformed or wrong one is the operator's to fix (exit 2). */
 async function loadStartupKey(env: Record<string, string | undefined>, database: Database): Promise<LoadedKey> {
   try {
-    const key = loadSecretKey({ env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
-    await checkStoredSecretKey(database.db, key.key);
-    return key;
+    return await loadSecretKeyBeforeMigrating(database, env);
   } catch (error) {
     if (error instanceof SecretKeyError) throw new StartupError(error.message);
     throw error;

@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { DomainError } from '../errors.ts';
-import { checkStoredSecretKey, loadSecretKey, verifySecretKey } from '../secrets/key.ts';
+import { loadSecretKeyBeforeMigrating, verifySecretKey } from '../secrets/key.ts';
 import { SecretKeyError, type SecretBox } from '../secrets/secret-box.ts';
 
 /** Exit statuses scripts can rely on. */
@@ -53,8 +53,7 @@ export async function openForCommand(options: GlobalOptions, io: CliIo): Promise
   const database = await openDatabase(config.database.url, { poolSize: 2 });
   try {
     // The key first, as at `start`: a command refused for a bad key migrates nothing.
-    const key = loadSecretKey({ env: io.env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
-    await checkStoredSecretKey(database.db, key.key);
+    const key = await loadSecretKeyBeforeMigrating(database, io.env);
     await migrate(database.db, database.dialect);
     const box = await verifySecretKey(database.db, key.key);
     return { database, box, clock: systemClock(), close: () => database.close() };

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Db } from '../db/database.ts';
+import type { Database, Db } from '../db/database.ts';
 import { createSecretBox, parseSecretKey, SecretKeyError, type SecretBox } from './secret-box.ts';
 
 export interface KeySource {
@@ -66,6 +66,17 @@ export async function verifySecretKey(db: Db, key: Buffer): Promise<SecretBox> {
     return verifySecretKeyOnce(db, box);
   }
   return verifySecretKeyOnce(db, box, row.value);
+}
+
+/**
+ * The key for this database (`loadSecretKey`), checked before migrating, as `start` and every CLI
+ * command do: one refused for a missing, malformed or wrong key (a SecretKeyError) leaves the
+ * database as it was.
+ */
+export async function loadSecretKeyBeforeMigrating(database: Database, env: Record<string, string | undefined>): Promise<LoadedKey> {
+  const key = loadSecretKey({ env, dialect: database.dialect, ...(database.sqlitePath ? { sqlitePath: database.sqlitePath } : {}) });
+  await checkStoredSecretKey(database.db, key.key);
+  return key;
 }
 
 /**
