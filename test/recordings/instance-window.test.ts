@@ -15,13 +15,17 @@ describe.each(dialects)('recordings of instances outside the class (%s)', (diale
   afterEach(() => w.close());
 
   const uuidOf = (event: { object: unknown }): string => (event.object as { uuid: string }).uuid;
+  /** The host has the room open, alone, for `minutes` from now (one instance of the meeting). */
+  const hostRuns = async (minutes: number): Promise<void> => {
+    const host = w.em.join(w.meetingNumber, { name: 'Teacher', role: 'host' });
+    await w.clock.advance(minutes * 60_000);
+    w.em.leave(w.meetingNumber, host);
+  };
 
   it('a host test run before the class is not the class recording, and the replay link points at the class', async () => {
     const rec = w.recordings();
     // 00:00 the host tries the meeting out for five minutes; Zoom records that instance.
-    const teacher = w.em.join(w.meetingNumber, { name: 'Teacher', role: 'host' });
-    await w.clock.advance(5 * 60_000);
-    w.em.leave(w.meetingNumber, teacher);
+    await hostRuns(5);
     const testRun = await w.record([file('test-run-mp4', 'MP4', 10_000)]);
     // The host window is 00:50–02:10 (10 minutes' early join, 10 after the class).
     expect(await rec.ingest(testRun)).toBe(
@@ -50,9 +54,7 @@ describe.each(dialects)('recordings of instances outside the class (%s)', (diale
   it('of an instance, only the files recorded within the host window are kept', async () => {
     const rec = w.recordings();
     await w.clock.set(new Date('2026-12-01T01:00:00Z'));
-    const host = w.em.join(w.meetingNumber, { name: 'Teacher', role: 'host' });
-    await w.clock.advance(60 * 60_000);
-    w.em.leave(w.meetingNumber, host);
+    await hostRuns(60);
     const lesson = await w.record([file('class-mp4', 'MP4', 20_000), file('late-m4a', 'M4A', 5_000)]);
     // The host kept the room open and recorded the audio again from 03:00 (the window has long ended).
     const object = lesson.object as { recording_files: Record<string, unknown>[] };
@@ -66,14 +68,10 @@ describe.each(dialects)('recordings of instances outside the class (%s)', (diale
     // The class ran 01:00–02:00, but its recording.completed was lost and no meeting event is stored,
     // so the sweep asks by the meeting id: Zoom answers with the latest instance.
     await w.clock.set(new Date('2026-12-01T01:00:00Z'));
-    const host = w.em.join(w.meetingNumber, { name: 'Teacher', role: 'host' });
-    await w.clock.advance(60 * 60_000);
-    w.em.leave(w.meetingNumber, host);
+    await hostRuns(60);
     // 02:20 the host starts the room again for five minutes, and that instance is recorded.
     await w.clock.set(new Date('2026-12-01T02:20:00Z'));
-    const again = w.em.join(w.meetingNumber, { name: 'Teacher', role: 'host' });
-    await w.clock.advance(5 * 60_000);
-    w.em.leave(w.meetingNumber, again);
+    await hostRuns(5);
     const lost = w.em.webhooks.drop({ event: 'recording.completed' });
     w.em.addRecording(w.meetingNumber, [file('restart-mp4', 'MP4', 10_000)]);
     lost.remove();
