@@ -104,8 +104,8 @@ function bare(node: z.ZodType): z.ZodType {
 /**
  * An env value is taken as YAML only where that is unambiguous: a number, boolean or null, a whole
  * quoted string (the text inside: the way to pass `"8080"` or `"true"` as text), or a flow
- * sequence/mapping that parses cleanly, for a key that takes a list or mapping (`[MP4, M4A]`). Anything else is the text as written, so a
- * ` #` (a YAML comment) in a message template is kept, not cut.
+ * sequence/mapping that parses cleanly, for a key that takes a list or mapping (`[MP4, M4A]`).
+ * Anything else is the text as written, so a ` #` (a YAML comment) in a message template is kept.
  */
 function parseEnvValue(value: string, collection: boolean): unknown {
   // Comment tokens only: a `#` inside a quoted scalar is part of that token, not a comment.

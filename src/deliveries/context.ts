@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.ts';
 import { toBool, toDate, toOptionalDate } from '../db/row.ts';
 import { chunked } from '../db/transaction.ts';
+import { PLAYABLE_TYPES } from '../recordings/parse.ts';
 import type { ClaimedDelivery } from './claim.ts';
 import type { SendContext } from './recheck.ts';
 
@@ -92,7 +93,7 @@ async function addReplayLinks(db: Db, contexts: Map<number, SendContext>, replay
       .select(['id', 'schedule_id', 'file_type'])
       .where('schedule_id', 'in', chunk)
       .where('state', '=', 'stored')
-      .where('file_type', 'in', ['MP4', 'M4A'])
+      .where('file_type', 'in', PLAYABLE_TYPES)
       .orderBy('id')
       .execute();
     for (const r of rows) {

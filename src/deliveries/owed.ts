@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { DeliveryKind } from '../db/tables.ts';
 import { toDate } from '../db/row.ts';
+import { PLAYABLE_TYPES } from '../recordings/parse.ts';
 import { chunked } from '../db/transaction.ts';
 import { LEFT_CLASS_VERSION } from './rules.ts';
 
@@ -86,9 +87,6 @@ export async function oweToBookedStudents(
   return ids;
 }
 
-/** The recording file types a replay link plays. */
-const PLAYABLE = ['MP4', 'M4A'];
-
 /** The replay link of a class whose recording was just stored, when replay links are on. */
 export async function oweReplayLinks(db: Db, now: Date, o: { scheduleId: number; lateWindowMs: number }): Promise<number[]> {
   const schedule = await db.selectFrom('schedules').select(['version', 'cancelled', 'meeting_state']).where('id', '=', o.scheduleId).executeTakeFirst();
@@ -102,7 +100,7 @@ export async function oweReplayLinks(db: Db, now: Date, o: { scheduleId: number;
     .select((eb) => eb.fn.max('stored_at').as('at'))
     .where('schedule_id', '=', o.scheduleId)
     .where('state', '=', 'stored')
-    .where('file_type', 'in', PLAYABLE)
+    .where('file_type', 'in', PLAYABLE_TYPES)
     .executeTakeFirst();
   const from = Math.min(stored?.at ? toDate(stored.at).getTime() : now.getTime(), now.getTime());
   return oweToBookedStudents(db, now, { scheduleId: o.scheduleId, kind: 'replay_url', notAfter: new Date(from + o.lateWindowMs), version: schedule.version });
@@ -120,7 +118,7 @@ export async function classesMissingReplayLinks(db: Db, now: Date, lateWindowMs:
     .select('schedules.id')
     .distinct()
     .where('recordings.state', '=', 'stored')
-    .where('recordings.file_type', 'in', PLAYABLE)
+    .where('recordings.file_type', 'in', PLAYABLE_TYPES)
     .where('recordings.stored_at', '>=', new Date(now.getTime() - lateWindowMs))
     .where('schedules.cancelled', '=', false)
     .where('schedules.meeting_state', '<>', 'ended_empty')
